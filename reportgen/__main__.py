@@ -1,0 +1,5 @@
+"""`python -m reportgen` runs the CLI."""
+
+from .cli import app
+
+app()

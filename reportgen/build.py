@@ -1,0 +1,338 @@
+"""The pipeline, stage by stage: spec -> data -> plan -> run -> collect -> figures -> render.
+
+Like a static-site build, it first gathers everything (specs validated, data loaded, every
+experiment's cache key computed) and only then trains and writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, analysis, spec, store
+from .data import Dataset, load, subset
+from .spec import (
+    ConvergenceView,
+    Experiment,
+    MisclassifiedView,
+    OverlayView,
+    ParamsView,
+    Project,
+)
+
+BUILD_DIR = "build"
+
+
+@dataclass
+class Options:
+    root: Path
+    profile: str = "full"
+    only: list[str] = field(default_factory=list)
+    force: bool = False
+    data_file: Path | None = None
+    cache_dir: Path | None = None
+    build_dir: Path | None = None
+    train_limit: int | None = None
+    val_limit: int | None = None
+
+    @property
+    def out(self) -> Path:
+        return self.build_dir or self.root / BUILD_DIR
+
+
+@dataclass
+class Planned:
+    """One experiment with its cache key, its stored result if fresh, and why it is not."""
+
+    exp: Experiment
+    inputs: dict[str, Any]
+    key: str
+    entry: store.Entry | None
+    reasons: list[str]
+    error: str | None = None
+    cache_hit: bool = False
+    seconds: float = 0.0
+
+    @property
+    def state(self) -> str:
+        if self.error:
+            return "failed"
+        return "fresh" if self.entry is not None else ("stale" if self.reasons != ["never run"] else "missing")
+
+
+@dataclass
+class Session:
+    options: Options
+    project: Project
+    data: Dataset
+    store: store.Store
+    planned: list[Planned]
+    selected: set[str]
+
+
+# --- stage 1-3: read specs, load data, compute every key -------------------------------------------
+
+
+def open_session(options: Options, say: Callable[[str], None] = print) -> Session:
+    project = spec.load_project(options.root, options.profile)
+    selected = {e.name for e in spec.select(project, options.only)}
+    data = load(project.data, options.data_file)
+    if options.train_limit or options.val_limit:
+        data = subset(data, options.train_limit or len(data.y_train), options.val_limit or len(data.y_val))
+    if data.notice:
+        say(f"Note: {data.notice}")
+    results = store.Store(options.cache_dir or store.default_root(project.root))
+    from .run import backend_name, versions
+
+    backend, vers = backend_name(), versions()
+    planned = []
+    for exp in project.experiments:
+        inputs = store.inputs_for(exp, project.experiments_dir, data.fingerprint, backend, vers)
+        key = store.key_of(inputs)
+        entry = results.get(key)
+        reasons = [] if entry else store.explain(results.last_inputs(exp.name), inputs)
+        planned.append(Planned(exp=exp, inputs=inputs, key=key, entry=entry, reasons=reasons,
+                               cache_hit=entry is not None))
+    for warning in results.warnings:
+        say(f"Warning: {warning}")
+    return Session(options, project, data, results, planned, selected)
+
+
+# --- stage 4: train what is stale --------------------------------------------------------------------
+
+
+def train_stale(session: Session, console: Any) -> list[Planned]:
+    """Train every selected experiment that has no fresh result (all selected with --force).
+    A failing experiment is recorded and the others go on; Ctrl-C stops with nothing half-written."""
+    from rich.markup import escape
+
+    from .progress import TrainingProgress
+    from .run import train
+
+    todo = [p for p in session.planned
+            if p.exp.name in session.selected and (p.entry is None or session.options.force)]
+    if not todo:
+        return []
+    with TrainingProgress(console, len(todo)) as progress:
+        for i, planned in enumerate(todo, start=1):
+            progress.start_experiment(i, len(todo), planned.exp.name, planned.exp.model.epochs)
+
+            def waiting(pid: int, name: str = planned.exp.name) -> None:
+                console.print(f"  {name}: another build (pid {pid}) is training it; waiting")
+
+            with session.store.lock(planned.key, wait_message=waiting):
+                done = None if session.options.force else session.store.get(planned.key)
+                if done is not None:  # finished by the build we waited for
+                    planned.entry, planned.cache_hit, planned.reasons = done, True, []
+                    progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: "
+                                               "trained by another build, using its result")
+                    continue
+                started = time.perf_counter()
+                try:
+                    outcome = train(planned.exp, session.data, session.project.experiments_dir, progress)
+                except Exception as exc:  # one broken experiment must not sink the others
+                    planned.error = f"{type(exc).__name__}: {exc}"
+                    progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: "
+                                               f"[red]failed[/red]: {escape(planned.error)}")
+                    continue
+                planned.seconds = time.perf_counter() - started
+                outcome.result["config"] = planned.exp.config()
+                planned.entry = session.store.put(planned.key, planned.inputs, outcome.result,
+                                                  outcome.arrays)
+                planned.cache_hit, planned.reasons = False, []
+            result = planned.entry.result
+            acc = result.get("final", {}).get("val_accuracy")
+            status = (f"[yellow]diverged at epoch {result['diverged']['epoch']}[/yellow]"
+                      if result["status"] == "diverged" else
+                      f"val_accuracy {acc:.4f}" if acc is not None else "done")
+            progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: {status} "
+                                       f"({planned.seconds:.1f} s)")
+    return todo
+
+
+# --- stage 5: collect results into the report's context ---------------------------------------------
+
+
+def _history_rows(history: dict[str, list[float]]) -> list[dict[str, Any]]:
+    n = len(history.get("loss", []))
+    cols = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+    return [{"epoch": e + 1, **{c: history[c][e] for c in cols if c in history and e < len(history[c])}}
+            for e in range(n)]
+
+
+def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
+    """Everything the templates and commentary see, and the warnings raised while gathering it.
+    Figures are drawn here into build/assets, named after what they show."""
+    from . import figures
+    from .commentary import UnknownPlaceholder, render_commentary
+
+    assets = session.options.out / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    warnings: list[str] = []
+    by_name = {p.exp.name: p for p in session.planned}
+    facts = {name: analysis.run_facts(p.entry.result, p.exp.config())
+             for name, p in by_name.items() if p.entry is not None}
+    declared = list(by_name)
+
+    sections = []
+    for section in session.project.sections:
+        experiments = []
+        for exp in section.experiments:
+            p = by_name[exp.name]
+            item: dict[str, Any] = {"name": exp.name, "code_cell": exp.code_cell(), "state": p.state,
+                                    "error": p.error, "reasons": p.reasons}
+            if p.entry is not None:
+                result = p.entry.result
+                curves = f"curves-{exp.name}.svg"
+                figures.save_svg(figures.learning_curves(exp.name, result["history"]), assets / curves)
+                item.update(result=result, facts=facts[exp.name], curves=f"assets/{curves}",
+                            epochs=_history_rows(result["history"]), cache_hit=p.cache_hit)
+            elif p.error:
+                warnings.append(f"{exp.name}: failed: {p.error}")
+            experiments.append(item)
+
+        views, view_facts = [], {}
+        section_facts = [facts[e.name] for e in section.experiments if e.name in facts]
+        for i, view in enumerate(section.views):
+            figure = f"{section.slug}-{view.kind}-{i}.svg"
+            entry: dict[str, Any] = {"kind": view.kind, "measured": None, "figure": None, "figures": []}
+            if isinstance(view, ParamsView) and section_facts:
+                measured = analysis.params_threshold(section_facts, view.threshold)
+                points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"]}
+                          for f in section_facts if f["val_accuracy"] is not None]
+                figures.save_svg(figures.params_vs_accuracy(points, view.threshold), assets / figure)
+                entry.update(measured=measured, figure=f"assets/{figure}")
+                view_facts[view.kind] = measured
+            elif isinstance(view, OverlayView) and section_facts:
+                histories = {e.name: by_name[e.name].entry.result["history"]  # type: ignore[union-attr]
+                             for e in section.experiments if e.name in facts}
+                figs = []
+                for metric in view.metrics:
+                    name = f"{section.slug}-overlay-{metric}.svg"
+                    figures.save_svg(figures.overlay(histories, metric), assets / name)
+                    figs.append({"metric": metric, "figure": f"assets/{name}"})
+                entry.update(figures=figs)
+            elif isinstance(view, ConvergenceView):
+                names = [e.name for e in section.experiments] + list(view.compare)
+                measured = analysis.convergence([facts[n] for n in names if n in facts], view.tolerance)
+                entry.update(measured=measured)
+                view_facts[view.kind] = measured
+            elif isinstance(view, MisclassifiedView) and view.run in facts:
+                p = by_name[view.run]
+                assert p.entry is not None
+                miss = p.entry.result["misclassified"]
+                images = p.entry.arrays().get("misclassified_images")
+                if images is not None and len(images):
+                    figures.save_svg(figures.misclassified_grid(images, miss["true"], miss["predicted"],
+                                                                miss["confidence"], view.count),
+                                     assets / figure)
+                    entry.update(figure=f"assets/{figure}")
+                entry.update(run=view.run, count=min(view.count, miss["count"]), total=miss["count"],
+                             of=miss["total"])
+            views.append(entry)
+
+        context = {"runs": facts, "section": {"number": section.number, "title": section.title,
+                                                "views": view_facts},
+                   "project": {"title": session.project.title, "data": session.data.name}}
+        known = declared + ["runs", "section", "project", "views"] + sorted(
+            {k for f in facts.values() for k in f})
+        try:
+            html, warning = render_commentary(section.commentary, context, known)
+        except UnknownPlaceholder as exc:
+            if exc.name in by_name and exc.name not in facts:
+                html, warning = None, (f"{exc}: that run has no result yet "
+                                       "(run `reportgen build` to fill this slot)")
+            else:
+                raise
+        if warning:
+            warnings.append(warning)
+        sections.append({"number": section.number, "title": section.title, "slug": section.slug,
+                         "anchor": "sec-" + section.number.replace(".", "-"),
+                         "commentary": html, "commentary_warning": warning,
+                         "commentary_file": section.commentary.name,
+                         "experiments": experiments, "views": views})
+
+    devices = sorted({f"{p.entry.result['device']['name']} ({p.entry.result['backend']})"
+                      for p in session.planned if p.entry is not None})
+    context = {
+        "project": {"title": session.project.title, "author": session.project.author,
+                    "profile": session.project.profile},
+        "data": session.data.summary(),
+        "devices": devices,
+        "tool_version": __version__,
+        "date": dt.date.today().isoformat(),
+        "sections": sections,
+        "warnings": warnings,
+        "stylesheet": "assets/style.css",
+    }
+    return context, warnings
+
+
+# --- stage 6: write the report and its manifest ---------------------------------------------------
+
+
+def _git(root: Path) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip() != ""
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict[str, Any]:
+    from .run import backend_name, versions
+
+    results = [p.entry.result for p in session.planned if p.entry is not None]
+    return {
+        "tool": {"name": "reportgen", "version": __version__},
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "profile": session.project.profile,
+        "backend": backend_name(),
+        "versions": versions(),
+        "devices": sorted({json.dumps(r["device"], sort_keys=True) for r in results}),
+        "data": session.data.summary(),
+        "seeds": sorted({p.exp.model.seed for p in session.planned}),
+        "determinism": sorted({json.dumps(r.get("determinism", {}), sort_keys=True) for r in results}),
+        "git": _git(session.project.root),
+        "experiments": [
+            {"name": p.exp.name, "section": p.exp.section, "key": p.key, "state": p.state,
+             "cache_hit": p.cache_hit, "train_seconds": round(p.seconds, 3) if not p.cache_hit else 0.0,
+             "recorded_train_seconds": p.entry.result.get("train_seconds") if p.entry else None,
+             "status": p.entry.result["status"] if p.entry else None, "error": p.error,
+             "config": p.exp.config()}
+            for p in session.planned
+        ],
+        "warnings": warnings,
+        "refused_fetches": refusals,
+    }
+
+
+def render_report(session: Session, pdf: bool = True) -> dict[str, Any]:
+    """Draw figures, fill commentary, write report.html, report.pdf and manifest.json."""
+    from . import render
+
+    out = session.options.out
+    out.mkdir(parents=True, exist_ok=True)
+    # Figures are regenerated from results every time: stale ones from removed runs must go.
+    shutil.rmtree(out / "assets", ignore_errors=True)
+    context, warnings = collect(session)
+    html_path = render.html(context, session.project.root, out)
+    refusals = render.pdf(html_path, out / "report.pdf") if pdf else []
+    data = manifest(session, refusals, warnings)
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, out / "manifest.json")
+    return {"html": html_path, "pdf": out / "report.pdf" if pdf else None, "warnings": warnings,
+            "refusals": refusals, "manifest": data}
+

@@ -1,0 +1,272 @@
+"""The command line: a thin layer over build.py. Heavy libraries load only when a command needs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .errors import ReportgenError, SpecError
+
+EXIT_ERROR = 1
+EXIT_EXPERIMENT_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    help="Turn the experiments declared in experiments/ into build/report.html and build/report.pdf.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+
+ProjectOpt = Annotated[Path, typer.Option("--project", "-C", help="Project folder (holds experiments/).",
+                                          file_okay=False)]
+OnlyOpt = Annotated[list[str] | None, typer.Option(
+    "--only", help="Run only this section (number or file stem) or run name/glob; repeatable.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Retrain even what the cache already holds.")]
+QuickOpt = Annotated[bool | None, typer.Option(
+    "--quick/--full", help="Draft profile (offline sample, 2 epochs) or the full one. "
+    "build defaults to --full; render and status to the profile of the last build.")]
+DataFileOpt = Annotated[Path | None, typer.Option(
+    "--data-file", help="Local MNIST .npz (Keras format) instead of downloading; "
+    "also read from REPORTGEN_MNIST.", dir_okay=False)]
+BackendOpt = Annotated[str | None, typer.Option(
+    "--backend", help="Keras backend: tensorflow, jax or torch (default: KERAS_BACKEND or tensorflow).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit with an error when the report has warnings "
+                                         "(empty commentary slots, missing results).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would train and why, then stop.")]
+CacheOpt = Annotated[Path | None, typer.Option(
+    "--cache-dir", help="Result cache folder (default: <project>/.reportgen-cache or REPORTGEN_CACHE).",
+    file_okay=False)]
+LimitTrainOpt = Annotated[int | None, typer.Option(
+    "--limit-train", min=1, help="Use only the first N training images (smoke runs).")]
+LimitValOpt = Annotated[int | None, typer.Option(
+    "--limit-val", min=1, help="Use only the first N validation images (smoke runs).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"reportgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """reportgen: declared experiments in, a reproducible report out."""
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Library errors become one `Error: ...` message and exit code 1; Ctrl-C exits 130."""
+    try:
+        yield
+    except SpecError as exc:
+        console.print(f"[red]Error:[/red] {escape(str(exc))}", soft_wrap=True)
+        console.print("Nothing was trained; fix the files above and run again.")
+        raise typer.Exit(EXIT_ERROR) from None
+    except ReportgenError as exc:
+        console.print(f"[red]Error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        console.print("\n[yellow]Interrupted.[/yellow] Finished experiments are kept in the cache; "
+                      "nothing half-written was stored. Run the same command to resume.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _set_backend(backend: str | None) -> None:
+    if backend:
+        if backend not in ("tensorflow", "jax", "torch"):
+            raise typer.BadParameter(f"expected one of ['tensorflow', 'jax', 'torch'], got {backend!r}",
+                                     param_hint="--backend")
+        os.environ["KERAS_BACKEND"] = backend  # must be set before keras is first imported
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _profile(root: Path, quick: bool | None, default_from_last_build: bool) -> str:
+    if quick is not None:
+        return "quick" if quick else "full"
+    if default_from_last_build:
+        try:
+            return str(json.loads((root / "build" / "manifest.json").read_text())["profile"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return "full"
+
+
+def _options(project: Path, profile: str, only: list[str] | None, force: bool, data_file: Path | None,
+             cache_dir: Path | None, limit_train: int | None, limit_val: int | None) -> Any:
+    from .build import Options
+
+    return Options(root=project.resolve(), profile=profile, only=only or [], force=force,
+                   data_file=data_file, cache_dir=cache_dir, train_limit=limit_train, val_limit=limit_val)
+
+
+def _say(message: str) -> None:
+    console.print(escape(message), soft_wrap=True)
+
+
+def _status_table(session: Any, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("section", "experiment", "state", "why"):
+        table.add_column(col, overflow="fold")
+    colors = {"fresh": "green", "stale": "yellow", "missing": "red", "failed": "red"}
+    for p in session.planned:
+        mark = "" if p.exp.name in session.selected else " (not selected)"
+        why = "cached: " + p.key[:12] if p.state == "fresh" else "; ".join(p.reasons)
+        table.add_row(p.exp.section, escape(p.exp.name), f"[{colors[p.state]}]{p.state}[/]{mark}",
+                      escape(why))
+    return table
+
+
+def _train_and_render(project: Path, quick: bool | None, only: list[str] | None, force: bool,
+                      data_file: Path | None, backend: str | None, strict: bool, dry_run: bool,
+                      cache_dir: Path | None, limit_train: int | None, limit_val: int | None,
+                      train: bool, render: bool, default_from_last: bool) -> None:
+    _set_backend(backend)
+    started = time.perf_counter()
+    with _errors():
+        from .build import open_session, render_report, train_stale
+
+        options = _options(project, _profile(project, quick, default_from_last), only, force, data_file,
+                           cache_dir, limit_train, limit_val)
+        session = open_session(options, say=_say)
+        stale = [p for p in session.planned if p.exp.name in session.selected and (p.entry is None or force)]
+        console.print(f"{escape(session.project.title)}: {len(session.planned)} experiments in "
+                      f"{len(session.project.sections)} sections, data {session.data.name}, "
+                      f"profile {session.project.profile}; {len(stale) if train else 0} to train.")
+        if dry_run:
+            console.print(_status_table(session, "Plan (nothing is trained with --dry-run)"))
+            return
+        failed = []
+        if train:
+            trained = train_stale(session, console)
+            failed = [p for p in trained if p.error]
+        outcome = None
+        if render:
+            outcome = render_report(session)
+            for refusal in outcome["refusals"]:
+                console.print(f"[yellow]Warning:[/yellow] {escape(refusal)}", soft_wrap=True)
+            for warning in outcome["warnings"]:
+                console.print(f"[yellow]Warning:[/yellow] {escape(warning)}", soft_wrap=True)
+            console.print(f"Report: {outcome['html']}\n        {outcome['pdf']}")
+        console.print(f"Done in {time.perf_counter() - started:.1f} s.")
+        if failed:
+            console.print(f"[red]{len(failed)} experiment(s) failed[/red]: "
+                          + ", ".join(p.exp.name for p in failed))
+            raise typer.Exit(EXIT_EXPERIMENT_FAILED)
+        if strict and outcome and (outcome["warnings"] or outcome["refusals"]):
+            console.print("[red]Error:[/red] --strict: the report has warnings (listed above).")
+            raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+def build(
+    project: ProjectOpt = Path("."), only: OnlyOpt = None, force: ForceOpt = False,
+    quick: QuickOpt = None, data_file: DataFileOpt = None, backend: BackendOpt = None,
+    strict: StrictOpt = False, dry_run: DryRunOpt = False, cache_dir: CacheOpt = None,
+    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None,
+) -> None:
+    """Train what is stale, reuse what is cached, and render build/report.html and report.pdf."""
+    _train_and_render(project, quick, only, force, data_file, backend, strict, dry_run, cache_dir,
+                      limit_train, limit_val, train=True, render=True, default_from_last=False)
+
+
+@app.command()
+def run(
+    project: ProjectOpt = Path("."), only: OnlyOpt = None, force: ForceOpt = False,
+    quick: QuickOpt = None, data_file: DataFileOpt = None, backend: BackendOpt = None,
+    dry_run: DryRunOpt = False, cache_dir: CacheOpt = None,
+    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None,
+) -> None:
+    """Train what is stale into the cache, without rendering the report."""
+    _train_and_render(project, quick, only, force, data_file, backend, False, dry_run, cache_dir,
+                      limit_train, limit_val, train=True, render=False, default_from_last=False)
+
+
+@app.command()
+def render(
+    project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
+    backend: BackendOpt = None, strict: StrictOpt = False, cache_dir: CacheOpt = None,
+    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None,
+) -> None:
+    """Render the report from stored results only; never trains (missing runs are marked)."""
+    _train_and_render(project, quick, None, False, data_file, backend, strict, False, cache_dir,
+                      limit_train, limit_val, train=False, render=True, default_from_last=True)
+
+
+@app.command()
+def status(
+    project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
+    backend: BackendOpt = None, cache_dir: CacheOpt = None,
+    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None,
+) -> None:
+    """List every experiment as fresh, stale (and which input changed) or missing."""
+    _set_backend(backend)
+    with _errors():
+        from .build import open_session
+
+        options = _options(project, _profile(project, quick, True), None, False, data_file, cache_dir,
+                           limit_train, limit_val)
+        session = open_session(options, say=_say)
+        console.print(_status_table(session, f"{session.project.title} (profile {session.project.profile}, "
+                                             f"data {session.data.name})"))
+        counts = {s: sum(p.state == s for p in session.planned) for s in ("fresh", "stale", "missing")}
+        console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+@app.command("list")
+def list_(project: ProjectOpt = Path("."), only: OnlyOpt = None, quick: QuickOpt = None) -> None:
+    """Show the sections and the experiments their grids expand to, before anything trains."""
+    with _errors():
+        from .spec import load_project, select
+
+        proj = load_project(project, _profile(project, quick, False))
+        chosen = {e.name for e in select(proj, only or [])}
+        table = Table(title=escape(f"{proj.title}: {len(chosen)}")+" experiment(s)", title_justify="left")
+        for col in ("section", "experiment", "kind", "settings"):
+            table.add_column(col, overflow="fold")
+        for section in proj.sections:
+            for exp in section.experiments:
+                if exp.name not in chosen:
+                    continue
+                shown = {"epochs": exp.model.epochs,
+                         **exp.model.model_dump(mode="json", exclude_defaults=True, exclude={"kind"})}
+                table.add_row(escape(f"{section.number} {section.title}"), escape(exp.name),
+                              exp.model.kind, escape(", ".join(f"{k}={v}" for k, v in shown.items())))
+        console.print(table)
+
+
+@app.command()
+def clean(
+    project: ProjectOpt = Path("."),
+    cache: Annotated[bool, typer.Option("--cache", help="Also delete every cached result "
+                                        "(they will have to be trained again).")] = False,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Delete build/ (and, with --cache, the result cache)."""
+    from .store import default_root
+
+    removed = []
+    build_dir = project.resolve() / "build"
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+        removed.append(str(build_dir))
+    if cache:
+        root = cache_dir or default_root(project.resolve())
+        if root.exists():
+            shutil.rmtree(root)
+            removed.append(str(root))
+    console.print("Removed " + ", ".join(removed) if removed else "Nothing to remove.")

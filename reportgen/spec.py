@@ -1,0 +1,493 @@
+"""Read and validate the experiment files: the first stage, and the only one that reads experiments/.
+
+A project is a folder holding `experiments/project.toml` (title, author, data set, profiles) and
+one TOML file per report section, each beside its Markdown commentary of the same stem.
+Everything is validated before anything trains, and every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .errors import Problem, SpecError
+
+EXPERIMENTS_DIR = "experiments"
+PROJECT_FILE = "project.toml"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+SECTION_NUMBER_RE = re.compile(r"^\d+(\.\d+)*$")
+
+DataName = Literal["auto", "mnist", "mnist-sample"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- experiments ------------------------------------------------------------------------------
+
+
+class _Training(_Strict):
+    """Settings every kind shares: how a model is fitted."""
+
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "nadam"] = "adam"
+    learning_rate: Annotated[float, Field(gt=0)] | None = None  # None: the optimizer's default
+    batch_size: Annotated[int, Field(gt=0, le=65536)] = 128
+    epochs: Annotated[int, Field(gt=0, le=10000)] = 10
+    seed: int = 1
+
+
+Activation = Literal["relu", "tanh", "sigmoid", "elu", "gelu", "selu", "softplus", "linear"]
+
+
+class MLPSpec(_Training):
+    """Dense network: flatten, then Dense + separate Activation per hidden layer, Dense(10) + softmax."""
+
+    kind: Literal["mlp"]
+    hidden_layers: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=0)]
+    activation: Activation = "relu"
+    regularizer: Literal["none", "l1", "l2"] = "none"
+    strength: Annotated[float, Field(ge=0)] = 0.0
+
+
+class ConvBlock(_Strict):
+    type: Literal["conv"]
+    filters: Annotated[int, Field(gt=0)]
+    kernel: Annotated[int, Field(gt=0)]
+    padding: Literal["same", "valid"] = "same"
+    activation: Activation = "relu"
+
+
+class PoolBlock(_Strict):
+    type: Literal["pool"]
+    size: Annotated[int, Field(gt=0)] = 2
+
+
+class DropoutBlock(_Strict):
+    type: Literal["dropout"]
+    rate: Annotated[float, Field(ge=0, lt=1)]
+
+
+Block = Annotated[ConvBlock | PoolBlock | DropoutBlock, Field(discriminator="type")]
+
+
+class CNNSpec(_Training):
+    """Convolutional network: the blocks in order, then Flatten > Dense(10) > softmax."""
+
+    kind: Literal["cnn"]
+    blocks: Annotated[list[Block], Field(min_length=1)]
+
+
+class CustomSpec(_Training):
+    """Any Keras model: `builder = "module:function"` names a function in experiments/ that
+    returns an uncompiled model; `params` are passed to it as keyword arguments."""
+
+    kind: Literal["custom"]
+    builder: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$")]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+ModelSpec = Annotated[MLPSpec | CNNSpec | CustomSpec, Field(discriminator="kind")]
+_MODEL_ADAPTER: TypeAdapter[MLPSpec | CNNSpec | CustomSpec] = TypeAdapter(ModelSpec)
+KINDS = ("mlp", "cnn", "custom")
+_KIND_FIELDS = {"mlp": set(MLPSpec.model_fields), "cnn": set(CNNSpec.model_fields),
+                "custom": set(CustomSpec.model_fields)}
+
+
+# --- section views: the figure or table that answers a section's question ---------------------
+
+
+class ParamsView(_Strict):
+    """Parameters against final validation accuracy, with a threshold line."""
+
+    kind: Literal["params_vs_accuracy"]
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.97
+
+
+class OverlayView(_Strict):
+    """Every run's curves of one metric on one plot."""
+
+    kind: Literal["overlay"]
+    metrics: Annotated[
+        list[Literal["accuracy", "val_accuracy", "loss", "val_loss"]], Field(min_length=1)
+    ] = Field(default_factory=lambda: ["val_accuracy", "val_loss"])
+
+
+class ConvergenceView(_Strict):
+    """Measured epochs to converge: the first epoch whose validation accuracy is within
+    `tolerance` of that run's best."""
+
+    kind: Literal["convergence"]
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.005
+    compare: list[str] = Field(default_factory=list)  # runs of other sections to measure alongside
+
+
+class MisclassifiedView(_Strict):
+    """A grid of misclassified validation images of one run."""
+
+    kind: Literal["misclassified"]
+    run: str
+    count: Annotated[int, Field(gt=0, le=100)] = 36
+
+
+View = Annotated[
+    ParamsView | OverlayView | ConvergenceView | MisclassifiedView, Field(discriminator="kind")
+]
+_VIEW_ADAPTER: TypeAdapter[ParamsView | OverlayView | ConvergenceView | MisclassifiedView] = (
+    TypeAdapter(View)
+)
+
+
+# --- files as written -------------------------------------------------------------------------
+
+
+class QuickProfile(_Strict):
+    epochs: Annotated[int, Field(gt=0)] = 2
+    data: DataName = "mnist-sample"
+
+
+class ProjectFile(_Strict):
+    title: Annotated[str, Field(min_length=1)]
+    author: str = ""
+    data: DataName = "auto"
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    quick: QuickProfile = Field(default_factory=QuickProfile)
+
+
+class RunTable(BaseModel):
+    """One `[[runs]]` entry: a name (a template when there is a grid), settings and a grid."""
+
+    model_config = ConfigDict(extra="allow")
+    name: Annotated[str, Field(min_length=1)]
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class SectionFile(_Strict):
+    number: Annotated[str, Field(pattern=SECTION_NUMBER_RE.pattern)]
+    title: Annotated[str, Field(min_length=1)]
+    order: float | None = None
+    commentary: str | None = None
+    attach: str | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    runs: list[dict[str, Any]] = Field(default_factory=list)
+    views: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# --- resolved project -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One run after grid expansion, defaults filled in: the unit that is trained and cached."""
+
+    name: str
+    section: str
+    model: MLPSpec | CNNSpec | CustomSpec
+    data: str
+    source: Path
+    grid_values: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration, as stored beside its result and hashed into its key."""
+        return {"name": self.name, "data": self.data, **self.model.model_dump(mode="json")}
+
+    def code_cell(self) -> str:
+        """The configuration as Python assignments, the way the report shows it."""
+        lines = []
+        for key, value in self.config().items():
+            if key in ("name",):
+                continue
+            lines.append(f"{key} = {_python_literal(value)}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Section:
+    number: str
+    title: str
+    order: tuple[float, ...]
+    source: Path
+    commentary: Path
+    experiments: tuple[Experiment, ...]
+    views: tuple[ParamsView | OverlayView | ConvergenceView | MisclassifiedView, ...]
+    attach: Path | None = None
+
+    @property
+    def slug(self) -> str:
+        return self.source.stem
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    title: str
+    author: str
+    data: str
+    profile: str
+    sections: tuple[Section, ...]
+
+    @property
+    def experiments(self) -> list[Experiment]:
+        return [e for s in self.sections for e in s.experiments]
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.root / EXPERIMENTS_DIR
+
+
+def _python_literal(value: Any) -> str:
+    if isinstance(value, list) and all(not isinstance(v, dict) for v in value):
+        return "(" + ", ".join(_python_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value)
+
+
+def _name_part(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "x".join(_name_part(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _read_toml(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(path, "", f"cannot be read: {exc}"))
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message already ends with "(at line L, column C)"; it reports duplicate keys
+        # and syntax errors alike.
+        line = getattr(exc, "lineno", None)
+        problems.append(Problem(path, "", f"invalid TOML: {exc}", line=line))
+        return None
+
+
+def _pydantic_problems(path: Path, prefix: str, exc: ValidationError) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        # Drop the union tag pydantic inserts ("mlp", "conv", ...) so the key reads as written.
+        loc = [p for p in loc if p not in KINDS and p not in ("conv", "pool", "dropout")
+               and p not in ("params_vs_accuracy", "overlay", "convergence", "misclassified")]
+        key = ".".join([prefix, *loc]) if prefix else ".".join(loc)
+        key = key.replace(".[", "[")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] not in ("union_tag_invalid",):
+            msg += f", got {err['input']!r}"
+        if err["type"] == "union_tag_invalid":
+            msg += f", got {err['input'].get(loc[-1]) if isinstance(err['input'], dict) else err['input']!r}"
+        out.append(Problem(path, key, msg))
+    return out
+
+
+def _index_loc(prefix: str, index: int) -> str:
+    return f"{prefix}[{index}]"
+
+
+def _expand_runs(
+    path: Path, section: SectionFile, project_defaults: dict[str, Any], data: str,
+    problems: list[Problem],
+) -> list[Experiment]:
+    experiments: list[Experiment] = []
+    for i, raw in enumerate(section.runs):
+        where = _index_loc("runs", i)
+        try:
+            table = RunTable.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(path, where, exc))
+            continue
+        settings = {k: v for k, v in raw.items() if k not in ("name", "grid")}
+        empty = [k for k, v in table.grid.items() if len(v) == 0]
+        for k in empty:
+            problems.append(Problem(path, f"{where}.grid.{k}", "grid expands to nothing: give at least one value"))
+        if empty:
+            continue
+        for k in table.grid:
+            if k in settings:
+                problems.append(Problem(path, f"{where}.grid.{k}", "set both as a grid and as a single value; keep one"))
+        keys = list(table.grid)
+        combos = list(itertools.product(*(table.grid[k] for k in keys))) if keys else [()]
+        if keys and "{" not in table.name and len(combos) > 1:
+            problems.append(Problem(
+                path, f"{where}.name",
+                f"a grid of {len(combos)} runs needs a name template naming its keys, "
+                f"e.g. {table.name + '-' + '-'.join('{' + k + '}' for k in keys)!r}",
+            ))
+            continue
+        for combo in combos:
+            values = dict(zip(keys, combo, strict=True))
+            explicit = {**settings, **values}
+            # Shared defaults apply where the run's kind has such a setting: a section of dense
+            # nets may still hold one custom model that has no `activation`.
+            kind = explicit.get("kind", section.defaults.get("kind", project_defaults.get("kind")))
+            accepted = _KIND_FIELDS.get(kind, None)
+            defaults = {k: v for k, v in {**project_defaults, **section.defaults}.items()
+                        if accepted is None or k in accepted}
+            merged = {**defaults, **explicit}
+            try:
+                name = table.name.format(**{k: _name_part(v) for k, v in merged.items()})
+            except (KeyError, IndexError, ValueError) as exc:
+                problems.append(Problem(path, f"{where}.name", f"name template {table.name!r} names no setting: {exc}"))
+                break
+            if not NAME_RE.match(name):
+                problems.append(Problem(path, f"{where}.name",
+                                        f"names may hold letters, digits, '-', '_' and '.', got {name!r}"))
+                continue
+            try:
+                model = _MODEL_ADAPTER.validate_python(merged)
+            except ValidationError as exc:
+                for p in _pydantic_problems(path, "", exc):
+                    top = p.key.split(".")[0].split("[")[0]
+                    origin = (f"{where}.grid.{p.key}" if top in values else
+                              f"{where}.{p.key}" if top in settings else
+                              f"defaults.{p.key}" if top in section.defaults else
+                              f"{PROJECT_FILE} defaults.{p.key}" if top in project_defaults else
+                              f"{where}.{p.key}")
+                    problems.append(Problem(path, origin, f"{p.message} (run {name!r})"))
+                continue
+            experiments.append(Experiment(name=name, section=section.number, model=model, data=data,
+                                          source=path, grid_values=values))
+    return experiments
+
+
+def _section_views(path: Path, section: SectionFile, names: set[str], problems: list[Problem]) -> list[Any]:
+    views = []
+    for i, raw in enumerate(section.views):
+        try:
+            view = _VIEW_ADAPTER.validate_python(raw)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(path, _index_loc("views", i), exc))
+            continue
+        if isinstance(view, MisclassifiedView) and view.run not in names:
+            problems.append(Problem(path, f"views[{i}].run",
+                                    f"expected one of this section's runs {sorted(names)}, got {view.run!r}"))
+            continue
+        views.append(view)
+    return views
+
+
+def load_project(root: Path, profile: str = "full") -> Project:
+    """Read, expand and validate every experiment file under root/experiments; raise SpecError
+    listing every problem found."""
+    root = root.resolve()
+    exp_dir = root / EXPERIMENTS_DIR
+    project_path = exp_dir / PROJECT_FILE
+    problems: list[Problem] = []
+    if not project_path.is_file():
+        raise SpecError([Problem(project_path, "", "not found: a project needs experiments/project.toml "
+                                 "with at least `title = \"...\"` (is this the project folder?)")])
+    raw_project = _read_toml(project_path, problems)
+    project_file: ProjectFile | None = None
+    if raw_project is not None:
+        try:
+            project_file = ProjectFile.model_validate(raw_project)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(project_path, "", exc))
+    data = project_file.data if project_file else "auto"
+    project_defaults = project_file.defaults if project_file else {}
+    if profile == "quick" and project_file is not None:
+        data = project_file.quick.data
+
+    sections: list[Section] = []
+    seen_names: dict[str, Path] = {}
+    seen_numbers: dict[str, Path] = {}
+    for path in sorted(exp_dir.glob("*.toml")):
+        if path.name == PROJECT_FILE:
+            continue
+        raw = _read_toml(path, problems)
+        if raw is None:
+            continue
+        try:
+            sf = SectionFile.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(path, "", exc))
+            continue
+        if sf.number in seen_numbers:
+            problems.append(Problem(path, "number", f"section {sf.number} is also declared in {seen_numbers[sf.number].name}"))
+        seen_numbers[sf.number] = path
+        experiments = _expand_runs(path, sf, project_defaults, data, problems)
+        local: set[str] = set()
+        for exp in experiments:
+            if exp.name in seen_names:
+                other = seen_names[exp.name]
+                where = "this file" if other == path else other.name
+                problems.append(Problem(path, "runs", f"run name {exp.name!r} is used twice (also in {where}); names must be unique"))
+            seen_names[exp.name] = path
+            local.add(exp.name)
+        views = _section_views(path, sf, local, problems)
+        commentary = exp_dir / (sf.commentary or f"{path.stem}.md")
+        if sf.commentary and not _inside(commentary, exp_dir):
+            problems.append(Problem(path, "commentary", f"must name a file inside {exp_dir}, got {sf.commentary!r}"))
+        attach = None
+        if sf.attach:
+            attach = exp_dir / sf.attach
+            if not _inside(attach, exp_dir):
+                problems.append(Problem(path, "attach", f"must name a file inside {exp_dir}, got {sf.attach!r}"))
+            elif not attach.is_file():
+                problems.append(Problem(path, "attach", f"file not found: {attach}"))
+        if profile == "quick" and project_file is not None:
+            experiments = [_quick(e, project_file.quick.epochs) for e in experiments]
+        order = (sf.order,) if sf.order is not None else tuple(float(p) for p in sf.number.split("."))
+        sections.append(Section(number=sf.number, title=sf.title, order=order, source=path,
+                                commentary=commentary, experiments=tuple(experiments),
+                                views=tuple(views), attach=attach))
+    for section in sections:
+        for i, view in enumerate(section.views):
+            for name in getattr(view, "compare", []):
+                if name not in seen_names:
+                    problems.append(Problem(section.source, f"views[{i}].compare",
+                                            f"expected a run name declared in experiments/, got {name!r}"))
+    if problems:
+        raise SpecError(problems)
+    if not sections:
+        raise SpecError([Problem(exp_dir, "", "no section files: add at least one experiments/*.toml besides project.toml")])
+    assert project_file is not None
+    sections.sort(key=lambda s: s.order)
+    return Project(root=root, title=project_file.title, author=project_file.author, data=data,
+                   profile=profile, sections=tuple(sections))
+
+
+def _quick(exp: Experiment, epochs: int) -> Experiment:
+    model = exp.model.model_copy(update={"epochs": min(exp.model.epochs, epochs)})
+    return Experiment(name=exp.name, section=exp.section, model=model, data=exp.data,
+                      source=exp.source, grid_values=exp.grid_values)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def select(project: Project, only: Iterable[str]) -> list[Experiment]:
+    """The experiments named by --only: section numbers, section file stems, run names or globs."""
+    patterns = list(only)
+    if not patterns:
+        return project.experiments
+    chosen: list[Experiment] = []
+    for pattern in patterns:
+        hits = [
+            e for s in project.sections for e in s.experiments
+            if pattern in (s.number, s.slug) or fnmatch.fnmatchcase(e.name, pattern)
+        ]
+        if not hits:
+            choices = [s.number for s in project.sections] + [e.name for e in project.experiments]
+            raise SpecError([Problem("--only", "", f"matches no section or run: {pattern!r}; "
+                                     f"expected one of {choices}")])
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen

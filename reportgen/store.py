@@ -1,0 +1,272 @@
+"""The content-addressed result cache: keys, atomic writes, verified reads, locks, staleness.
+
+Layout under the cache root (default `<project>/.reportgen-cache`, or $REPORTGEN_CACHE):
+  results/<key>/   result.json, arrays.npz, inputs.json, then MANIFEST.json (hashes of the rest)
+  index/<name>.json  the inputs of the last result stored for a run name, to explain staleness
+  locks/<key>.lock   held while a process trains that key; records the pid
+  tmp/               entries being written; renamed into results/ when complete
+  corrupt/           entries that failed verification, moved aside, never read again
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CacheError
+from .spec import CustomSpec, Experiment
+
+CACHE_ENV = "REPORTGEN_CACHE"
+SCHEMA = 1
+PACKAGE_DIR = Path(__file__).parent
+# The code that turns a configuration into numbers: a change here invalidates every result.
+TRAINING_SOURCES = ("run.py", "models.py")
+
+
+def default_root(project_root: Path) -> Path:
+    return Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else project_root / ".reportgen-cache"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def code_fingerprint(exp: Experiment, experiments_dir: Path) -> str:
+    """Hash of the source that trains this experiment: reportgen's training code, plus the
+    project's builder module for `custom` models."""
+    from .models import builder_path
+
+    h = hashlib.sha256()
+    for name in TRAINING_SOURCES:
+        h.update(name.encode() + b"\0" + (PACKAGE_DIR / name).read_bytes())
+    if isinstance(exp.model, CustomSpec):
+        path = builder_path(exp.model.builder, experiments_dir)
+        h.update(path.name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"<missing>"))
+    return h.hexdigest()
+
+
+def inputs_for(exp: Experiment, experiments_dir: Path, data_fingerprint: str, backend: str,
+               versions: dict[str, str], precision: str = "float32") -> dict[str, Any]:
+    """Everything that can change a result; its hash is the result's key."""
+    return {
+        "schema": SCHEMA,
+        "config": exp.config(),
+        "code": code_fingerprint(exp, experiments_dir),
+        "data": data_fingerprint,
+        "backend": backend,
+        "versions": versions,
+        "precision": precision,
+    }
+
+
+def key_of(inputs: dict[str, Any]) -> str:
+    return _sha256(canonical(inputs))[:32]
+
+
+def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """Why a result for these inputs is not in the cache, in terms a user changed."""
+    if old is None:
+        return ["never run"]
+    reasons = []
+    old_cfg, new_cfg = old.get("config", {}), new["config"]
+    for k in sorted(set(old_cfg) | set(new_cfg)):
+        if old_cfg.get(k) != new_cfg.get(k):
+            reasons.append(f"{k} changed: {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}")
+    if old.get("code") != new["code"]:
+        reasons.append("training code changed")
+    if old.get("data") != new["data"]:
+        reasons.append(f"data set changed (fingerprint {str(old.get('data'))[:12]} -> {new['data'][:12]})")
+    if old.get("backend") != new["backend"]:
+        reasons.append(f"backend changed: {old.get('backend')} -> {new['backend']}")
+    old_v, new_v = old.get("versions", {}), new["versions"]
+    for k in sorted(set(old_v) | set(new_v)):
+        if old_v.get(k) != new_v.get(k):
+            reasons.append(f"{k} version changed: {old_v.get(k)} -> {new_v.get(k)}")
+    if old.get("precision") != new.get("precision"):
+        reasons.append(f"precision changed: {old.get('precision')} -> {new.get('precision')}")
+    return reasons or ["stored result missing or discarded"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path
+    result: dict[str, Any]
+    inputs: dict[str, Any]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / "arrays.npz", allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = root
+        self.results = root / "results"
+        self.warnings: list[str] = []
+        for sub in ("results", "index", "locks", "tmp", "corrupt"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self._sweep_tmp()
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        """The verified entry for key, or None. A damaged entry is moved aside and reported."""
+        path = self.results / key
+        if not path.exists():
+            return None
+        try:
+            manifest = json.loads((path / "MANIFEST.json").read_bytes())
+            for name, digest in manifest["files"].items():
+                if _sha256((path / name).read_bytes()) != digest:
+                    raise ValueError(f"{name} does not match its recorded hash")
+            result = json.loads((path / "result.json").read_bytes())
+            inputs = json.loads((path / "inputs.json").read_bytes())
+            if key_of(inputs) != key:
+                raise ValueError("inputs do not hash to the entry's key")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._quarantine(path, str(exc))
+            return None
+        return Entry(key=key, path=path, result=result, inputs=inputs)
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        target = self.root / "corrupt" / f"{path.name}-{int(time.time())}-{uuid.uuid4().hex[:6]}"
+        with contextlib.suppress(OSError):
+            os.replace(path, target)
+        self.warnings.append(f"cached result {path.name} was damaged ({why}); moved to {target} "
+                             "and will be recomputed")
+
+    def last_inputs(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.root / "index" / f"{name}.json").read_bytes())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def put(self, key: str, inputs: dict[str, Any], result: dict[str, Any],
+            arrays: dict[str, np.ndarray]) -> Entry:
+        """Write an entry atomically: a temp folder on the same file system, renamed when whole."""
+        tmp = self.root / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **arrays)
+            files = {
+                "result.json": json.dumps(result, indent=1, sort_keys=True).encode(),
+                "inputs.json": json.dumps(inputs, indent=1, sort_keys=True).encode(),
+                "arrays.npz": buffer.getvalue(),
+            }
+            for name, data in files.items():
+                _write_synced(tmp / name, data)
+            manifest = {"key": key, "files": {n: _sha256(d) for n, d in files.items()}}
+            _write_synced(tmp / "MANIFEST.json", json.dumps(manifest, indent=1).encode())
+            final = self.results / key
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                # Another process stored the same key first; its entry is equally valid.
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.record_index(result["name"], inputs)
+        entry = self.get(key)
+        if entry is None:
+            raise CacheError(f"result {key} could not be read back after writing")
+        return entry
+
+    def record_index(self, name: str, inputs: dict[str, Any]) -> None:
+        index = self.root / "index" / f"{name}.json"
+        tmp = index.with_suffix(f".{os.getpid()}.tmp")
+        _write_synced(tmp, json.dumps(inputs, indent=1, sort_keys=True).encode())
+        os.replace(tmp, index)
+
+    def _sweep_tmp(self) -> None:
+        """Remove temp entries left by processes that died mid-write (kill -9, power loss)."""
+        for path in (self.root / "tmp").iterdir():
+            parts = path.name.split(".")
+            pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+            if pid is None or not _pid_alive(pid):
+                shutil.rmtree(path, ignore_errors=True)
+
+    # --- locking ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, key: str, wait_message: Any = None, poll: float = 0.5) -> Iterator[None]:
+        """Hold the lock for one key, so two builds at once train it once. A lock whose process
+        is dead is reclaimed."""
+        path = self.root / "locks" / f"{key}.lock"
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        told = False
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    holder = json.loads(path.read_bytes())
+                    pid = int(holder["pid"])
+                    same_host = holder.get("host") == socket.gethostname()
+                except FileNotFoundError:
+                    continue
+                except (OSError, ValueError, KeyError, TypeError):
+                    # Unreadable: either being written this instant, or its writer died mid-write.
+                    with contextlib.suppress(OSError):
+                        if time.time() - path.stat().st_mtime < 5:
+                            time.sleep(poll)
+                            continue
+                    pid, same_host = -1, True
+                if same_host and (pid < 0 or not _pid_alive(pid)):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    continue
+                if wait_message and not told:
+                    wait_message(pid)
+                    told = True
+                time.sleep(poll)
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(me)
+            break
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def clean(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
