@@ -247,9 +247,12 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
         try:
             html, warning = render_commentary(section.commentary, context, known)
         except UnknownPlaceholder as exc:
-            if exc.name in by_name and exc.name not in facts:
-                html, warning = None, (f"{exc}: that run has no result yet "
-                                       "(run `reportgen build` to fill this slot)")
+            # A name that would exist once every run has a result is a gap, not a typo.
+            expected = set(by_name) | {v.kind for v in section.views}
+            if exc.name in expected and any(p.entry is None for p in session.planned):
+                where = f"{exc.file}:{exc.line}" if exc.line else f"{exc.file}"
+                html, warning = None, (f"{where}: placeholder {exc.name!r} has no result yet; "
+                                       "run `reportgen build` to fill this slot")
             else:
                 raise
         if warning:
@@ -298,6 +301,7 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
         "tool": {"name": "reportgen", "version": __version__},
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "profile": session.project.profile,
+        "limits": {"train": session.options.train_limit, "val": session.options.val_limit},
         "backend": backend_name(),
         "versions": versions(),
         "devices": sorted({json.dumps(r["device"], sort_keys=True) for r in results}),

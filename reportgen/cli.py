@@ -95,21 +95,30 @@ def _set_backend(backend: str | None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def _last_build(root: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((root / "build" / "manifest.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
 def _profile(root: Path, quick: bool | None, default_from_last_build: bool) -> str:
     if quick is not None:
         return "quick" if quick else "full"
     if default_from_last_build:
-        try:
-            return str(json.loads((root / "build" / "manifest.json").read_text())["profile"])
-        except (OSError, ValueError, KeyError):
-            pass
+        return str(_last_build(root).get("profile", "full"))
     return "full"
 
 
 def _options(project: Path, profile: str, only: list[str] | None, force: bool, data_file: Path | None,
-             cache_dir: Path | None, limit_train: int | None, limit_val: int | None) -> Any:
+             cache_dir: Path | None, limit_train: int | None, limit_val: int | None,
+             default_from_last: bool = False) -> Any:
     from .build import Options
 
+    if default_from_last:  # render and status look at what the last build made
+        limits = _last_build(project).get("limits") or {}
+        limit_train = limit_train or limits.get("train")
+        limit_val = limit_val or limits.get("val")
     return Options(root=project.resolve(), profile=profile, only=only or [], force=force,
                    data_file=data_file, cache_dir=cache_dir, train_limit=limit_train, val_limit=limit_val)
 
@@ -141,7 +150,7 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
         from .build import open_session, render_report, train_stale
 
         options = _options(project, _profile(project, quick, default_from_last), only, force, data_file,
-                           cache_dir, limit_train, limit_val)
+                           cache_dir, limit_train, limit_val, default_from_last)
         session = open_session(options, say=_say)
         stale = [p for p in session.planned if p.exp.name in session.selected and (p.entry is None or force)]
         console.print(f"{escape(session.project.title)}: {len(session.planned)} experiments in "
@@ -219,7 +228,7 @@ def status(
         from .build import open_session
 
         options = _options(project, _profile(project, quick, True), None, False, data_file, cache_dir,
-                           limit_train, limit_val)
+                           limit_train, limit_val, default_from_last=True)
         session = open_session(options, say=_say)
         console.print(_status_table(session, f"{session.project.title} (profile {session.project.profile}, "
                                              f"data {session.data.name})"))

@@ -147,7 +147,7 @@ def render_bounded(env: BoundedEnvironment, source: str, filename: str, context:
         name = _undefined_name(exc.message or "")
         hint = ""
         close = difflib.get_close_matches(name, known_names or [], n=1)
-        if close:
+        if close and close[0] != name:
             hint = f"; did you mean {close[0]!r}?"
         raise UnknownPlaceholder(name, f"unknown placeholder {name!r} ({exc.message}){hint}",
                                  filename, line) from None

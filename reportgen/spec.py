@@ -201,12 +201,11 @@ class Experiment:
 
     def code_cell(self) -> str:
         """The configuration as Python assignments, the way the report shows it."""
-        lines = []
-        for key, value in self.config().items():
-            if key in ("name",):
-                continue
-            lines.append(f"{key} = {_python_literal(value)}")
-        return "\n".join(lines)
+        config = self.config()
+        # What distinguishes the model first, then how it was trained, then the data.
+        model_keys = [k for k in config if k not in _Training.model_fields and k not in ("name", "data")]
+        ordered = model_keys + list(_Training.model_fields) + ["data"]
+        return "\n".join(f"{k} = {_python_literal(config[k])}" for k in ordered if k in config)
 
 
 @dataclass(frozen=True)
@@ -270,7 +269,8 @@ def _read_toml(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already ends with "(at line L, column C)"; it reports duplicate keys
         # and syntax errors alike.
-        line = getattr(exc, "lineno", None)
+        found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = int(found[1]) if found else None
         problems.append(Problem(path, "", f"invalid TOML: {exc}", line=line))
         return None
 
@@ -289,10 +289,15 @@ def _pydantic_problems(path: Path, prefix: str, exc: ValidationError) -> list[Pr
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in err and err["type"] not in ("union_tag_invalid",):
+        elif err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            key = ".".join(p for p in (key, str(ctx.get("discriminator", "")).strip("'")) if p)
+            msg = f"expected one of {ctx.get('expected_tags')}, got {ctx.get('tag')!r}"
+        elif err["type"] == "union_tag_not_found":
+            key = ".".join(p for p in (key, str(err.get("ctx", {}).get("discriminator", "")).strip("'")) if p)
+            msg = "required key is missing"
+        elif "input" in err:
             msg += f", got {err['input']!r}"
-        if err["type"] == "union_tag_invalid":
-            msg += f", got {err['input'].get(loc[-1]) if isinstance(err['input'], dict) else err['input']!r}"
         out.append(Problem(path, key, msg))
     return out
 

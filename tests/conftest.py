@@ -1,0 +1,73 @@
+"""Shared fixtures: throwaway projects written per test, and a CLI runner with a wide terminal."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+# Set before keras can be imported anywhere in the test session.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROJECT_TOML = """
+title = "Tiny test report"
+author = "Test Author"
+data = "mnist-sample"
+
+[defaults]
+epochs = 1
+batch_size = 64
+seed = 3
+"""
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    """Create a project folder: `files` maps paths under experiments/ (or elsewhere) to text."""
+    if "experiments/project.toml" not in files:
+        files = {"experiments/project.toml": PROJECT_TOML, **files}
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[[dict[str, str]], Path]:
+    def make(files: dict[str, str]) -> Path:
+        return write_project(tmp_path / "project", files)
+
+    return make
+
+
+@pytest.fixture
+def runner():
+    from typer.testing import CliRunner
+
+    return CliRunner(env={"COLUMNS": "240", "NO_COLOR": "1", "TERM": "dumb"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="Rewrite golden files from the current output instead of comparing.")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """Compare text with tests/golden/<name>; `pytest --update-golden` rewrites it."""
+
+    def check(name: str, actual: str) -> None:
+        path = REPO / "tests" / "golden" / name
+        if request.config.getoption("--update-golden"):
+            path.write_text(actual, encoding="utf-8")
+            return
+        assert path.is_file(), f"golden file {path} missing: run pytest --update-golden"
+        assert actual == path.read_text(encoding="utf-8")
+
+    return check

@@ -1,0 +1,151 @@
+"""Experiment files: grid expansion and the messages bad input gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reportgen.errors import SpecError
+from reportgen.spec import MLPSpec, load_project, select
+
+from .conftest import REPO
+
+SECTION = """
+number = "2.1"
+title = "A grid"
+
+[defaults]
+kind = "mlp"
+
+[[runs]]
+name = "net-{hidden_layers}-{strength}"
+regularizer = "l2"
+[runs.grid]
+hidden_layers = [[8], [16, 4]]
+strength = [0.0, 0.01, 1.0]
+"""
+
+
+def test_shipped_project_expands_to_every_run_of_the_assignment():
+    project = load_project(REPO)
+    counts = {s.number: len(s.experiments) for s in project.sections}
+    assert counts == {"1.3": 10, "1.4": 5, "1.5": 4, "1.6": 2, "1.7": 1}
+    names = [e.name for e in project.experiments]
+    assert "relu-30x100" in names and "l2-1e-06" in names and "tanh-100x100-l2-1e-08" in names
+    by_name = {e.name: e for e in project.experiments}
+    assert isinstance(by_name["l2-0.01"].model, MLPSpec)
+    assert by_name["l2-0.01"].model.hidden_layers == [200, 100]
+    assert by_name["l2-0.01"].model.epochs == 10 and by_name["l2-0.01"].model.batch_size == 128
+    assert "hidden_layers = (30, 100)" in by_name["relu-30x100"].code_cell()
+
+
+def test_quick_profile_shortens_training_and_uses_the_sample():
+    project = load_project(REPO, profile="quick")
+    assert project.data == "mnist-sample"
+    assert {e.model.epochs for e in project.experiments} == {2}
+
+
+def test_grid_is_the_cartesian_product_with_names_from_the_template(make_project):
+    root = make_project({"experiments/grid.toml": SECTION})
+    names = [e.name for e in load_project(root).experiments]
+    assert names == ["net-8-0", "net-8-0.01", "net-8-1", "net-16x4-0", "net-16x4-0.01", "net-16x4-1"]
+
+
+def test_sections_are_ordered_by_number(make_project):
+    later = SECTION.replace('"2.1"', '"10.2"').replace("net-", "b-")
+    root = make_project({"experiments/a.toml": later, "experiments/b.toml": SECTION})
+    assert [s.number for s in load_project(root).sections] == ["2.1", "10.2"]
+
+
+def problems_of(root: Path) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load_project(root)
+    return [str(p) for p in info.value.problems]
+
+
+def test_every_problem_is_reported_at_once_with_file_key_and_expected_value(make_project):
+    bad = """
+    number = "1.1"
+    title = "Broken"
+
+    [[runs]]
+    name = "a"
+    kind = "mlp"
+    hidden_layers = [10]
+    optimizer = "adamm"
+    epochs = "ten"
+    dropuot = 0.5
+
+    [[runs]]
+    name = "b-{strength}"
+    kind = "mlp"
+    hidden_layers = [10]
+    [runs.grid]
+    strength = []
+    """
+    root = make_project({"experiments/bad.toml": bad})
+    problems = problems_of(root)
+    text = "\n".join(problems)
+    assert len(problems) == 4, text
+    assert "bad.toml [runs[0].optimizer]: Input should be 'adam', 'adamw', 'sgd', 'rmsprop' or 'nadam', got 'adamm'" in text
+    assert "bad.toml [runs[0].epochs]: Input should be a valid integer" in text and "got 'ten'" in text
+    assert "bad.toml [runs[0].dropuot]: unknown key" in text
+    assert "bad.toml [runs[1].grid.strength]: grid expands to nothing" in text
+
+
+def test_toml_syntax_errors_and_duplicate_keys_name_the_line(make_project):
+    root = make_project({
+        "experiments/dup.toml": 'number = "1.1"\ntitle = "x"\ntitle = "y"\n',
+        "experiments/syntax.toml": 'number = "1.2"\ntitle = "x\n',
+    })
+    text = "\n".join(problems_of(root))
+    assert "dup.toml:3: invalid TOML" in text
+    assert "syntax.toml:2: invalid TOML" in text
+
+
+def test_duplicate_run_names_across_files_are_rejected(make_project):
+    one = 'number = "1.1"\ntitle = "a"\n[[runs]]\nname = "same"\nkind = "mlp"\nhidden_layers = [4]\n'
+    two = one.replace('"1.1"', '"1.2"')
+    root = make_project({"experiments/one.toml": one, "experiments/two.toml": two})
+    text = "\n".join(problems_of(root))
+    assert "run name 'same' is used twice (also in one.toml)" in text
+
+
+def test_defaults_error_points_at_the_defaults_table(make_project):
+    section = SECTION.replace('kind = "mlp"', 'kind = "mlp"\nactivation = "swish"')
+    text = "\n".join(problems_of(make_project({"experiments/g.toml": section})))
+    assert "g.toml [defaults.activation]: Input should be" in text and "got 'swish'" in text
+
+
+def test_unknown_kind_lists_the_kinds(make_project):
+    section = SECTION.replace('kind = "mlp"', 'kind = "transformer"')
+    text = "\n".join(problems_of(make_project({"experiments/g.toml": section})))
+    assert "'mlp', 'cnn', 'custom'" in text and "transformer" in text
+
+
+def test_misclassified_view_must_name_a_run_of_its_section(make_project):
+    section = SECTION + '\n[[views]]\nkind = "misclassified"\nrun = "nope"\n'
+    text = "\n".join(problems_of(make_project({"experiments/g.toml": section})))
+    assert "g.toml [views[0].run]: expected one of this section's runs" in text and "'nope'" in text
+
+
+def test_grid_needs_a_name_template(make_project):
+    section = SECTION.replace('name = "net-{hidden_layers}-{strength}"', 'name = "net"')
+    text = "\n".join(problems_of(make_project({"experiments/g.toml": section})))
+    assert "a grid of 6 runs needs a name template naming its keys" in text
+
+
+def test_missing_project_file_says_what_a_project_needs(tmp_path):
+    (tmp_path / "experiments").mkdir()
+    text = "\n".join(problems_of(tmp_path))
+    assert "project.toml: not found" in text
+
+
+def test_only_selects_sections_runs_and_globs(make_project):
+    root = make_project({"experiments/grid.toml": SECTION})
+    project = load_project(root)
+    assert len(select(project, ["2.1"])) == 6
+    assert [e.name for e in select(project, ["net-16x4-*"])] == ["net-16x4-0", "net-16x4-0.01", "net-16x4-1"]
+    with pytest.raises(SpecError, match="matches no section or run: 'zzz'"):
+        select(project, ["zzz"])
