@@ -66,6 +66,8 @@ def _version(value: bool) -> None:
 def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="Print the version and exit.")] = False) -> None:
     """reportgen: declared experiments in, a reproducible report out."""
+    global console
+    console = Console(highlight=False)  # per command, so it sees the terminal width of now
 
 
 @contextmanager
@@ -128,7 +130,8 @@ def _say(message: str) -> None:
 
 
 def _status_table(session: Any, title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    console.print(escape(title))
+    table = Table()
     for col in ("section", "experiment", "state", "why"):
         table.add_column(col, overflow="fold")
     colors = {"fresh": "green", "stale": "yellow", "missing": "red", "failed": "red"}
@@ -231,7 +234,7 @@ def status(
                            limit_train, limit_val, default_from_last=True)
         session = open_session(options, say=_say)
         console.print(_status_table(session, f"{session.project.title} (profile {session.project.profile}, "
-                                             f"data {session.data.name})"))
+                                             f"data {session.data.name}):"))
         counts = {s: sum(p.state == s for p in session.planned) for s in ("fresh", "stale", "missing")}
         console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 

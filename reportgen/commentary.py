@@ -143,7 +143,7 @@ def render_bounded(env: BoundedEnvironment, source: str, filename: str, context:
                     raise TimeoutError(f"{filename} took longer than {MAX_SECONDS:.0f} s to render")
                 pieces.append(piece)
     except UndefinedError as exc:
-        line = _template_line(exc.__traceback__, "<template>")
+        line = _template_line(exc.__traceback__, filename)
         name = _undefined_name(exc.message or "")
         hint = ""
         close = difflib.get_close_matches(name, known_names or [], n=1)
@@ -152,15 +152,15 @@ def render_bounded(env: BoundedEnvironment, source: str, filename: str, context:
         raise UnknownPlaceholder(name, f"unknown placeholder {name!r} ({exc.message}){hint}",
                                  filename, line) from None
     except SecurityError as exc:
-        line = _template_line(exc.__traceback__, "<template>")
+        line = _template_line(exc.__traceback__, filename)
         raise RenderError(f"refused by the template sandbox: {exc}", filename, line) from None
     except TimeoutError as exc:
         raise RenderError(f"stopped: {exc}", filename) from None
     except TemplateError as exc:
-        line = _template_line(exc.__traceback__, "<template>")
+        line = _template_line(exc.__traceback__, filename)
         raise RenderError(f"template error: {exc}", filename, line) from None
     except (TypeError, ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
-        line = _template_line(exc.__traceback__, "<template>")
+        line = _template_line(exc.__traceback__, filename)
         raise RenderError(f"{type(exc).__name__} while filling placeholders: {exc}", filename, line) from None
     return "".join(pieces)
 

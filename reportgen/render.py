@@ -56,10 +56,12 @@ def make_fetcher(assets_dir: Path, refusals: list[str]) -> Any:
 
     class AssetsOnly(URLFetcher):  # type: ignore[misc]
         def __init__(self) -> None:
-            super().__init__(allowed_protocols={"file"}, allow_redirects=False)
+            super().__init__(allowed_protocols={"file", "data"}, allow_redirects=False)
 
         def fetch(self, url: str, headers: Any = None) -> Any:
             parts = urlsplit(url)
+            if parts.scheme.lower() == "data":  # inline bytes (matplotlib embeds images so): nothing to leak
+                return super().fetch(url, headers)
             if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
                 return self._refuse(url, "only files of the report's assets folder are served")
             path = Path(unquote(parts.path)).resolve()

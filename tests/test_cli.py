@@ -1,0 +1,92 @@
+"""The command line: help for every command, clear one-line errors, nothing trained on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from reportgen.cli import app
+
+COMMANDS = ["build", "run", "render", "status", "list", "clean"]
+
+
+def test_every_command_has_help_text():
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert {n.rstrip("_") for n in names} == set(COMMANDS)
+    for command in app.registered_commands:
+        assert command.callback.__doc__ and len(command.callback.__doc__.strip()) > 20
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_each_command(runner, command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and "--project" in result.output
+
+
+def test_help_in_a_real_process_is_fast_and_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "reportgen", "--help"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    for command in COMMANDS:
+        assert command in out
+    # --help must not drag in the heavy stages.
+    probe = ("import sys, reportgen.cli; "
+             "print(sorted(m for m in ('keras', 'tensorflow', 'weasyprint', 'matplotlib') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+
+
+def test_list_shows_the_expanded_grid(runner, make_project):
+    root = make_project({"experiments/a.toml": """
+        number = "1"
+        title = "Widths"
+        [[runs]]
+        name = "w-{hidden_layers}"
+        kind = "mlp"
+        [runs.grid]
+        hidden_layers = [[8], [16, 8]]
+    """})
+    result = runner.invoke(app, ["list", "-C", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "Tiny test report: 2 experiment(s)" in result.output
+    assert "w-8" in result.output and "w-16x8" in result.output and "hidden_layers=[16, 8]" in result.output
+
+
+def test_bad_file_is_one_error_with_file_and_key_and_trains_nothing(runner, make_project):
+    root = make_project({"experiments/a.toml": """
+        number = "1"
+        title = "Broken"
+        [[runs]]
+        name = "a"
+        kind = "mlp"
+        hidden_layers = [8]
+        optimizer = "adamm"
+    """})
+    result = runner.invoke(app, ["build", "-C", str(root)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: 1 problem(s) in the experiment files:\n")
+    assert (f"{root / 'experiments' / 'a.toml'} [runs[0].optimizer]: Input should be 'adam', 'adamw', "
+            "'sgd', 'rmsprop' or 'nadam', got 'adamm' (run 'a')") in result.output
+    assert "Nothing was trained" in result.output
+    assert "Traceback" not in result.output
+    assert not (root / ".reportgen-cache").exists() and not (root / "build").exists()
+
+
+def test_unknown_only_lists_the_choices(runner, make_project):
+    root = make_project({"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\n'
+                                               'kind = "mlp"\nhidden_layers = [4]\n'})
+    result = runner.invoke(app, ["run", "-C", str(root), "--only", "b", "--dry-run"])
+    assert result.exit_code == 1
+    assert "matches no section or run: 'b'; expected one of ['1', 'a']" in result.output
+
+
+def test_clean_removes_build_and_keeps_the_cache_unless_asked(runner, make_project):
+    root = make_project({})
+    (root / "build").mkdir()
+    (root / ".reportgen-cache" / "results").mkdir(parents=True)
+    assert runner.invoke(app, ["clean", "-C", str(root)]).exit_code == 0
+    assert not (root / "build").exists() and (root / ".reportgen-cache").exists()
+    assert runner.invoke(app, ["clean", "-C", str(root), "--cache"]).exit_code == 0
+    assert not (root / ".reportgen-cache").exists()

@@ -1,0 +1,90 @@
+"""Placeholders in commentary: filled from results, strict about typos, sandboxed."""
+
+from __future__ import annotations
+
+import pytest
+
+from reportgen.commentary import (
+    UnknownPlaceholder,
+    environment,
+    markdown_to_html,
+    pct,
+    render_bounded,
+    render_commentary,
+)
+from reportgen.errors import RenderError
+
+CONTEXT = {"runs": {"relu-30x100": {"val_accuracy": 0.97012, "params": 27660}}}
+NAMES = ["relu-30x100", "val_accuracy", "params"]
+
+
+def fill(source: str) -> str:
+    return render_bounded(environment(), source, "c.md", CONTEXT, NAMES)
+
+
+def test_placeholders_are_filled_and_formatted():
+    text = fill('{{ runs["relu-30x100"].val_accuracy | pct }} with {{ runs["relu-30x100"].params | num }}')
+    assert text == "97.01% with 27,660"
+    assert pct(0.5, 0) == "50%"
+
+
+def test_typo_fails_naming_file_line_and_the_nearest_name():
+    with pytest.raises(UnknownPlaceholder) as info:
+        fill('line one\nline two {{ runs["relu-30x10"].val_accuracy }}\n')
+    message = str(info.value)
+    assert message.startswith("c.md:2: unknown placeholder 'relu-30x10'")
+    assert "did you mean 'relu-30x100'?" in message
+
+
+def test_unknown_attribute_fails_too():
+    with pytest.raises(RenderError, match="c.md:1: unknown placeholder 'val_acuracy'"):
+        fill('{{ runs["relu-30x100"].val_acuracy }}')
+
+
+def test_syntax_error_names_the_line():
+    with pytest.raises(RenderError, match=r"c.md:3: template syntax error"):
+        fill("a\nb\n{{ runs[ }}\n")
+
+
+@pytest.mark.parametrize("payload", [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ runs|attr('__class__') }}",
+    "{{ cycler.__init__.__globals__ }}",
+])
+def test_sandbox_refuses_python_internals(payload):
+    with pytest.raises(RenderError):
+        fill(payload)
+
+
+def test_runaway_output_is_stopped_with_a_clear_error():
+    with pytest.raises(RenderError, match="may not build a value"):
+        fill("{{ 'a' * 10**9 }}")
+
+
+def test_raw_html_in_markdown_is_shown_as_text_not_run():
+    html = markdown_to_html('<script>alert(1)</script>\n\n<img src=x onerror="alert(1)">\n')
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_values_are_escaped_before_markdown():
+    context = {"runs": {"x": {"note": "<b>bold</b>"}}}
+    text = render_bounded(environment(), '{{ runs["x"].note }}', "c.md", context)
+    assert text == "&lt;b&gt;bold&lt;/b&gt;"
+
+
+def test_missing_and_empty_slots_are_warnings_not_blank(tmp_path):
+    html, warning = render_commentary(tmp_path / "none.md", CONTEXT, NAMES)
+    assert html is None and "commentary slot is missing" in warning
+    (tmp_path / "empty.md").write_text("  \n")
+    html, warning = render_commentary(tmp_path / "empty.md", CONTEXT, NAMES)
+    assert html is None and "commentary slot is empty" in warning
+
+
+def test_commentary_renders_to_the_expected_html(tmp_path, golden):
+    (tmp_path / "c.md").write_text(
+        "# Findings\n\nThe small net reaches **{{ runs['relu-30x100'].val_accuracy | pct }}** "
+        "with {{ runs['relu-30x100'].params | num }} parameters.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    html, warning = render_commentary(tmp_path / "c.md", CONTEXT, NAMES)
+    assert warning is None
+    golden("commentary_heading_table_placeholders.html", str(html))

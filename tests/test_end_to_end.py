@@ -1,0 +1,216 @@
+"""End to end on a few hundred real MNIST images: build, cache, rebuild, render, PDF contents."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from reportgen.cli import app
+
+from .conftest import write_project
+
+pytestmark = pytest.mark.slow
+LIMITS = ["--limit-train", "300", "--limit-val", "100"]
+
+FILES = {
+    "experiments/1-dense.toml": """
+        number = "1"
+        title = "Dense nets"
+        [defaults]
+        kind = "mlp"
+        hidden_layers = [16]
+        regularizer = "l2"
+        [[runs]]
+        name = "l2-{strength}"
+        [runs.grid]
+        strength = [0.0, 0.001]
+        [[views]]
+        kind = "params_vs_accuracy"
+        threshold = 0.5
+    """,
+    "experiments/1-dense.md": """
+        The unregularised net reaches {{ runs["l2-0"].val_accuracy | pct }} with
+        {{ runs["l2-0"].params | num }} parameters.
+    """,
+    "experiments/2-conv.toml": """
+        number = "2"
+        title = "Convolutions"
+        [[runs]]
+        name = "conv"
+        kind = "cnn"
+        blocks = [{ type = "conv", filters = 4, kernel = 3 }, { type = "pool", size = 2 }]
+        [[views]]
+        kind = "misclassified"
+        run = "conv"
+        count = 9
+    """,
+    "experiments/2-conv.md": "The convolutional net misclassifies {{ runs['conv'].misclassified }} images.\n",
+}
+
+
+def build(runner, root: Path, *args: str):
+    result = runner.invoke(app, ["build", "-C", str(root), *LIMITS, *args])
+    return result
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """One real build, shared; tests that change it work on a copy."""
+    from typer.testing import CliRunner
+
+    root = write_project(tmp_path_factory.mktemp("e2e") / "project", dict(FILES))
+    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["build", "-C", str(root), *LIMITS])
+    assert result.exit_code == 0, result.output
+    return root, result.output
+
+
+@pytest.fixture
+def copy(built, tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(built[0], root)
+    return root
+
+
+def manifest(root: Path) -> dict:
+    return json.loads((root / "build" / "manifest.json").read_text())
+
+
+def test_build_trains_everything_once_and_says_where_the_report_is(built):
+    root, output = built
+    assert "3 experiments in 2 sections, data mnist-sample[300/100], profile full; 3 to train." in output
+    assert f"Report: {root / 'build' / 'report.html'}" in output
+    data = manifest(root)
+    assert [e["name"] for e in data["experiments"]] == ["l2-0", "l2-0.001", "conv"]
+    assert all(e["state"] == "fresh" and not e["cache_hit"] for e in data["experiments"])
+    assert data["data"]["name"] == "mnist-sample[300/100]" and len(data["data"]["fingerprint"]) == 64
+    assert data["seeds"] == [3] and data["versions"]["keras"].startswith("3.")
+
+
+def test_pdf_has_headings_parameter_totals_figures_and_filled_placeholders(built):
+    root, _ = built
+    reader = PdfReader(root / "build" / "report.pdf")
+    text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+    for heading in ("Tiny test report", "Contents", "1 Dense nets", "2 Convolutions"):
+        assert heading in text
+    # Dense(16) on 784 inputs + Dense(10): 12,560 + 170 parameters, from the summary table.
+    assert "12,730" in text
+    data = manifest(root)
+    key = next(e["key"] for e in data["experiments"] if e["name"] == "l2-0")
+    l2_0 = json.loads((root / ".reportgen-cache" / "results" / key / "result.json").read_text())
+    quoted = f"{l2_0['final']['val_accuracy'] * 100:.2f}%"
+    assert f"The unregularised net reaches {quoted} with 12,730 parameters." in text
+    assert "Figure 1." in text and "Learning curves of conv" in text
+    # Figures are embedded as vector drawings whose labels are real text in the PDF.
+    assert "Trainable parameters (log scale)" in text and "Accuracy: l2-0" in text
+    titles = [item["/Title"] for item in reader.outline[1] if isinstance(item, dict)]
+    assert titles == ["Contents", "1 Dense nets", "2 Convolutions"]  # PDF bookmarks
+    html = (root / "build" / "report.html").read_text()
+    assert html.count("<figure>") == 5  # 3 learning curves, params plot, misclassified grid
+
+
+def test_rebuild_with_nothing_changed_trains_nothing(runner, copy):
+    result = build(runner, copy)
+    assert result.exit_code == 0, result.output
+    assert "; 0 to train." in result.output
+    assert all(e["cache_hit"] for e in manifest(copy)["experiments"])
+
+
+def test_commentary_change_retrains_nothing_and_shows_the_new_text(runner, copy):
+    (copy / "experiments/2-conv.md").write_text("Edited: {{ runs['conv'].params | num }} parameters.\n")
+    result = build(runner, copy)
+    assert "; 0 to train." in result.output
+    # Conv2D(4, 3x3): 40, then 14*14*4 = 784 inputs to Dense(10): 7,850.
+    assert "Edited: 7,890 parameters." in (copy / "build/report.html").read_text()
+
+
+def test_changed_lambda_retrains_that_run_only_and_status_says_why(runner, copy):
+    toml = copy / "experiments/1-dense.toml"
+    toml.write_text(toml.read_text().replace("0.001]", "0.002]"))
+    status = runner.invoke(app, ["status", "-C", str(copy)])
+    assert status.exit_code == 0, status.output
+    assert "l2-0.002" in status.output and "missing" in status.output
+    assert "2 fresh, 0 stale, 1 missing" in status.output
+    # Same name, new value: the reason names the setting that changed.
+    conv = copy / "experiments/2-conv.toml"
+    conv.write_text(conv.read_text().replace("filters = 4", "filters = 6"))
+    status = runner.invoke(app, ["status", "-C", str(copy)])
+    assert "conv" in status.output and "stale" in status.output
+    assert "blocks changed:" in status.output and "'filters': 6" in status.output
+    conv.write_text(conv.read_text().replace("filters = 6", "filters = 4"))
+    toml.write_text(FILES_DENSE_CHANGED)
+    result = build(runner, copy)
+    assert result.exit_code == 0, result.output
+    assert "; 1 to train." in result.output and "l2-0.002" in result.output
+    hits = {e["name"]: e["cache_hit"] for e in manifest(copy)["experiments"]}
+    assert hits == {"l2-0": True, "l2-0.002": False, "conv": True}
+
+
+FILES_DENSE_CHANGED = "\n".join(line.strip() for line in FILES["experiments/1-dense.toml"].replace(
+    "0.001]", "0.002]").splitlines()) + "\n"
+
+
+def test_render_never_trains_and_marks_missing_results(runner, copy):
+    (copy / "experiments/2-conv.toml").write_text(
+        (copy / "experiments/2-conv.toml").read_text().replace("filters = 4", "filters = 5"))
+    entries = len(list((copy / ".reportgen-cache/results").iterdir()))
+    result = runner.invoke(app, ["render", "-C", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert "; 0 to train." in result.output
+    assert len(list((copy / ".reportgen-cache/results").iterdir())) == entries
+    html = (copy / "build/report.html").read_text()
+    assert "No result for this configuration yet (filters" not in html  # reasons speak of the key
+    assert "No result for this configuration yet" in html
+    assert "placeholder &#39;conv&#39; has no result yet" in html or "has no result yet" in result.output
+
+
+def test_typo_in_a_placeholder_fails_the_build_with_file_and_line(runner, copy):
+    (copy / "experiments/1-dense.md").write_text("ok\n{{ runs['l2-O'].val_accuracy }}\n")
+    result = build(runner, copy)
+    assert result.exit_code == 1
+    assert f"Error: {copy / 'experiments/1-dense.md'}:2: unknown placeholder 'l2-O'" in result.output
+    assert "did you mean 'l2-0'?" in result.output
+
+
+def test_empty_slot_is_a_visible_box_and_strict_fails(runner, copy):
+    (copy / "experiments/2-conv.md").write_text("")
+    result = build(runner, copy)
+    assert result.exit_code == 0
+    assert "commentary slot is empty" in result.output
+    assert 'class="slot-missing">Commentary slot <code>2-conv.md</code>' in (copy / "build/report.html").read_text()
+    strict = build(runner, copy, "--strict")
+    assert strict.exit_code == 1 and "--strict: the report has warnings" in strict.output
+
+
+def test_diverging_and_failing_runs_are_marked_and_the_report_still_builds(runner, make_project):
+    root = make_project({
+        "experiments/a.toml": """
+            number = "1"
+            title = "Trouble"
+            [[runs]]
+            name = "explodes"
+            kind = "mlp"
+            hidden_layers = [8]
+            optimizer = "sgd"
+            learning_rate = 1e12
+            [[runs]]
+            name = "broken"
+            kind = "custom"
+            builder = "nets:broken"
+        """,
+        "experiments/a.md": "Some text.\n",
+        "experiments/nets.py": "def broken():\n    raise ValueError('no such layer')\n",
+    })
+    result = runner.invoke(app, ["build", "-C", str(root), *LIMITS])
+    assert result.exit_code == 3, result.output
+    assert "explodes: diverged at epoch 1" in result.output
+    assert "broken: failed: RunError: experiment 'broken' failed: builder nets:broken raised ValueError" in result.output
+    html = (root / "build/report.html").read_text()
+    assert "Training diverged at epoch 1" in html
+    assert "This run failed: RunError" in html
+    assert (root / "build/report.pdf").stat().st_size > 0
+    states = {e["name"]: (e["state"], e["status"]) for e in manifest(root)["experiments"]}
+    assert states == {"explodes": ("fresh", "diverged"), "broken": ("failed", None)}

@@ -1,0 +1,50 @@
+"""Figures, checked by what they show."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reportgen import figures
+
+HISTORY = {"loss": [1.0, 0.5, 0.3], "accuracy": [0.7, 0.85, 0.9], "val_loss": [0.8, 0.6, 0.55],
+           "val_accuracy": [0.75, 0.8, 0.82], "epoch": [1, 2, 3]}
+
+
+def test_learning_curves_show_training_and_validation_of_accuracy_and_loss():
+    fig = figures.learning_curves("net", HISTORY)
+    acc, loss = fig.axes
+    assert acc.get_ylabel() == "Accuracy" and loss.get_ylabel() == "Loss"
+    assert [line.get_label() for line in acc.get_lines()] == ["training", "validation"]
+    assert list(acc.get_lines()[1].get_ydata()) == HISTORY["val_accuracy"]
+    assert acc.get_xlabel() == "Epoch"
+
+
+def test_params_figure_has_threshold_line_and_marks_the_smallest():
+    points = [{"label": "a", "params": 100, "val_accuracy": 0.98}, {"label": "b", "params": 10, "val_accuracy": 0.9},
+              {"label": "c", "params": 50, "val_accuracy": 0.975}]
+    fig = figures.params_vs_accuracy(points, 0.97)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "97% line" in labels and "smallest above: c" in labels
+    line = [ln for ln in ax.get_lines() if ln.get_label() == "97% line"][0]
+    assert list(line.get_ydata()) == [0.97, 0.97]
+    assert ax.get_xscale() == "log"
+
+
+def test_overlay_has_one_series_per_run():
+    fig = figures.overlay({"a": HISTORY, "b": HISTORY, "c": HISTORY}, "val_accuracy")
+    assert [ln.get_label() for ln in fig.axes[0].get_lines()] == ["a", "b", "c"]
+
+
+def test_misclassified_grid_titles_true_and_predicted():
+    images = np.zeros((4, 28, 28), dtype=np.uint8)
+    fig = figures.misclassified_grid(images, [1, 2, 3, 4], [7, 5, 8, 9], [0.9, 0.8, 0.7, 0.6], 3)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["1→7\n90%", "2→5\n80%", "3→8\n70%"]
+
+
+def test_svg_output_is_byte_stable(tmp_path):
+    figures.save_svg(figures.learning_curves("net", HISTORY), tmp_path / "a.svg")
+    figures.save_svg(figures.learning_curves("net", HISTORY), tmp_path / "b.svg")
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    assert b"<dc:date>" not in (tmp_path / "a.svg").read_bytes()
