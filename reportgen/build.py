@@ -199,7 +199,8 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 warnings.append(f"{exp.name}: failed: {p.error}")
             experiments.append(item)
 
-        views, view_facts = [], {}
+        views: list[dict[str, Any]] = []
+        view_facts: dict[str, Any] = {}
         section_facts = [facts[e.name] for e in section.experiments if e.name in facts]
         for i, view in enumerate(section.views):
             figure = f"{section.slug}-{view.kind}-{i}.svg"

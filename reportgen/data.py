@@ -98,7 +98,8 @@ def _from_npz(path: Path) -> Dataset:
             arrays = [npz[k] for k in ("x_train", "y_train", "x_test", "y_test")]
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not an MNIST .npz with x_train, y_train, x_test, y_test ({exc})") from None
-    return _mnist(*arrays, f"MNIST from {path.name}")
+    x_train, y_train, x_val, y_val = arrays
+    return _mnist(x_train, y_train, x_val, y_val, f"MNIST from {path.name}")
 
 
 def _mnist(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,

@@ -54,7 +54,7 @@ def make_fetcher(assets_dir: Path, refusals: list[str]) -> Any:
 
     root = assets_dir.resolve()
 
-    class AssetsOnly(URLFetcher):  # type: ignore[misc]
+    class AssetsOnly(URLFetcher):
         def __init__(self) -> None:
             super().__init__(allowed_protocols={"file", "data"}, allow_redirects=False)
 

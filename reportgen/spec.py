@@ -118,7 +118,7 @@ class OverlayView(_Strict):
     kind: Literal["overlay"]
     metrics: Annotated[
         list[Literal["accuracy", "val_accuracy", "loss", "val_loss"]], Field(min_length=1)
-    ] = Field(default_factory=lambda: ["val_accuracy", "val_loss"])
+    ] = ["val_accuracy", "val_loss"]
 
 
 class ConvergenceView(_Strict):
@@ -326,7 +326,8 @@ def _expand_runs(
             continue
         for k in table.grid:
             if k in settings:
-                problems.append(Problem(path, f"{where}.grid.{k}", "set both as a grid and as a single value; keep one"))
+                problems.append(Problem(path, f"{where}.grid.{k}",
+                                        "set both as a grid and as a single value; keep one"))
         keys = list(table.grid)
         combos = list(itertools.product(*(table.grid[k] for k in keys))) if keys else [()]
         if keys and "{" not in table.name and len(combos) > 1:
@@ -342,7 +343,7 @@ def _expand_runs(
             # Shared defaults apply where the run's kind has such a setting: a section of dense
             # nets may still hold one custom model that has no `activation`.
             kind = explicit.get("kind", section.defaults.get("kind", project_defaults.get("kind")))
-            accepted = _KIND_FIELDS.get(kind, None)
+            accepted = _KIND_FIELDS.get(str(kind), None)
             defaults = {k: v for k, v in {**project_defaults, **section.defaults}.items()
                         if accepted is None or k in accepted}
             merged = {**defaults, **explicit}
@@ -425,7 +426,8 @@ def load_project(root: Path, profile: str = "full") -> Project:
             problems.extend(_pydantic_problems(path, "", exc))
             continue
         if sf.number in seen_numbers:
-            problems.append(Problem(path, "number", f"section {sf.number} is also declared in {seen_numbers[sf.number].name}"))
+            problems.append(Problem(path, "number",
+                                    f"section {sf.number} is also declared in {seen_numbers[sf.number].name}"))
         seen_numbers[sf.number] = path
         experiments = _expand_runs(path, sf, project_defaults, data, problems)
         local: set[str] = set()
@@ -433,7 +435,8 @@ def load_project(root: Path, profile: str = "full") -> Project:
             if exp.name in seen_names:
                 other = seen_names[exp.name]
                 where = "this file" if other == path else other.name
-                problems.append(Problem(path, "runs", f"run name {exp.name!r} is used twice (also in {where}); names must be unique"))
+                problems.append(Problem(path, "runs",
+                                        f"run name {exp.name!r} is used twice (also in {where}); names must be unique"))
             seen_names[exp.name] = path
             local.add(exp.name)
         views = _section_views(path, sf, local, problems)
@@ -462,7 +465,8 @@ def load_project(root: Path, profile: str = "full") -> Project:
     if problems:
         raise SpecError(problems)
     if not sections:
-        raise SpecError([Problem(exp_dir, "", "no section files: add at least one experiments/*.toml besides project.toml")])
+        raise SpecError([Problem(exp_dir, "",
+                                 "no section files: add at least one experiments/*.toml besides project.toml")])
     assert project_file is not None
     sections.sort(key=lambda s: s.order)
     return Project(root=root, title=project_file.title, author=project_file.author, data=data,

@@ -165,7 +165,7 @@ class Store:
 
     def last_inputs(self, name: str) -> dict[str, Any] | None:
         try:
-            return json.loads((self.root / "index" / f"{name}.json").read_bytes())  # type: ignore[no-any-return]
+            return dict(json.loads((self.root / "index" / f"{name}.json").read_bytes()))
         except (OSError, ValueError):
             return None
 
@@ -178,7 +178,7 @@ class Store:
         tmp.mkdir(parents=True)
         try:
             buffer = io.BytesIO()
-            np.savez_compressed(buffer, **arrays)
+            np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
             files = {
                 "result.json": json.dumps(result, indent=1, sort_keys=True).encode(),
                 "inputs.json": json.dumps(inputs, indent=1, sort_keys=True).encode(),

@@ -207,7 +207,8 @@ def test_diverging_and_failing_runs_are_marked_and_the_report_still_builds(runne
     result = runner.invoke(app, ["build", "-C", str(root), *LIMITS])
     assert result.exit_code == 3, result.output
     assert "explodes: diverged at epoch 1" in result.output
-    assert "broken: failed: RunError: experiment 'broken' failed: builder nets:broken raised ValueError" in result.output
+    assert ("broken: failed: RunError: experiment 'broken' failed: builder nets:broken raised ValueError"
+            in result.output)
     html = (root / "build/report.html").read_text()
     assert "Training diverged at epoch 1" in html
     assert "This run failed: RunError" in html

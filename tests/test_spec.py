@@ -88,7 +88,8 @@ def test_every_problem_is_reported_at_once_with_file_key_and_expected_value(make
     problems = problems_of(root)
     text = "\n".join(problems)
     assert len(problems) == 4, text
-    assert "bad.toml [runs[0].optimizer]: Input should be 'adam', 'adamw', 'sgd', 'rmsprop' or 'nadam', got 'adamm'" in text
+    assert ("bad.toml [runs[0].optimizer]: Input should be 'adam', 'adamw', 'sgd', 'rmsprop' or 'nadam', "
+            "got 'adamm'") in text
     assert "bad.toml [runs[0].epochs]: Input should be a valid integer" in text and "got 'ten'" in text
     assert "bad.toml [runs[0].dropuot]: unknown key" in text
     assert "bad.toml [runs[1].grid.strength]: grid expands to nothing" in text
