@@ -1,0 +1,66 @@
+"""Data sets: the local MNIST override, the offline error, and the embedded sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reportgen import data
+from reportgen.errors import DataError
+
+
+def write_npz(path, n_train=20, n_val=10):
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 255, (n_train, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, n_train), x_test=rng.integers(0, 255, (n_val, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, n_val))
+
+
+def test_local_file_from_flag_or_environment(tmp_path, monkeypatch):
+    write_npz(tmp_path / "mnist.npz")
+    loaded = data.load("mnist", tmp_path / "mnist.npz")
+    assert loaded.name == "mnist" and loaded.x_train.shape == (20, 28, 28) and len(loaded.y_val) == 10
+    monkeypatch.setenv(data.MNIST_ENV, str(tmp_path / "mnist.npz"))
+    assert data.load("mnist").fingerprint == loaded.fingerprint
+
+
+def test_bad_local_file_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="MNIST file not found"):
+        data.load("mnist", tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(DataError, match="not an MNIST .npz with x_train, y_train, x_test, y_test"):
+        data.load("mnist", tmp_path / "other.npz")
+
+
+def offline(monkeypatch, tmp_path):
+    import keras
+
+    def fail():
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.delenv(data.MNIST_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", fail)
+
+
+def test_offline_full_mnist_says_how_to_proceed(monkeypatch, tmp_path):
+    offline(monkeypatch, tmp_path)
+    with pytest.raises(DataError) as info:
+        data.load("mnist")
+    message = str(info.value)
+    assert "--data-file PATH" in message and data.MNIST_ENV in message and "mnist-sample" in message
+
+
+def test_auto_falls_back_to_the_sample_and_says_so(monkeypatch, tmp_path):
+    offline(monkeypatch, tmp_path)
+    loaded = data.load("auto")
+    assert loaded.name == "mnist-sample"
+    assert "Full MNIST is not available" in loaded.notice and "5,000 real MNIST images" in loaded.notice
+
+
+def test_sample_split_is_fixed_and_stratified():
+    a, b = data.load_sample(), data.load_sample()
+    assert a.fingerprint == b.fingerprint
+    assert len(a.y_train) == 4000 and len(a.y_val) == 1000
+    assert np.bincount(a.y_val).tolist() == [100] * 10
+    assert a.x_train.dtype == np.uint8 and a.x_train.shape[1:] == (28, 28)
