@@ -322,14 +322,14 @@ def _expand_runs(
         empty = [k for k, v in table.grid.items() if len(v) == 0]
         for k in empty:
             problems.append(Problem(path, f"{where}.grid.{k}", "grid expands to nothing: give at least one value"))
-        if empty:
-            continue
-        for k in table.grid:
+        # Still check the rest of the run (with the empty keys left out) so every problem shows at once.
+        grid = {k: v for k, v in table.grid.items() if v}
+        for k in grid:
             if k in settings:
                 problems.append(Problem(path, f"{where}.grid.{k}",
                                         "set both as a grid and as a single value; keep one"))
-        keys = list(table.grid)
-        combos = list(itertools.product(*(table.grid[k] for k in keys))) if keys else [()]
+        keys = list(grid)
+        combos = list(itertools.product(*(grid[k] for k in keys))) if keys else [()]
         if keys and "{" not in table.name and len(combos) > 1:
             problems.append(Problem(
                 path, f"{where}.name",
@@ -348,11 +348,12 @@ def _expand_runs(
                         if accepted is None or k in accepted}
             merged = {**defaults, **explicit}
             try:
-                name = table.name.format(**{k: _name_part(v) for k, v in merged.items()})
+                fields = {**dict.fromkeys(empty, ""), **{k: _name_part(v) for k, v in merged.items()}}
+                name = table.name.format(**fields)
             except (KeyError, IndexError, ValueError) as exc:
                 problems.append(Problem(path, f"{where}.name", f"name template {table.name!r} names no setting: {exc}"))
                 break
-            if not NAME_RE.match(name):
+            if not NAME_RE.match(name) and not empty:
                 problems.append(Problem(path, f"{where}.name",
                                         f"names may hold letters, digits, '-', '_' and '.', got {name!r}"))
                 continue
@@ -367,6 +368,8 @@ def _expand_runs(
                               f"{PROJECT_FILE} defaults.{p.key}" if top in project_defaults else
                               f"{where}.{p.key}")
                     problems.append(Problem(path, origin, f"{p.message} (run {name!r})"))
+                continue
+            if empty:
                 continue
             experiments.append(Experiment(name=name, section=section.number, model=model, data=data,
                                           source=path, grid_values=values))

@@ -95,6 +95,14 @@ def test_every_problem_is_reported_at_once_with_file_key_and_expected_value(make
     assert "bad.toml [runs[1].grid.strength]: grid expands to nothing" in text
 
 
+def test_empty_grid_does_not_hide_other_problems_of_the_run(make_project):
+    section = SECTION.replace("strength = [0.0, 0.01, 1.0]", "strength = []").replace(
+        'regularizer = "l2"', 'regularizer = "l3"')
+    text = "\n".join(problems_of(make_project({"experiments/g.toml": section})))
+    assert "[runs[0].grid.strength]: grid expands to nothing" in text
+    assert "[runs[0].regularizer]: Input should be 'none', 'l1' or 'l2', got 'l3'" in text
+
+
 def test_toml_syntax_errors_and_duplicate_keys_name_the_line(make_project):
     root = make_project({
         "experiments/dup.toml": 'number = "1.1"\ntitle = "x"\ntitle = "y"\n',
