@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,6 +294,12 @@ def _git(root: Path) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def _distinct(dicts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each distinct dict once, in a stable order (most builds ran on one device)."""
+    unique = {json.dumps(d, sort_keys=True): d for d in dicts}
+    return [unique[k] for k in sorted(unique)]
+
+
 def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict[str, Any]:
     from .run import backend_name, versions
 
@@ -305,10 +311,10 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
         "limits": {"train": session.options.train_limit, "val": session.options.val_limit},
         "backend": backend_name(),
         "versions": versions(),
-        "devices": sorted({json.dumps(r["device"], sort_keys=True) for r in results}),
+        "devices": _distinct(r["device"] for r in results),
         "data": session.data.summary(),
         "seeds": sorted({p.exp.model.seed for p in session.planned}),
-        "determinism": sorted({json.dumps(r.get("determinism", {}), sort_keys=True) for r in results}),
+        "determinism": _distinct(r.get("determinism", {}) for r in results),
         "git": _git(session.project.root),
         "experiments": [
             {"name": p.exp.name, "section": p.exp.section, "key": p.key, "state": p.state,

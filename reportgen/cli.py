@@ -97,39 +97,31 @@ def _set_backend(backend: str | None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _last_build(root: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads((root / "build" / "manifest.json").read_text()))
-    except (OSError, ValueError, TypeError):
-        return {}
-
-
-def _profile(root: Path, quick: bool | None, default_from_last_build: bool) -> str:
-    if quick is not None:
-        return "quick" if quick else "full"
-    if default_from_last_build:
-        return str(_last_build(root).get("profile", "full"))
-    return "full"
-
-
-def _options(project: Path, profile: str, only: list[str] | None, force: bool, data_file: Path | None,
-             cache_dir: Path | None, limit_train: int | None, limit_val: int | None,
-             default_from_last: bool = False) -> Any:
+def _options(project: Path, quick: bool | None, only: list[str] | None, force: bool,
+             data_file: Path | None, cache_dir: Path | None, limit_train: int | None,
+             limit_val: int | None, like_last_build: bool) -> Any:
+    """Build options from the flags. render and status default to what the last build made
+    (its profile and image limits), so they find the results it stored."""
     from .build import Options
 
-    if default_from_last:  # render and status look at what the last build made
-        limits = _last_build(project).get("limits") or {}
-        limit_train = limit_train or limits.get("train")
-        limit_val = limit_val or limits.get("val")
+    last: dict[str, Any] = {}
+    if like_last_build:
+        try:
+            last = dict(json.loads((project / "build" / "manifest.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            pass
+    limits = last.get("limits") or {}
+    profile = ("quick" if quick else "full") if quick is not None else str(last.get("profile", "full"))
     return Options(root=project.resolve(), profile=profile, only=only or [], force=force,
-                   data_file=data_file, cache_dir=cache_dir, train_limit=limit_train, val_limit=limit_val)
+                   data_file=data_file, cache_dir=cache_dir, train_limit=limit_train or limits.get("train"),
+                   val_limit=limit_val or limits.get("val"))
 
 
 def _say(message: str) -> None:
     console.print(escape(message), soft_wrap=True)
 
 
-def _status_table(session: Any, title: str) -> Table:
+def _print_status(session: Any, title: str) -> None:
     console.print(escape(title))
     table = Table()
     for col in ("section", "experiment", "state", "why"):
@@ -140,27 +132,27 @@ def _status_table(session: Any, title: str) -> Table:
         why = "cached: " + p.key[:12] if p.state == "fresh" else "; ".join(p.reasons)
         table.add_row(p.exp.section, escape(p.exp.name), f"[{colors[p.state]}]{p.state}[/]{mark}",
                       escape(why))
-    return table
+    console.print(table)
 
 
 def _train_and_render(project: Path, quick: bool | None, only: list[str] | None, force: bool,
                       data_file: Path | None, backend: str | None, strict: bool, dry_run: bool,
                       cache_dir: Path | None, limit_train: int | None, limit_val: int | None,
-                      train: bool, render: bool, default_from_last: bool) -> None:
+                      train: bool, render: bool, like_last_build: bool) -> None:
     _set_backend(backend)
     started = time.perf_counter()
     with _errors():
         from .build import open_session, render_report, train_stale
 
-        options = _options(project, _profile(project, quick, default_from_last), only, force, data_file,
-                           cache_dir, limit_train, limit_val, default_from_last)
+        options = _options(project, quick, only, force, data_file, cache_dir, limit_train, limit_val,
+                           like_last_build)
         session = open_session(options, say=_say)
         stale = [p for p in session.planned if p.exp.name in session.selected and (p.entry is None or force)]
         console.print(f"{escape(session.project.title)}: {len(session.planned)} experiments in "
                       f"{len(session.project.sections)} sections, data {session.data.name}, "
                       f"profile {session.project.profile}; {len(stale) if train else 0} to train.")
         if dry_run:
-            console.print(_status_table(session, "Plan (nothing is trained with --dry-run)"))
+            _print_status(session, "Plan (nothing is trained with --dry-run)")
             return
         failed = []
         if train:
@@ -193,7 +185,7 @@ def build(
 ) -> None:
     """Train what is stale, reuse what is cached, and render build/report.html and report.pdf."""
     _train_and_render(project, quick, only, force, data_file, backend, strict, dry_run, cache_dir,
-                      limit_train, limit_val, train=True, render=True, default_from_last=False)
+                      limit_train, limit_val, train=True, render=True, like_last_build=False)
 
 
 @app.command()
@@ -205,7 +197,7 @@ def run(
 ) -> None:
     """Train what is stale into the cache, without rendering the report."""
     _train_and_render(project, quick, only, force, data_file, backend, False, dry_run, cache_dir,
-                      limit_train, limit_val, train=True, render=False, default_from_last=False)
+                      limit_train, limit_val, train=True, render=False, like_last_build=False)
 
 
 @app.command()
@@ -216,7 +208,7 @@ def render(
 ) -> None:
     """Render the report from stored results only; never trains (missing runs are marked)."""
     _train_and_render(project, quick, None, False, data_file, backend, strict, False, cache_dir,
-                      limit_train, limit_val, train=False, render=True, default_from_last=True)
+                      limit_train, limit_val, train=False, render=True, like_last_build=True)
 
 
 @app.command()
@@ -230,11 +222,11 @@ def status(
     with _errors():
         from .build import open_session
 
-        options = _options(project, _profile(project, quick, True), None, False, data_file, cache_dir,
-                           limit_train, limit_val, default_from_last=True)
+        options = _options(project, quick, None, False, data_file, cache_dir, limit_train, limit_val,
+                           like_last_build=True)
         session = open_session(options, say=_say)
-        console.print(_status_table(session, f"{session.project.title} (profile {session.project.profile}, "
-                                             f"data {session.data.name}):"))
+        _print_status(session, f"{session.project.title} (profile {session.project.profile}, "
+                               f"data {session.data.name}):")
         counts = {s: sum(p.state == s for p in session.planned) for s in ("fresh", "stale", "missing")}
         console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
@@ -245,7 +237,7 @@ def list_(project: ProjectOpt = Path("."), only: OnlyOpt = None, quick: QuickOpt
     with _errors():
         from .spec import load_project, select
 
-        proj = load_project(project, _profile(project, quick, False))
+        proj = load_project(project, "quick" if quick else "full")
         chosen = {e.name for e in select(proj, only or [])}
         table = Table(title=escape(f"{proj.title}: {len(chosen)}")+" experiment(s)", title_justify="left")
         for col in ("section", "experiment", "kind", "settings"):

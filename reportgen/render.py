@@ -97,8 +97,6 @@ def pdf(html_path: Path, out: Path) -> list[str]:
         tmp = out.with_suffix(".pdf.tmp")
         document.write_pdf(tmp)
         tmp.replace(out)
-    except RenderError:
-        raise
     except Exception as exc:  # WeasyPrint raises many kinds; the user needs the message
         raise RenderError(f"PDF rendering failed: {type(exc).__name__}: {exc}", html_path) from exc
     return sorted(set(refusals))

@@ -62,8 +62,7 @@ def backend_name() -> str:
 def versions() -> dict[str, str]:
     """Versions of what can change a result: keras, its backend, numpy, Python."""
     out = {"python": platform.python_version()}
-    for package in ("keras", {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(
-            backend_name(), backend_name()), "numpy"):
+    for package in ("keras", backend_name(), "numpy"):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -12,7 +12,7 @@ import itertools
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -141,6 +141,7 @@ class MisclassifiedView(_Strict):
 View = Annotated[
     ParamsView | OverlayView | ConvergenceView | MisclassifiedView, Field(discriminator="kind")
 ]
+_UNION_TAGS = {*KINDS, "conv", "pool", "dropout", "params_vs_accuracy", "overlay", "convergence", "misclassified"}
 _VIEW_ADAPTER: TypeAdapter[ParamsView | OverlayView | ConvergenceView | MisclassifiedView] = (
     TypeAdapter(View)
 )
@@ -193,7 +194,6 @@ class Experiment:
     model: MLPSpec | CNNSpec | CustomSpec
     data: str
     source: Path
-    grid_values: dict[str, Any] = field(default_factory=dict)
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as stored beside its result and hashed into its key."""
@@ -278,24 +278,24 @@ def _read_toml(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
 def _pydantic_problems(path: Path, prefix: str, exc: ValidationError) -> list[Problem]:
     out = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        # Drop the union tag pydantic inserts ("mlp", "conv", ...) so the key reads as written.
-        loc = [p for p in loc if p not in KINDS and p not in ("conv", "pool", "dropout")
-               and p not in ("params_vs_accuracy", "overlay", "convergence", "misclassified")]
-        key = ".".join([prefix, *loc]) if prefix else ".".join(loc)
-        key = key.replace(".[", "[")
+        # Keys as written: list indices in brackets, and without the union tags pydantic inserts.
+        parts = [prefix] if prefix else []
+        for part in err["loc"]:
+            if isinstance(part, int):
+                parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
+            elif part not in _UNION_TAGS:
+                parts.append(str(part))
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            parts.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
+        key = ".".join(p for p in parts if p)
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] in ("extra_forbidden",):
             msg = "unknown key"
-        elif err["type"] == "missing":
+        elif err["type"] in ("missing", "union_tag_not_found"):
             msg = "required key is missing"
         elif err["type"] == "union_tag_invalid":
             ctx = err.get("ctx", {})
-            key = ".".join(p for p in (key, str(ctx.get("discriminator", "")).strip("'")) if p)
             msg = f"expected one of {ctx.get('expected_tags')}, got {ctx.get('tag')!r}"
-        elif err["type"] == "union_tag_not_found":
-            key = ".".join(p for p in (key, str(err.get("ctx", {}).get("discriminator", "")).strip("'")) if p)
-            msg = "required key is missing"
         elif "input" in err:
             msg += f", got {err['input']!r}"
         out.append(Problem(path, key, msg))
@@ -372,7 +372,7 @@ def _expand_runs(
             if empty:
                 continue
             experiments.append(Experiment(name=name, section=section.number, model=model, data=data,
-                                          source=path, grid_values=values))
+                                          source=path))
     return experiments
 
 
@@ -477,9 +477,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
 
 
 def _quick(exp: Experiment, epochs: int) -> Experiment:
-    model = exp.model.model_copy(update={"epochs": min(exp.model.epochs, epochs)})
-    return Experiment(name=exp.name, section=exp.section, model=model, data=exp.data,
-                      source=exp.source, grid_values=exp.grid_values)
+    return replace(exp, model=exp.model.model_copy(update={"epochs": min(exp.model.epochs, epochs)}))
 
 
 def _inside(path: Path, folder: Path) -> bool:

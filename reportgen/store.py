@@ -261,9 +261,6 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def clean(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
 
 def _write_synced(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
