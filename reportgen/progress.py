@@ -80,7 +80,10 @@ class TrainingProgress:
             self.progress.update(self.current, completed=self._steps * epoch,
                                  metrics=self._format(f"epoch {epoch}/{self._epochs}"))
 
+    def note(self, message: str) -> None:
+        self.console.print(message, markup=False)
+
     def _format(self, head: str) -> str:
         shown = [f"{k} {v:.4f}" for k, v in self._last.items()
-                 if k in ("loss", "accuracy", "val_loss", "val_accuracy")]
+                 if k in ("loss", "accuracy", "val_loss", "val_accuracy", "d_loss", "g_loss")]
         return "  ".join([head, *shown])

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .data import Dataset
-from .spec import Experiment
+from .spec import Experiment, GANSpec
 
 MISCLASSIFIED_IMAGES_KEPT = 100  # the most confident mistakes, enough for any grid the report draws
 
@@ -25,6 +25,7 @@ class Reporter(Protocol):
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
     def batch_end(self, step: int, logs: dict[str, float]) -> None: ...
     def epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
+    def note(self, message: str) -> None: ...
 
 
 class SilentReporter:
@@ -37,13 +38,18 @@ class SilentReporter:
     def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         pass
 
+    def note(self, message: str) -> None:
+        pass
+
 
 @dataclass
 class Outcome:
-    """What one training run produced: JSON-able facts plus arrays (misclassified images)."""
+    """What one training run produced: JSON-able facts, arrays (misclassified images, generated
+    samples) and files (the trained weights, a GAN's text log)."""
 
     result: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 def backend_name() -> str:
@@ -189,12 +195,21 @@ def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
     return Watch()
 
 
-def train(exp: Experiment, data: Dataset, experiments_dir: Path,
-          reporter: Reporter | None = None) -> Outcome:
-    """Build, fit and evaluate one experiment; return its result and arrays for the store."""
+WEIGHTS_FILE = "model.weights.h5"
+
+
+def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Reporter | None = None,
+          checkpoints: Path | None = None, key: str = "") -> Outcome:
+    """Build, fit and evaluate one experiment; return its result and arrays for the store.
+    A GAN run checkpoints each epoch into `checkpoints` and resumes from it."""
     from . import models
 
     reporter = reporter or SilentReporter()
+    if isinstance(exp.model, GANSpec):
+        from .gan import train_gan
+
+        outcome: Outcome = train_gan(exp, data, reporter, checkpoints, key)
+        return outcome
     started = time.perf_counter()
     flags = set_seeds(exp.model.seed)
     import keras
@@ -253,4 +268,25 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path,
         "train_seconds": round(time.perf_counter() - started, 3),
         "data": {"name": data.name, "fingerprint": data.fingerprint},
     }
-    return Outcome(result=result, arrays=arrays)
+    return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
+
+
+def _weights_bytes(model: Any) -> bytes:
+    """The trained weights as an .h5 file's bytes, kept so later steps can use the model."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / WEIGHTS_FILE
+        model.save_weights(path)
+        return path.read_bytes()
+
+
+def classify(exp: Experiment, weights: Path, images: np.ndarray, experiments_dir: Path) -> np.ndarray:
+    """Class probabilities of uint8 images (n x 28 x 28) under a stored classifier run."""
+    from . import models
+
+    _quiet_keras()
+    model = models.build(exp, experiments_dir)
+    model.load_weights(weights)
+    probs = model.predict(images.astype("float32") / 255.0, batch_size=1000, verbose=0)
+    return np.asarray(probs, dtype=np.float32)

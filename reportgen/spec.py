@@ -95,11 +95,39 @@ class CustomSpec(_Training):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-ModelSpec = Annotated[MLPSpec | CNNSpec | CustomSpec, Field(discriminator="kind")]
-_MODEL_ADAPTER: TypeAdapter[MLPSpec | CNNSpec | CustomSpec] = TypeAdapter(ModelSpec)
-KINDS = ("mlp", "cnn", "custom")
+GanActivation = Literal["leaky_relu", "relu", "tanh", "elu", "gelu", "selu"]
+
+
+class GANSpec(_Training):
+    """Generative adversarial network of Dense layers on the training images (labels unused).
+
+    The discriminator ends in Dense(1) + sigmoid, the generator in Dense(784) + `generator_output`.
+    Each step updates the discriminator on a batch of real and a batch of generated images, then
+    the generator through the discriminator; an epoch is len(train) // batch_size such steps."""
+
+    kind: Literal["gan"]
+    learning_rate: Annotated[float, Field(gt=0)] | None = 2e-4
+    beta_1: Annotated[float, Field(ge=0, lt=1)] = 0.5  # Adam-family optimizers only
+    noise_dim: Annotated[int, Field(gt=0, le=4096)] = 100
+    generator: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)] = [256, 512, 1024]
+    discriminator: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)] = [1024, 512, 256]
+    activation: GanActivation = "leaky_relu"
+    leaky_slope: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3  # after each discriminator hidden layer
+    generator_output: Literal["tanh", "sigmoid"] = "tanh"
+    label_smoothing: Annotated[float, Field(ge=0, lt=0.5)] = 0.0  # one-sided: real labels 1 - this
+    regularizer: Literal["none", "l1", "l2"] = "none"
+    strength: Annotated[float, Field(ge=0)] = 0.0
+    samples: Annotated[int, Field(ge=16, le=10000)] = 1000  # generated each epoch from one fixed noise batch
+
+
+ModelSpec = Annotated[MLPSpec | CNNSpec | CustomSpec | GANSpec, Field(discriminator="kind")]
+AnyModel = MLPSpec | CNNSpec | CustomSpec | GANSpec
+_MODEL_ADAPTER: TypeAdapter[AnyModel] = TypeAdapter(ModelSpec)
+KINDS = ("mlp", "cnn", "custom", "gan")
+CLASSIFIER_KINDS = ("mlp", "cnn", "custom")
 _KIND_FIELDS = {"mlp": set(MLPSpec.model_fields), "cnn": set(CNNSpec.model_fields),
-                "custom": set(CustomSpec.model_fields)}
+                "custom": set(CustomSpec.model_fields), "gan": set(GANSpec.model_fields)}
 
 
 # --- section views: the figure or table that answers a section's question ---------------------
@@ -138,13 +166,23 @@ class MisclassifiedView(_Strict):
     count: Annotated[int, Field(gt=0, le=100)] = 36
 
 
-View = Annotated[
-    ParamsView | OverlayView | ConvergenceView | MisclassifiedView, Field(discriminator="kind")
-]
-_UNION_TAGS = {*KINDS, "conv", "pool", "dropout", "params_vs_accuracy", "overlay", "convergence", "misclassified"}
-_VIEW_ADAPTER: TypeAdapter[ParamsView | OverlayView | ConvergenceView | MisclassifiedView] = (
-    TypeAdapter(View)
-)
+class ModeCollapseView(_Strict):
+    """Mode collapse, measured: the generated images of a GAN run, classified at each recorded
+    epoch by a trained classifier run (a dependency: it trains first, and the measurement is
+    redone when it changes)."""
+
+    kind: Literal["mode_collapse"]
+    run: str
+    classifier: str
+    present_share: Annotated[float, Field(gt=0, lt=1)] = 0.02  # a digit "appears" above this share
+    diversity_samples: Annotated[int, Field(ge=10, le=5000)] = 500
+
+
+AnyView = ParamsView | OverlayView | ConvergenceView | MisclassifiedView | ModeCollapseView
+View = Annotated[AnyView, Field(discriminator="kind")]
+_UNION_TAGS = {*KINDS, "conv", "pool", "dropout", "params_vs_accuracy", "overlay", "convergence", "misclassified",
+               "mode_collapse"}
+_VIEW_ADAPTER: TypeAdapter[AnyView] = TypeAdapter(View)
 
 
 # --- files as written -------------------------------------------------------------------------
@@ -191,7 +229,7 @@ class Experiment:
 
     name: str
     section: str
-    model: MLPSpec | CNNSpec | CustomSpec
+    model: AnyModel
     data: str
     source: Path
 
@@ -216,7 +254,7 @@ class Section:
     source: Path
     commentary: Path
     experiments: tuple[Experiment, ...]
-    views: tuple[ParamsView | OverlayView | ConvergenceView | MisclassifiedView, ...]
+    views: tuple[AnyView, ...]
     attach: Path | None = None
 
     @property
@@ -376,7 +414,8 @@ def _expand_runs(
     return experiments
 
 
-def _section_views(path: Path, section: SectionFile, names: set[str], problems: list[Problem]) -> list[Any]:
+def _section_views(path: Path, section: SectionFile, kinds: dict[str, str], problems: list[Problem]) -> list[Any]:
+    names = set(kinds)
     views = []
     for i, raw in enumerate(section.views):
         try:
@@ -388,6 +427,12 @@ def _section_views(path: Path, section: SectionFile, names: set[str], problems: 
             problems.append(Problem(path, f"views[{i}].run",
                                     f"expected one of this section's runs {sorted(names)}, got {view.run!r}"))
             continue
+        if isinstance(view, ModeCollapseView):
+            gans = sorted(n for n, k in kinds.items() if k == "gan")
+            if view.run not in gans:
+                problems.append(Problem(path, f"views[{i}].run",
+                                        f"expected one of this section's gan runs {gans}, got {view.run!r}"))
+                continue
         views.append(view)
     return views
 
@@ -433,7 +478,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
                                     f"section {sf.number} is also declared in {seen_numbers[sf.number].name}"))
         seen_numbers[sf.number] = path
         experiments = _expand_runs(path, sf, project_defaults, data, problems)
-        local: set[str] = set()
+        local: dict[str, str] = {}
         for exp in experiments:
             if exp.name in seen_names:
                 other = seen_names[exp.name]
@@ -441,7 +486,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
                 problems.append(Problem(path, "runs",
                                         f"run name {exp.name!r} is used twice (also in {where}); names must be unique"))
             seen_names[exp.name] = path
-            local.add(exp.name)
+            local[exp.name] = exp.model.kind
         views = _section_views(path, sf, local, problems)
         commentary = exp_dir / (sf.commentary or f"{path.stem}.md")
         if sf.commentary and not _inside(commentary, exp_dir):
@@ -459,12 +504,18 @@ def load_project(root: Path, profile: str = "full") -> Project:
         sections.append(Section(number=sf.number, title=sf.title, order=order, source=path,
                                 commentary=commentary, experiments=tuple(experiments),
                                 views=tuple(views), attach=attach))
+    kinds = {e.name: e.model.kind for s in sections for e in s.experiments}
     for section in sections:
         for i, view in enumerate(section.views):
             for name in getattr(view, "compare", []):
                 if name not in seen_names:
                     problems.append(Problem(section.source, f"views[{i}].compare",
                                             f"expected a run name declared in experiments/, got {name!r}"))
+            if isinstance(view, ModeCollapseView) and kinds.get(view.classifier) not in CLASSIFIER_KINDS:
+                classifiers = sorted(n for n, k in kinds.items() if k in CLASSIFIER_KINDS)
+                problems.append(Problem(section.source, f"views[{i}].classifier",
+                                        f"expected the name of a classifier run (kind mlp, cnn or custom) "
+                                        f"declared in experiments/, one of {classifiers}, got {view.classifier!r}"))
     if problems:
         raise SpecError(problems)
     if not sections:
@@ -500,4 +551,27 @@ def select(project: Project, only: Iterable[str]) -> list[Experiment]:
             raise SpecError([Problem("--only", "", f"matches no section or run: {pattern!r}; "
                                      f"expected one of {choices}")])
         chosen.extend(h for h in hits if h not in chosen)
-    return chosen
+    return with_dependencies(project, chosen)
+
+
+def dependencies(project: Project, exp: Experiment) -> list[str]:
+    """Runs whose results this run's section needs besides its own (a mode-collapse view's
+    classifier)."""
+    for section in project.sections:
+        if exp in section.experiments:
+            return [v.classifier for v in section.views
+                    if isinstance(v, ModeCollapseView) and v.run == exp.name]
+    return []
+
+
+def with_dependencies(project: Project, chosen: list[Experiment]) -> list[Experiment]:
+    """The chosen runs plus what they depend on, dependencies first."""
+    by_name = {e.name: e for e in project.experiments}
+    out: list[Experiment] = []
+    for exp in chosen:
+        for name in dependencies(project, exp):
+            if by_name[name] not in out:
+                out.append(by_name[name])
+        if exp not in out:
+            out.append(exp)
+    return out

@@ -6,6 +6,7 @@ Layout under the cache root (default `<project>/.reportgen-cache`, or $REPORTGEN
   locks/<key>.lock   held while a process trains that key; records the pid
   tmp/               entries being written; renamed into results/ when complete
   corrupt/           entries that failed verification, moved aside, never read again
+  partial/<key>/     checkpoints of long runs (GANs) in progress, removed once the result is stored
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from .spec import CustomSpec, Experiment
 CACHE_ENV = "REPORTGEN_CACHE"
 SCHEMA = 1
 PACKAGE_DIR = Path(__file__).parent
-# The code that turns a configuration into numbers: a change here invalidates every result.
-TRAINING_SOURCES = ("run.py", "models.py")
+# The code that turns a configuration into numbers, per model kind: a change here invalidates
+# every result of that kind.
+TRAINING_SOURCES = {"mlp": ("run.py", "models.py"), "cnn": ("run.py", "models.py"),
+                    "custom": ("run.py", "models.py"), "gan": ("run.py", "gan.py")}
 
 
 def default_root(project_root: Path) -> Path:
@@ -48,14 +51,20 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def sources_hash(names: tuple[str, ...]) -> str:
+    """Hash of some of reportgen's own source files."""
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode() + b"\0" + (PACKAGE_DIR / name).read_bytes())
+    return h.hexdigest()
+
+
 def code_fingerprint(exp: Experiment, experiments_dir: Path) -> str:
     """Hash of the source that trains this experiment: reportgen's training code, plus the
     project's builder module for `custom` models."""
     from .models import builder_path
 
-    h = hashlib.sha256()
-    for name in TRAINING_SOURCES:
-        h.update(name.encode() + b"\0" + (PACKAGE_DIR / name).read_bytes())
+    h = hashlib.sha256(sources_hash(TRAINING_SOURCES[exp.model.kind]).encode())
     if isinstance(exp.model, CustomSpec):
         path = builder_path(exp.model.builder, experiments_dir)
         h.update(path.name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"<missing>"))
@@ -115,6 +124,11 @@ class Entry:
         with np.load(self.path / "arrays.npz", allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
 
+    def file(self, name: str) -> Path | None:
+        """A file stored with the result (trained weights, a text log), verified when read."""
+        path = self.path / name
+        return path if path.is_file() else None
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -131,7 +145,7 @@ class Store:
         self.root = root
         self.results = root / "results"
         self.warnings: list[str] = []
-        for sub in ("results", "index", "locks", "tmp", "corrupt"):
+        for sub in ("results", "index", "locks", "tmp", "corrupt", "partial"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._sweep_tmp()
 
@@ -171,9 +185,14 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------
 
+    def partial(self, key: str) -> Path:
+        """Where a long run keeps its checkpoint while it trains."""
+        return self.root / "partial" / key
+
     def put(self, key: str, inputs: dict[str, Any], result: dict[str, Any],
-            arrays: dict[str, np.ndarray]) -> Entry:
-        """Write an entry atomically: a temp folder on the same file system, renamed when whole."""
+            arrays: dict[str, np.ndarray], extra: dict[str, bytes] | None = None) -> Entry:
+        """Write an entry atomically: a temp folder on the same file system, renamed when whole.
+        `extra` files are stored beside the result and covered by the manifest's hashes."""
         tmp = self.root / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         try:
@@ -184,6 +203,10 @@ class Store:
                 "inputs.json": json.dumps(inputs, indent=1, sort_keys=True).encode(),
                 "arrays.npz": buffer.getvalue(),
             }
+            for name in extra or {}:
+                if name in files or name == "MANIFEST.json" or "/" in name:
+                    raise CacheError(f"cannot store an extra file named {name!r}")
+            files.update(extra or {})
             for name, data in files.items():
                 _write_synced(tmp / name, data)
             manifest = {"key": key, "files": {n: _sha256(d) for n, d in files.items()}}
