@@ -1,5 +1,6 @@
 """Commentary: the author's Markdown with placeholders bound to results, filled in a sandbox.
 
+TeX-style math (`$...$`, `$$...$$`) is drawn by formulas.py.
 Placeholders are Jinja expressions such as `{{ runs["relu-30x100"].val_accuracy | pct }}`,
 evaluated in an ImmutableSandboxedEnvironment with StrictUndefined and autoescaping, so a typo
 fails the build naming file, line and name, and commentary cannot reach Python internals.
@@ -165,12 +166,19 @@ def render_bounded(env: BoundedEnvironment, source: str, filename: str, context:
     return "".join(pieces)
 
 
-def markdown_to_html(text: str) -> str:
-    """CommonMark plus tables, raw HTML off; author headings shifted below the section heading."""
+def markdown_to_html(text: str, file: str = "<commentary>") -> str:
+    """CommonMark plus tables and $math$, raw HTML off; author headings shifted below the
+    section heading. Unsupported math raises RenderError naming file and line."""
     from markdown_it import MarkdownIt
 
+    from . import formulas
+
     md = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable(["table", "replacements"])
-    html = md.render(text)
+    formulas.install(md)
+    env: dict[str, Any] = {}
+    tokens = md.parse(text, env)
+    formulas.prepare(tokens, file)
+    html = md.renderer.render(tokens, md.options, env)
     return re.sub(r"<(/?)h([1-4])>", lambda m: f"<{m[1]}h{min(int(m[2]) + 2, 6)}>", html)
 
 
@@ -186,4 +194,4 @@ def render_commentary(path: Path, context: dict[str, Any], known_names: list[str
         return None, f"{path}: commentary slot is empty"
     filled = render_bounded(environment(), source, str(path), context, known_names)
     # Autoescaping made every value safe HTML text; Markdown keeps entities as they are.
-    return Markup(markdown_to_html(filled)), None
+    return Markup(markdown_to_html(filled, str(path))), None
