@@ -83,3 +83,89 @@ def convergence(facts: list[dict[str, Any]], tolerance: float) -> dict[str, Any]
             by_activation.setdefault(r["activation"], []).append(r["epochs"])
     means = {a: sum(v) / len(v) for a, v in by_activation.items()}
     return {"tolerance": tolerance, "rows": rows, "mean_epochs": means}
+
+
+def gan_facts(result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The facts of one GAN run a placeholder may quote, e.g. `runs["gan"].g_loss`."""
+    history = result.get("history", {})
+    final = result.get("final", {})
+    seconds = history.get("seconds", [])
+    resumed = result.get("resumed") or []
+    return {
+        "name": result["name"],
+        "kind": "gan",
+        "status": result.get("status", "ok"),
+        "diverged_epoch": (result.get("diverged") or {}).get("epoch"),
+        "params": result["summary"]["total"],
+        "generator_params": result["summary"]["generator"]["total"],
+        "discriminator_params": result["summary"]["discriminator"]["total"],
+        "epochs": result.get("epochs_run", len(history.get("epoch", []))),
+        "steps_per_epoch": result.get("steps_per_epoch"),
+        "d_loss": final.get("d_loss"),
+        "g_loss": final.get("g_loss"),
+        "d_acc_real": final.get("d_acc_real"),
+        "d_acc_fake": final.get("d_acc_fake"),
+        "first_d_loss": (history.get("d_loss") or [None])[0],
+        "first_g_loss": (history.get("g_loss") or [None])[0],
+        "d_loss_by_epoch": history.get("d_loss", []),
+        "g_loss_by_epoch": history.get("g_loss", []),
+        "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+        "resumed_from": resumed[-1]["from_epoch"] if resumed else None,
+        "config": config,
+    }
+
+
+def class_distribution(predicted: Any, confidence: Any, present_share: float,
+                       classes: int = 10) -> dict[str, Any]:
+    """How a batch of generated images spreads over the classes a classifier sees in them.
+
+    `digits_present` counts classes above `present_share` of the batch; the entropy (bits) of the
+    class shares is log2(10) = 3.32 for a uniform spread and 0 when every image is one digit."""
+    import numpy as np
+
+    predicted = np.asarray(predicted, dtype=int)
+    counts = np.bincount(predicted, minlength=classes)[:classes]
+    shares = counts / max(len(predicted), 1)
+    nonzero = shares[shares > 0]
+    entropy = abs(float(-(nonzero * np.log2(nonzero)).sum())) if len(nonzero) else 0.0  # no "-0.00"
+    top = int(np.argmax(shares))
+    return {
+        "shares": [round(float(s), 4) for s in shares],
+        "digits_present": int((shares > present_share).sum()),
+        "entropy": entropy,
+        "max_entropy": float(np.log2(classes)),
+        "entropy_ratio": entropy / float(np.log2(classes)),
+        "top_digit": top,
+        "top_share": float(shares[top]),
+        "mean_confidence": float(np.mean(confidence)) if len(confidence) else None,
+        "count": int(len(predicted)),
+    }
+
+
+def mean_pairwise_distance(images: Any) -> float:
+    """Mean Euclidean distance between distinct pairs of images (pixels scaled to [0, 1]):
+    near 0 when a generator draws the same image again and again."""
+    import numpy as np
+
+    x = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 255.0
+    if len(x) < 2:
+        return 0.0
+    squared = (x * x).sum(axis=1)
+    d2 = np.maximum(squared[:, None] + squared[None, :] - 2.0 * x @ x.T, 0.0)
+    n = len(x)
+    return float(np.sqrt(d2)[~np.eye(n, dtype=bool)].mean())
+
+
+def mode_collapse(epochs: list[int], predicted: Any, confidence: Any, samples: Any, real: Any,
+                  present_share: float, diversity_samples: int) -> dict[str, Any]:
+    """Mode-collapse measures at each recorded epoch, and the diversity of real images to compare."""
+    real_diversity = mean_pairwise_distance(real[:diversity_samples])
+    rows = []
+    for i, epoch in enumerate(epochs):
+        row = class_distribution(predicted[i], confidence[i], present_share)
+        row["epoch"] = epoch
+        row["diversity"] = mean_pairwise_distance(samples[i][:diversity_samples])
+        row["diversity_ratio"] = row["diversity"] / real_diversity if real_diversity else None
+        rows.append(row)
+    return {"present_share": present_share, "rows": rows, "final": rows[-1] if rows else None,
+            "real_diversity": real_diversity, "diversity_samples": diversity_samples}

@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__, analysis, spec, store
 from .data import Dataset, load, subset
+from .store import Entry
 from .spec import (
     ConvergenceView,
     Experiment,
     MisclassifiedView,
+    ModeCollapseView,
     OverlayView,
     ParamsView,
     Project,
@@ -76,6 +80,8 @@ class Session:
     store: store.Store
     planned: list[Planned]
     selected: set[str]
+    # Mode-collapse measurements, by (gan run, classifier run): derived results, cached like runs.
+    measures: dict[tuple[str, str], Entry] = field(default_factory=dict)
 
 
 # --- stage 1-3: read specs, load data, compute every key -------------------------------------------
@@ -136,8 +142,12 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
                                                "trained by another build, using its result")
                     continue
                 started = time.perf_counter()
+                partial = session.store.partial(planned.key)
+                if session.options.force:
+                    shutil.rmtree(partial, ignore_errors=True)
                 try:
-                    outcome = train(planned.exp, session.data, session.project.experiments_dir, progress)
+                    outcome = train(planned.exp, session.data, session.project.experiments_dir, progress,
+                                    checkpoints=partial, key=planned.key)
                 except Exception as exc:  # one broken experiment must not sink the others
                     planned.error = f"{type(exc).__name__}: {exc}"
                     progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: "
@@ -146,19 +156,66 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
                 planned.seconds = time.perf_counter() - started
                 outcome.result["config"] = planned.exp.config()
                 planned.entry = session.store.put(planned.key, planned.inputs, outcome.result,
-                                                  outcome.arrays)
+                                                  outcome.arrays, outcome.files)
+                shutil.rmtree(partial, ignore_errors=True)  # stored: the checkpoint has served
                 planned.cache_hit, planned.reasons = False, []
             result = planned.entry.result
-            acc = result.get("final", {}).get("val_accuracy")
+            final = result.get("final", {})
             status = (f"[yellow]diverged at epoch {result['diverged']['epoch']}[/yellow]"
                       if result["status"] == "diverged" else
-                      f"val_accuracy {acc:.4f}" if acc is not None else "done")
+                      f"val_accuracy {final['val_accuracy']:.4f}" if "val_accuracy" in final else
+                      f"d_loss {final['d_loss']:.4f}, g_loss {final['g_loss']:.4f}" if "d_loss" in final else "done")
+            if result.get("resumed"):
+                status += f" (resumed after epoch {result['resumed'][-1]['from_epoch']})"
             progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: {status} "
                                        f"({planned.seconds:.1f} s)")
     return todo
 
 
-# --- stage 5: collect results into the report's context ---------------------------------------------
+# --- stage 5: measurements that need more than one result ---------------------------------------------
+
+MEASURE_SOURCES = ("run.py", "models.py")  # run.classify, with the classifier rebuilt by models.py
+
+
+def measure(session: Session, say: Callable[[str], None] = print) -> None:
+    """Classify each GAN run's recorded samples with the classifier its mode-collapse view names.
+    Cached under the keys of both runs: retraining either one redoes the measurement, nothing else."""
+    from .run import WEIGHTS_FILE
+
+    by_name = {p.exp.name: p for p in session.planned}
+    for section in session.project.sections:
+        for view in section.views:
+            if not isinstance(view, ModeCollapseView):
+                continue
+            gan, judge = by_name[view.run], by_name[view.classifier]
+            if gan.entry is None or judge.entry is None:
+                continue
+            weights = judge.entry.file(WEIGHTS_FILE)
+            if weights is None:
+                continue
+            inputs = {"schema": store.SCHEMA, "measure": "mode_collapse", "gan": gan.key, "classifier": judge.key,
+                      "code": store.sources_hash(MEASURE_SOURCES)}
+            key = store.key_of(inputs)
+            entry = session.store.get(key)
+            if entry is None:
+                samples = gan.entry.arrays()["samples"]
+                if not len(samples):
+                    continue
+                from .run import classify
+
+                say(f"Measuring mode collapse: {len(samples)} epoch(s) of {samples.shape[1]} images generated by "
+                    f"{view.run}, classified by {view.classifier}")
+                probs = classify(judge.exp, weights, samples.reshape(-1, 28, 28), session.project.experiments_dir)
+                probs = probs.reshape(samples.shape[0], samples.shape[1], -1)
+                arrays = {"predicted": probs.argmax(axis=-1).astype("uint8"),
+                          "confidence": probs.max(axis=-1).astype("float32")}
+                result = {"name": f"mode-collapse.{view.run}.{view.classifier}", "gan": view.run,
+                          "classifier": view.classifier, "epochs": gan.entry.result["history"]["epoch"]}
+                entry = session.store.put(key, inputs, result, arrays)
+            session.measures[(view.run, view.classifier)] = entry
+
+
+# --- stage 6: collect results into the report's context ---------------------------------------------
 
 
 def _history_rows(history: dict[str, list[float]]) -> list[dict[str, Any]]:
@@ -178,7 +235,8 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
     assets.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     by_name = {p.exp.name: p for p in session.planned}
-    facts = {name: analysis.run_facts(p.entry.result, p.exp.config())
+    facts = {name: (analysis.gan_facts if p.exp.model.kind == "gan" else analysis.run_facts)(
+                 p.entry.result, p.exp.config())
              for name, p in by_name.items() if p.entry is not None}
     declared = list(by_name)
 
@@ -189,7 +247,10 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
             p = by_name[exp.name]
             item: dict[str, Any] = {"name": exp.name, "code_cell": exp.code_cell(), "state": p.state,
                                     "error": p.error, "reasons": p.reasons}
-            if p.entry is not None:
+            item["kind"] = exp.model.kind
+            if p.entry is not None and exp.model.kind == "gan":
+                item.update(_gan_item(exp.name, p.entry, assets), facts=facts[exp.name], cache_hit=p.cache_hit)
+            elif p.entry is not None:
                 result = p.entry.result
                 curves = f"curves-{exp.name}.svg"
                 figures.save_svg(figures.learning_curves(exp.name, result["history"]), assets / curves)
@@ -208,7 +269,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
             if isinstance(view, ParamsView) and section_facts:
                 measured = analysis.params_threshold(section_facts, view.threshold)
                 points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"]}
-                          for f in section_facts if f["val_accuracy"] is not None]
+                          for f in section_facts if f.get("val_accuracy") is not None]
                 figures.save_svg(figures.params_vs_accuracy(points, view.threshold), assets / figure)
                 entry.update(measured=measured, figure=f"assets/{figure}")
                 view_facts[view.kind] = measured
@@ -238,6 +299,22 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                     entry.update(figure=f"assets/{figure}")
                 entry.update(run=view.run, count=min(view.count, miss["count"]), total=miss["count"],
                              of=miss["total"])
+            elif isinstance(view, ModeCollapseView) and (view.run, view.classifier) in session.measures:
+                measured_entry = session.measures[(view.run, view.classifier)]
+                gan_entry = by_name[view.run].entry
+                assert gan_entry is not None
+                judged = measured_entry.arrays()
+                measured = analysis.mode_collapse(
+                    measured_entry.result["epochs"], judged["predicted"], judged["confidence"],
+                    gan_entry.arrays()["samples"], session.data.x_val, view.present_share, view.diversity_samples)
+                measured.update(run=view.run, classifier=view.classifier,
+                                classifier_accuracy=facts[view.classifier].get("val_accuracy"))
+                figures.save_svg(figures.mode_collapse(measured["rows"], view.classifier), assets / figure)
+                entry.update(measured=measured, figure=f"assets/{figure}")
+                view_facts[view.kind] = measured
+            elif isinstance(view, ModeCollapseView):
+                missing = [n for n in (view.run, view.classifier) if by_name[n].entry is None]
+                entry.update(waiting=missing or [view.classifier], run=view.run, classifier=view.classifier)
             views.append(entry)
 
         context = {"runs": facts, "section": {"number": section.number, "title": section.title,
@@ -258,7 +335,9 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 raise
         if warning:
             warnings.append(warning)
+        attachment = _attachment(section.attach, assets, section.slug) if section.attach else None
         sections.append({"number": section.number, "title": section.title, "slug": section.slug,
+                         "attachment": attachment,
                          "anchor": "sec-" + section.number.replace(".", "-"),
                          "commentary": html, "commentary_warning": warning,
                          "commentary_file": section.commentary.name,
@@ -280,7 +359,54 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
     return context, warnings
 
 
-# --- stage 6: write the report and its manifest ---------------------------------------------------
+def _pick_epochs(epochs: list[int], count: int = 5) -> list[int]:
+    """First, last and evenly spaced epochs between: the rows of a sample-progress figure."""
+    if len(epochs) <= count:
+        return list(epochs)
+    picks = {round(i * (len(epochs) - 1) / (count - 1)) for i in range(count)}
+    return [epochs[i] for i in sorted(picks)]
+
+
+def _gan_item(name: str, entry: store.Entry, assets: Path) -> dict[str, Any]:
+    """A GAN run's figures (losses, sample grids) and its text log, copied beside the report."""
+    from . import figures
+
+    result = entry.result
+    history = result["history"]
+    samples = entry.arrays()["samples"]
+    item: dict[str, Any] = {"result": result, "losses": None, "progress": None, "final_samples": None,
+                            "log": None, "epoch_rows": [
+                                {k: history[k][i] for k in history} for i in range(len(history.get("epoch", [])))]}
+    if history.get("epoch"):
+        figures.save_svg(figures.gan_losses(name, history), assets / f"gan-losses-{name}.svg")
+        item["losses"] = f"assets/gan-losses-{name}.svg"
+    if len(samples):
+        chosen = _pick_epochs(history["epoch"])
+        rows = [samples[history["epoch"].index(e)] for e in chosen]
+        figures.save_svg(figures.sample_progress(np.stack(rows), chosen), assets / f"gan-progress-{name}.svg")
+        figures.save_svg(figures.sample_grid(samples[-1][:36]), assets / f"gan-samples-{name}.svg")
+        item.update(progress=f"assets/gan-progress-{name}.svg", progress_epochs=chosen,
+                    final_samples=f"assets/gan-samples-{name}.svg", final_epoch=history["epoch"][-1])
+    log = entry.file("output.txt")
+    if log is not None:
+        shutil.copyfile(log, assets / f"{name}-output.txt")
+        item["log"] = f"assets/{name}-output.txt"
+    return item
+
+
+def _attachment(path: Path, assets: Path, slug: str) -> dict[str, Any]:
+    """Check an attached PDF and copy it beside the report; its pages are merged into the PDF."""
+    from .render import attachment_pages
+
+    pages = attachment_pages(path)
+    target = assets / "attachments" / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return {"file": path.name, "source": str(path), "href": f"assets/attachments/{path.name}", "pages": pages,
+            "anchor": f"attach-{slug}"}
+
+
+# --- stage 7: write the report and its manifest ---------------------------------------------------
 
 
 def _git(root: Path) -> dict[str, Any]:
@@ -329,17 +455,19 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
     }
 
 
-def render_report(session: Session, pdf: bool = True) -> dict[str, Any]:
-    """Draw figures, fill commentary, write report.html, report.pdf and manifest.json."""
+def render_report(session: Session, pdf: bool = True, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure, draw figures, fill commentary, write report.html, report.pdf and manifest.json."""
     from . import render
 
     out = session.options.out
     out.mkdir(parents=True, exist_ok=True)
     # Figures are regenerated from results every time: stale ones from removed runs must go.
     shutil.rmtree(out / "assets", ignore_errors=True)
+    measure(session, say)
     context, warnings = collect(session)
     html_path = render.html(context, session.project.root, out)
-    refusals = render.pdf(html_path, out / "report.pdf") if pdf else []
+    attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
+    refusals = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
     data = manifest(session, refusals, warnings)
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")

@@ -160,7 +160,7 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
             failed = [p for p in trained if p.error]
         outcome = None
         if render:
-            outcome = render_report(session)
+            outcome = render_report(session, say=_say)
             for refusal in outcome["refusals"]:
                 console.print(f"[yellow]Warning:[/yellow] {escape(refusal)}", soft_wrap=True)
             for warning in outcome["warnings"]:

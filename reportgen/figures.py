@@ -121,3 +121,89 @@ def misclassified_grid(images: np.ndarray, true: list[int], predicted: list[int]
         ax.set_title(f"{true[i]}→{predicted[i]}\n{confidence[i]:.0%}", fontsize=6.5, pad=2)
     fig.subplots_adjust(wspace=0.15, hspace=0.55)
     return fig
+
+
+def gan_losses(name: str, history: dict[str, list[float]]) -> Any:
+    """The discriminator's and the generator's cross-entropy per epoch on one plot, and the
+    discriminator's accuracy on real and on generated images beside it."""
+    plt = _plt()
+    fig, (loss, acc) = plt.subplots(1, 2, figsize=(7.0, 2.6))
+    epochs = history.get("epoch", [])
+    loss.plot(epochs, history.get("d_loss", []), marker="o", ms=3, color=COLORS[0], label="discriminator")
+    loss.plot(epochs, history.get("g_loss", []), marker="s", ms=3, color=COLORS[1], label="generator")
+    loss.set_ylabel("Cross-entropy")
+    loss.set_title(f"Losses: {name}")
+    acc.plot(epochs, history.get("d_acc_real", []), marker="o", ms=3, color=COLORS[2], label="on real images")
+    acc.plot(epochs, history.get("d_acc_fake", []), marker="s", ms=3, color=COLORS[3], label="on generated images")
+    acc.set_ylim(-0.02, 1.02)
+    acc.set_ylabel("Discriminator accuracy")
+    acc.set_title(f"Discriminator accuracy: {name}")
+    for ax in (loss, acc):
+        ax.set_xlabel("Epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sample_progress(samples: np.ndarray, epochs: list[int], per_row: int = 12) -> Any:
+    """One row of generated images per chosen epoch, all from the same fixed noise."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(epochs), per_row, figsize=(per_row * 0.55, len(epochs) * 0.62), squeeze=False)
+    for r, (epoch, images) in enumerate(zip(epochs, samples, strict=True)):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                ax.imshow(images[c], cmap="gray_r", interpolation="nearest", vmin=0, vmax=255)
+        axes[r][0].set_ylabel(f"epoch {epoch}", rotation=0, ha="right", va="center", fontsize=7)
+    fig.subplots_adjust(wspace=0.05, hspace=0.08)
+    return fig
+
+
+def sample_grid(images: np.ndarray, cols: int = 6) -> Any:
+    """Generated images large enough to judge, in a square-ish grid."""
+    plt = _plt()
+    n = len(images)
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.05, rows * 1.05), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray_r", interpolation="nearest", vmin=0, vmax=255)
+    fig.subplots_adjust(wspace=0.04, hspace=0.04)
+    return fig
+
+
+def mode_collapse(rows: list[dict[str, Any]], classifier: str) -> Any:
+    """Share of each digit among the generated images per epoch (stacked), and the entropy of
+    that distribution against the uniform maximum."""
+    plt = _plt()
+    fig, (shares_ax, entropy_ax) = plt.subplots(1, 2, figsize=(7.0, 2.8))
+    epochs = [r["epoch"] for r in rows]
+    shares = np.array([r["shares"] for r in rows]).T  # digit x epoch
+    cmap = plt.get_cmap("tab10")
+    bottom = np.zeros(len(epochs))
+    for digit in range(shares.shape[0]):
+        shares_ax.bar(epochs, shares[digit], bottom=bottom, color=cmap(digit), width=0.8, label=str(digit))
+        bottom += shares[digit]
+    shares_ax.set_ylim(0, 1)
+    shares_ax.set_xlabel("Epoch")
+    shares_ax.set_ylabel(f"Share (classified by {classifier})")
+    shares_ax.set_title("Digits among generated images")
+    shares_ax.legend(frameon=False, fontsize=6, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    entropy_ax.plot(epochs, [r["entropy"] for r in rows], marker="o", ms=3, color=COLORS[0], label="entropy")
+    if rows:
+        entropy_ax.axhline(rows[0]["max_entropy"], color="#555555", linestyle="--", linewidth=1,
+                           label=f"uniform ({rows[0]['max_entropy']:.2f} bits)")
+    entropy_ax.set_ylim(0, 3.6)
+    entropy_ax.set_xlabel("Epoch")
+    entropy_ax.set_ylabel("Entropy (bits)")
+    entropy_ax.set_title("Spread over the ten digits")
+    entropy_ax.legend(frameon=False, fontsize=7, loc="lower right")
+    for ax in (shares_ax, entropy_ax):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig

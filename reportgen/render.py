@@ -79,8 +79,31 @@ def make_fetcher(assets_dir: Path, refusals: list[str]) -> Any:
     return AssetsOnly()
 
 
-def pdf(html_path: Path, out: Path) -> list[str]:
-    """Render the HTML to PDF with WeasyPrint; return the fetches it refused."""
+MAX_ATTACHMENT_PAGES = 500
+
+
+def attachment_pages(path: Path) -> int:
+    """The page count of an attached PDF; RenderError naming the file when it cannot be used."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            raise RenderError("attached PDF is encrypted; attach an unprotected copy", path)
+        pages = len(reader.pages)
+    except RenderError:
+        raise
+    except (OSError, PyPdfError, ValueError, KeyError, TypeError) as exc:
+        raise RenderError(f"attached file is not a readable PDF: {type(exc).__name__}: {exc}", path) from None
+    if pages == 0 or pages > MAX_ATTACHMENT_PAGES:
+        raise RenderError(f"attached PDF has {pages} pages; expected 1 to {MAX_ATTACHMENT_PAGES}", path)
+    return pages
+
+
+def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = None) -> list[str]:
+    """Render the HTML to PDF with WeasyPrint, merge attached PDFs into the pages the layout kept
+    for them, and return the fetches that were refused."""
     import logging
 
     from weasyprint import HTML
@@ -91,12 +114,41 @@ def pdf(html_path: Path, out: Path) -> list[str]:
     refusals: list[str] = []
     build_dir = html_path.parent
     fetcher = make_fetcher(build_dir / "assets", refusals)
+    tmp = out.with_suffix(".pdf.tmp")
     try:
         document = HTML(string=html_path.read_text(encoding="utf-8"),
-                        base_url=build_dir.resolve().as_uri() + "/", url_fetcher=fetcher)
-        tmp = out.with_suffix(".pdf.tmp")
+                        base_url=build_dir.resolve().as_uri() + "/", url_fetcher=fetcher).render()
+        anchors = {name: i for i, page in enumerate(document.pages) for name in page.anchors}
         document.write_pdf(tmp)
-        tmp.replace(out)
     except Exception as exc:  # WeasyPrint raises many kinds; the user needs the message
         raise RenderError(f"PDF rendering failed: {type(exc).__name__}: {exc}", html_path) from exc
+    if attachments:
+        _merge_attachments(tmp, anchors, attachments)
+    tmp.replace(out)
     return sorted(set(refusals))
+
+
+def _merge_attachments(path: Path, anchors: dict[str, int], attachments: list[dict[str, Any]]) -> None:
+    """Draw each attached page onto the blank page the layout reserved for it (scaled to fit),
+    so page numbers, the contents and the bookmark (set by the stylesheet) stay right."""
+    from pypdf import PdfReader, PdfWriter, Transformation
+
+    writer = PdfWriter(clone_from=PdfReader(path))
+    for attachment in attachments:
+        source = PdfWriter(clone_from=PdfReader(attachment["source"]))
+        for i, page in enumerate(source.pages):
+            target_index = anchors.get(f"{attachment['anchor']}-{i}")
+            if target_index is None:
+                raise RenderError(f"the report template kept no page for page {i + 1} of the attachment "
+                                  f"(expected an element with id {attachment['anchor']}-{i})", attachment["source"])
+            target = writer.pages[target_index]
+            if page.rotation:
+                page.transfer_rotation_to_content()
+            box = page.mediabox
+            tw, th = float(target.mediabox.width), float(target.mediabox.height)
+            scale = min(tw / float(box.width), th / float(box.height))
+            dx = (tw - float(box.width) * scale) / 2 - float(box.left) * scale
+            dy = (th - float(box.height) * scale) / 2 - float(box.bottom) * scale
+            target.merge_transformed_page(page, Transformation().scale(scale, scale).translate(dx, dy))
+    with open(path, "wb") as f:
+        writer.write(f)
