@@ -21,7 +21,6 @@ import numpy as np
 
 from . import __version__, analysis, spec, store
 from .data import Dataset, load, subset
-from .store import Entry
 from .spec import (
     ConvergenceView,
     Experiment,
@@ -31,6 +30,7 @@ from .spec import (
     ParamsView,
     Project,
 )
+from .store import Entry
 
 BUILD_DIR = "build"
 
@@ -311,7 +311,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                                 classifier_accuracy=facts[view.classifier].get("val_accuracy"))
                 figures.save_svg(figures.mode_collapse(measured["rows"], view.classifier), assets / figure)
                 entry.update(measured=measured, figure=f"assets/{figure}")
-                view_facts[view.kind] = measured
+                view_facts.setdefault(view.kind, {})[view.run] = measured  # one per GAN run
             elif isinstance(view, ModeCollapseView):
                 missing = [n for n in (view.run, view.classifier) if by_name[n].entry is None]
                 entry.update(waiting=missing or [view.classifier], run=view.run, classifier=view.classifier)
