@@ -30,3 +30,33 @@ def test_convergence_means_by_activation():
     rows = [facts("t", 1, [0.8, 0.9, 0.95], "tanh"), facts("r", 1, [0.95, 0.95, 0.95], "relu")]
     measured = convergence(rows, 0.005)
     assert measured["mean_epochs"] == {"tanh": 3.0, "relu": 1.0}
+
+
+def test_a_generator_of_one_digit_scores_one_class_and_no_entropy():
+    from reportgen.analysis import class_distribution
+
+    one = class_distribution([7] * 500, [0.9] * 500, present_share=0.02)
+    assert one["digits_present"] == 1 and one["top_digit"] == 7 and one["top_share"] == 1.0
+    assert one["entropy"] == 0.0 and one["shares"][7] == 1.0 and sum(one["shares"]) == 1.0
+    even = class_distribution(list(range(10)) * 50, [0.5] * 500, present_share=0.02)
+    assert even["digits_present"] == 10 and abs(even["entropy"] - even["max_entropy"]) < 1e-12
+    # Two digits, a trace of a third below the threshold: two present, one bit and a little.
+    mixed = class_distribution([1] * 490 + [2] * 500 + [3] * 10, [1.0] * 1000, present_share=0.02)
+    assert mixed["digits_present"] == 2 and 1.0 < mixed["entropy"] < 1.2
+
+
+def test_diversity_is_zero_for_copies_and_compared_with_real_images():
+    import numpy as np
+
+    from reportgen.analysis import mean_pairwise_distance, mode_collapse
+
+    rng = np.random.default_rng(0)
+    copies = np.repeat(rng.integers(0, 256, (1, 28, 28), dtype=np.uint8), 50, axis=0)
+    varied = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    assert mean_pairwise_distance(copies) == 0.0
+    assert mean_pairwise_distance(varied) > 5.0
+    measured = mode_collapse([1, 2], np.array([[3] * 50, [3] * 25 + [4] * 25]), np.ones((2, 50)),
+                             np.stack([copies, varied]), varied, present_share=0.1, diversity_samples=50)
+    first, last = measured["rows"]
+    assert first["diversity_ratio"] == 0.0 and abs(last["diversity_ratio"] - 1.0) < 1e-9
+    assert (first["digits_present"], last["digits_present"]) == (1, 2) and measured["final"] is last

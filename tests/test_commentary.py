@@ -88,3 +88,18 @@ def test_commentary_renders_to_the_expected_html(tmp_path, golden):
     html, warning = render_commentary(tmp_path / "c.md", CONTEXT, NAMES)
     assert warning is None
     golden("commentary_heading_table_placeholders.html", str(html))
+
+
+def test_math_becomes_vector_images_and_code_and_prices_stay_text():
+    html = markdown_to_html("Loss $\\log D(x)$, code `$x$`, costs 5$ or 6$.\n\n$$\n\\min_G \\max_D V(D,G)\n$$\n")
+    assert html.count('<img class="math" src="data:image/svg+xml;base64,') == 2
+    assert 'alt="\\log D(x)"' in html and "<code>$x$</code>" in html and "costs 5$ or 6$." in html
+    assert '<div class="math-display">' in html
+
+
+def test_unsupported_math_fails_naming_file_and_line():
+    with pytest.raises(RenderError) as info:
+        markdown_to_html("fine\n\nstill fine\nbut $\\begin{align} x \\end{align}$ is not\n", "s.md")
+    assert str(info.value).startswith("s.md:4: math that mathtext cannot draw: $\\begin{align} x \\end{align}$")
+    with pytest.raises(RenderError, match="s.md:3: math that mathtext cannot draw"):
+        markdown_to_html("a\n\n$$\n\\frac{1}{\n$$\n", "s.md")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.errors import SpecError
-from reportgen.spec import MLPSpec, load_project, select
+from reportgen.spec import GANSpec, MLPSpec, load_project, select
 
 from .conftest import REPO
 
@@ -30,7 +30,7 @@ strength = [0.0, 0.01, 1.0]
 def test_shipped_project_expands_to_every_run_of_the_assignment():
     project = load_project(REPO)
     counts = {s.number: len(s.experiments) for s in project.sections}
-    assert counts == {"1.3": 10, "1.4": 5, "1.5": 4, "1.6": 2, "1.7": 1}
+    assert counts == {"1.3": 10, "1.4": 5, "1.5": 4, "1.6": 2, "1.7": 1, "2.2": 0, "2.4": 2, "3": 0}
     names = [e.name for e in project.experiments]
     assert "relu-30x100" in names and "l2-1e-06" in names and "tanh-100x100-l2-1e-08" in names
     by_name = {e.name: e for e in project.experiments}
@@ -38,6 +38,12 @@ def test_shipped_project_expands_to_every_run_of_the_assignment():
     assert by_name["l2-0.01"].model.hidden_layers == [200, 100]
     assert by_name["l2-0.01"].model.epochs == 10 and by_name["l2-0.01"].model.batch_size == 128
     assert "hidden_layers = (30, 100)" in by_name["relu-30x100"].code_cell()
+    gan = by_name["gan"].model
+    assert isinstance(gan, GANSpec) and gan.generator == [256, 512, 1024] and gan.regularizer == "none"
+    assert by_name["gan-l2"].model.regularizer == "l2"  # type: ignore[union-attr]
+    sections = {s.number: s for s in project.sections}
+    assert sections["2.2"].attach is not None and sections["2.2"].attach.name == "gan-derivation.pdf"
+    assert [s.number for s in project.sections][-1] == "3"  # prose only, placed last
 
 
 def test_quick_profile_shortens_training_and_uses_the_sample():
@@ -158,3 +164,50 @@ def test_only_selects_sections_runs_and_globs(make_project):
     assert [e.name for e in select(project, ["net-16x4-*"])] == ["net-16x4-0", "net-16x4-0.01", "net-16x4-1"]
     with pytest.raises(SpecError, match="matches no section or run: 'zzz'"):
         select(project, ["zzz"])
+
+
+GAN_SECTION = """
+number = "2"
+title = "GAN"
+[[runs]]
+name = "g"
+kind = "gan"
+generator = [8]
+discriminator = [8]
+[[views]]
+kind = "mode_collapse"
+run = "g"
+classifier = "clf"
+"""
+CLASSIFIER_SECTION = """
+number = "1"
+title = "Classifier"
+[[runs]]
+name = "clf"
+kind = "mlp"
+hidden_layers = [8]
+"""
+
+
+def test_mode_collapse_view_needs_a_gan_of_its_section_and_a_classifier_run(make_project):
+    text = "\n".join(problems_of(make_project({"experiments/g.toml": GAN_SECTION})))
+    assert "g.toml [views[0].classifier]: expected the name of a classifier run" in text and "'clf'" in text
+    wrong_run = GAN_SECTION.replace('run = "g"', 'run = "clf"')
+    text = "\n".join(problems_of(make_project({"experiments/g.toml": wrong_run,
+                                               "experiments/c.toml": CLASSIFIER_SECTION})))
+    assert "g.toml [views[0].run]: expected one of this section's gan runs ['g'], got 'clf'" in text
+
+
+def test_gan_settings_are_validated_like_any_other(make_project):
+    bad = GAN_SECTION.replace("generator = [8]", "generator = []\nlabel_smoothing = 0.7\nnoise_dim = 0")
+    text = "\n".join(problems_of(make_project({"experiments/g.toml": bad, "experiments/c.toml": CLASSIFIER_SECTION})))
+    assert "[runs[0].generator]: List should have at least 1 item" in text
+    assert "[runs[0].label_smoothing]: Input should be less than 0.5" in text
+    assert "[runs[0].noise_dim]: Input should be greater than 0" in text
+
+
+def test_selecting_a_gan_section_brings_its_classifier_first(make_project):
+    root = make_project({"experiments/g.toml": GAN_SECTION, "experiments/c.toml": CLASSIFIER_SECTION})
+    project = load_project(root)
+    assert [e.name for e in select(project, ["2"])] == ["clf", "g"]
+    assert [e.name for e in select(project, ["1"])] == ["clf"]

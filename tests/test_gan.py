@@ -1,0 +1,105 @@
+"""The gan kind: recorded losses and images, the classic log, resuming after an interruption,
+divergence, and mode collapse measured on images of known composition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reportgen.data import load, subset
+from reportgen.run import SilentReporter, train
+from reportgen.spec import Experiment, GANSpec
+
+pytestmark = pytest.mark.slow
+
+TINY = {"kind": "gan", "generator": [32], "discriminator": [32], "noise_dim": 16, "batch_size": 64,
+        "epochs": 3, "samples": 64, "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return subset(load("mnist-sample", None), 384, 100)  # 6 steps of 64 an epoch
+
+
+def gan(**settings) -> Experiment:
+    from pathlib import Path
+
+    return Experiment(name="g", section="2", model=GANSpec(**{**TINY, **settings}), data="mnist-sample",
+                      source=Path("g.toml"))
+
+
+class StopAt(SilentReporter):
+    """Ctrl-C as the given epoch starts."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+        self.notes: list[str] = []
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_each_epoch_records_both_losses_accuracies_time_and_fixed_noise_samples(data, tmp_path):
+    outcome = train(gan(), data, tmp_path, checkpoints=tmp_path / "ck", key="k")
+    result, history = outcome.result, outcome.result["history"]
+    assert result["status"] == "ok" and result["steps_per_epoch"] == 6 and history["epoch"] == [1, 2, 3]
+    for name in ("d_loss", "g_loss"):
+        assert len(history[name]) == 3 and all(0 < v < 20 for v in history[name])
+    for name in ("d_acc_real", "d_acc_fake"):
+        assert all(0 <= v <= 1 for v in history[name])
+    assert len(history["seconds"]) == 3 and all(s > 0 for s in history["seconds"])
+    samples = outcome.arrays["samples"]
+    assert samples.shape == (3, 64, 28, 28) and samples.dtype == np.uint8
+    assert not np.array_equal(samples[0], samples[2])  # the generator changed between epochs
+    # Generator: 16*32 + 32 and 32*784 + 784; discriminator: 784*32 + 32 and 32 + 1.
+    assert result["summary"]["generator"]["total"] == 544 + 25_872
+    assert result["summary"]["discriminator"]["total"] == 25_120 + 33
+    # The classic log: value as the third token of each Discriminator/Generator line.
+    lines = outcome.files["output.txt"].decode().splitlines()
+    d = [float(line.split()[2]) for line in lines if line.startswith("Discriminator")]
+    g = [float(line.split()[2]) for line in lines if line.startswith("Generator")]
+    assert d == pytest.approx(history["d_loss"], abs=1e-6) and g == pytest.approx(history["g_loss"], abs=1e-6)
+
+
+def test_an_interrupted_run_resumes_after_its_last_epoch_and_ends_as_if_never_stopped(data, tmp_path):
+    straight = train(gan(), data, tmp_path, checkpoints=tmp_path / "a", key="k")
+    with pytest.raises(KeyboardInterrupt):
+        train(gan(), data, tmp_path, StopAt(3), checkpoints=tmp_path / "b", key="k")
+    assert (tmp_path / "b" / "checkpoint.npz").is_file()
+    reporter = StopAt(0)
+    resumed = train(gan(), data, tmp_path, reporter, checkpoints=tmp_path / "b", key="k")
+    assert resumed.result["resumed"] == [{"from_epoch": 2}]
+    assert reporter.notes == ["  g: resuming after epoch 2 from its checkpoint"]
+    assert resumed.result["history"]["epoch"] == [1, 2, 3]
+    for name in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake"):
+        assert resumed.result["history"][name] == straight.result["history"][name]
+    np.testing.assert_array_equal(resumed.arrays["samples"], straight.arrays["samples"])
+
+
+def test_a_checkpoint_of_another_configuration_is_never_resumed(data, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train(gan(), data, tmp_path, StopAt(2), checkpoints=tmp_path / "c", key="old-key")
+    reporter = StopAt(0)
+    outcome = train(gan(epochs=2), data, tmp_path, reporter, checkpoints=tmp_path / "c", key="new-key")
+    assert outcome.result["resumed"] == [] and outcome.result["history"]["epoch"] == [1, 2]
+    assert "checkpoint unusable (checkpoint belongs to another configuration)" in reporter.notes[0]
+
+
+def test_losses_that_become_nan_stop_the_run_at_that_epoch(data, tmp_path):
+    outcome = train(gan(optimizer="sgd", learning_rate=1e30), data, tmp_path, checkpoints=None, key="k")
+    result = outcome.result
+    assert result["status"] == "diverged" and result["diverged"]["epoch"] == 1
+    assert result["epochs_run"] == 0 and outcome.arrays["samples"].shape[0] == 0
+    assert "nan" in result["diverged"]["loss"].lower() or "inf" in result["diverged"]["loss"].lower()
+
+
+def test_steps_per_call_divides_the_epoch():
+    from reportgen.gan import steps_per_call
+
+    assert steps_per_call(468) == 52  # full MNIST at batch 128: nine equal compiled calls
+    assert steps_per_call(31) == 31 and steps_per_call(6) == 6
+    assert steps_per_call(937) == 937  # a prime: one call per epoch rather than 937 tiny ones
