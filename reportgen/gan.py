@@ -49,10 +49,12 @@ def build_discriminator(spec: GANSpec) -> Any:
     import keras
 
     layers: list[Any] = [keras.Input((IMAGE_PIXELS,))]
-    for width in spec.discriminator:
+    for i, width in enumerate(spec.discriminator):
         layers += [keras.layers.Dense(width, kernel_regularizer=_regularizer(spec)), _activation(spec)]
         if spec.dropout:
-            layers.append(keras.layers.Dropout(spec.dropout))
+            # An explicit seed keeps the dropout masks in Keras' own seed state, which checkpoints
+            # save; unseeded dropout under PyTorch draws from torch's global generator instead.
+            layers.append(keras.layers.Dropout(spec.dropout, seed=spec.seed * 1000 + i))
     layers += [keras.layers.Dense(1, kernel_regularizer=_regularizer(spec)), keras.layers.Activation("sigmoid")]
     return keras.Sequential(layers, name="discriminator")
 
@@ -161,20 +163,20 @@ class GanNets:
     def _d_objective(self, d_out_real: Any, d_out_fake: Any) -> tuple[Any, Any, Any]:
         """Discriminator loss on one batch of real and one of generated images, as the classic
         loop computes it (mean cross-entropy over both; real labels 1 - label_smoothing)."""
-        from keras import losses, ops
+        from keras import ops
 
         probs = ops.concatenate([d_out_real, d_out_fake], axis=0)
         labels = ops.concatenate([ops.full(ops.shape(d_out_real), 1.0 - self.spec.label_smoothing),
                                   ops.zeros(ops.shape(d_out_fake))], axis=0)
-        loss = ops.mean(losses.binary_crossentropy(labels, probs))
+        loss = _cross_entropy(labels, probs)
         acc_real = ops.mean(ops.cast(d_out_real > 0.5, "float32"))
         acc_fake = ops.mean(ops.cast(d_out_fake < 0.5, "float32"))
         return loss, acc_real, acc_fake
 
     def _g_objective(self, d_out: Any) -> Any:
-        from keras import losses, ops
+        from keras import ops
 
-        return ops.mean(losses.binary_crossentropy(ops.ones(ops.shape(d_out)), d_out))
+        return _cross_entropy(ops.ones(ops.shape(d_out)), d_out)
 
     def _regularization(self, model: Any) -> Any:
         from keras import ops
@@ -291,6 +293,15 @@ class GanNets:
                               for i in range(0, len(noise), 1000)])
         scaled = (out + 1.0) * 127.5 if self.spec.generator_output == "tanh" else out * 255.0
         return np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8).reshape(-1, 28, 28)
+
+
+def _cross_entropy(labels: Any, probs: Any) -> Any:
+    """Mean binary cross-entropy of probabilities, clipped as Keras clips them. Written out so a
+    NaN passes through to the divergence check on every backend (PyTorch's own raises instead)."""
+    from keras import ops
+
+    p = ops.clip(probs, 1e-7, 1.0 - 1e-7)
+    return -ops.mean(labels * ops.log(p) + (1.0 - labels) * ops.log(1.0 - p))
 
 
 def _stateless_losses(model: Any, trainable: Any, non_trainable: Any) -> Any:
