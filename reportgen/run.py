@@ -190,6 +190,10 @@ def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.seconds.append(time.perf_counter() - self._t0)
+            if self.diverged is None and not all(np.isfinite(w).all() for w in self.model.get_weights()):
+                # Some backends clip the loss of NaN outputs to a finite number: the weights tell.
+                self.diverged = {"epoch": epoch + 1, "batch": steps, "loss": "non-finite weights"}
+                self.model.stop_training = True
             reporter.epoch_end(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
 
     return Watch()

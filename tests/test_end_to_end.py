@@ -195,7 +195,7 @@ def test_diverging_and_failing_runs_are_marked_and_the_report_still_builds(runne
             kind = "mlp"
             hidden_layers = [8]
             optimizer = "sgd"
-            learning_rate = 1e12
+            learning_rate = 1e30
             [[runs]]
             name = "broken"
             kind = "custom"
