@@ -314,7 +314,9 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 view_facts.setdefault(view.kind, {})[view.run] = measured  # one per GAN run
             elif isinstance(view, ModeCollapseView):
                 missing = [n for n in (view.run, view.classifier) if by_name[n].entry is None]
-                entry.update(waiting=missing or [view.classifier], run=view.run, classifier=view.classifier)
+                gan_entry = by_name[view.run].entry
+                no_epoch = gan_entry is not None and not gan_entry.result["history"].get("epoch")
+                entry.update(waiting=missing, no_epoch=no_epoch, run=view.run, classifier=view.classifier)
             views.append(entry)
 
         context = {"runs": facts, "section": {"number": section.number, "title": section.title,
@@ -447,6 +449,7 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
              "cache_hit": p.cache_hit, "train_seconds": round(p.seconds, 3) if not p.cache_hit else 0.0,
              "recorded_train_seconds": p.entry.result.get("train_seconds") if p.entry else None,
              "status": p.entry.result["status"] if p.entry else None, "error": p.error,
+             "resumed": p.entry.result.get("resumed", []) if p.entry else [],
              "config": p.exp.config()}
             for p in session.planned
         ],

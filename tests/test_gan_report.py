@@ -68,6 +68,10 @@ FILES = {
         kind = "mode_collapse"
         run = "gan"
         classifier = "clf"
+        [[views]]
+        kind = "mode_collapse"
+        run = "gan-nan"
+        classifier = "clf"
     """,
     "experiments/3-gan.md": """
         {% set mc = section.views.mode_collapse["gan"] %}
@@ -190,6 +194,9 @@ def test_gan_run_shows_losses_sample_grids_log_and_measured_mode_collapse(built)
     # The run that blew up is marked, and the report still built (exit 0: divergence is a result).
     assert "gan-nan: diverged at epoch 1" in output
     assert "Training diverged at epoch 1" in html
+    assert "Mode collapse of <code>gan-nan</code> cannot be measured: the run finished no epoch" in html
+    entries = {e["name"]: e for e in manifest(root)["experiments"]}
+    assert entries["gan-nan"]["status"] == "diverged" and entries["gan"]["resumed"] == []
 
 
 def test_a_one_digit_generator_scores_one_class_with_the_trained_classifier(built):
