@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
+from .models import optimizer, regularizer
 from .spec import Experiment, GANSpec
 
 IMAGE_PIXELS = 28 * 28
@@ -39,8 +40,8 @@ def build_generator(spec: GANSpec) -> Any:
 
     layers: list[Any] = [keras.Input((spec.noise_dim,))]
     for width in spec.generator:
-        layers += [keras.layers.Dense(width, kernel_regularizer=_regularizer(spec)), _activation(spec)]
-    layers += [keras.layers.Dense(IMAGE_PIXELS, kernel_regularizer=_regularizer(spec)),
+        layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec)), _activation(spec)]
+    layers += [keras.layers.Dense(IMAGE_PIXELS, kernel_regularizer=regularizer(spec)),
                keras.layers.Activation(spec.generator_output)]
     return keras.Sequential(layers, name="generator")
 
@@ -50,12 +51,12 @@ def build_discriminator(spec: GANSpec) -> Any:
 
     layers: list[Any] = [keras.Input((IMAGE_PIXELS,))]
     for i, width in enumerate(spec.discriminator):
-        layers += [keras.layers.Dense(width, kernel_regularizer=_regularizer(spec)), _activation(spec)]
+        layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec)), _activation(spec)]
         if spec.dropout:
             # An explicit seed keeps the dropout masks in Keras' own seed state, which checkpoints
             # save; unseeded dropout under PyTorch draws from torch's global generator instead.
             layers.append(keras.layers.Dropout(spec.dropout, seed=spec.seed * 1000 + i))
-    layers += [keras.layers.Dense(1, kernel_regularizer=_regularizer(spec)), keras.layers.Activation("sigmoid")]
+    layers += [keras.layers.Dense(1, kernel_regularizer=regularizer(spec)), keras.layers.Activation("sigmoid")]
     return keras.Sequential(layers, name="discriminator")
 
 
@@ -65,27 +66,6 @@ def _activation(spec: GANSpec) -> Any:
     if spec.activation == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=spec.leaky_slope)
     return keras.layers.Activation(spec.activation)
-
-
-def _regularizer(spec: GANSpec) -> Any:
-    import keras
-
-    if spec.regularizer == "l1":
-        return keras.regularizers.L1(spec.strength)
-    if spec.regularizer == "l2":
-        return keras.regularizers.L2(spec.strength)
-    return None
-
-
-def _optimizer(spec: GANSpec) -> Any:
-    import keras
-
-    kwargs: dict[str, Any] = {"learning_rate": spec.learning_rate} if spec.learning_rate else {}
-    if spec.optimizer in ("adam", "adamw", "nadam"):
-        kwargs["beta_1"] = spec.beta_1
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
-               "rmsprop": keras.optimizers.RMSprop, "nadam": keras.optimizers.Nadam}
-    return classes[spec.optimizer](**kwargs)
 
 
 def steps_per_call(steps: int) -> int:
@@ -105,8 +85,8 @@ class GanNets:
         self.backend = keras.backend.backend()
         self.generator = build_generator(spec)
         self.discriminator = build_discriminator(spec)
-        self.g_opt = _optimizer(spec)
-        self.d_opt = _optimizer(spec)
+        self.g_opt = optimizer(spec)
+        self.d_opt = optimizer(spec)
         self.g_opt.build(self.generator.trainable_variables)
         self.d_opt.build(self.discriminator.trainable_variables)
         self._chunk: Any = None
@@ -381,7 +361,7 @@ def classic_log(history: dict[str, list[float]]) -> str:
 
 def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path | None, key: str) -> Any:
     """Train a GAN run, resuming from its checkpoint when one exists; return a run.Outcome."""
-    from .run import Outcome, device_info, model_summary, set_seeds, versions
+    from .run import Outcome, model_summary, provenance, set_seeds
 
     spec = exp.model
     assert isinstance(spec, GANSpec)
@@ -465,19 +445,8 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         "steps_per_epoch": steps,
         "final": {k: history[k][-1] for k in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake") if history[k]},
         "resumed": resumed,
-        "device": device_info(),
-        "backend": keras.backend.backend(),
-        "versions": versions(),
-        "determinism": flags,
-        "train_seconds": round(time.perf_counter() - started, 3),
-        "data": {"name": data.name, "fingerprint": data.fingerprint},
+        **provenance(flags, started, data),
     }
     arrays = {"samples": np.stack(samples) if samples else np.zeros((0, 28, 28), np.uint8)}
     return Outcome(result=result, arrays=arrays, files={"output.txt": classic_log(history).encode()})
-
-
-def finished(checkpoints: Path | None) -> None:
-    """The result is stored: the checkpoint is no longer needed."""
-    if checkpoints is not None:
-        shutil.rmtree(checkpoints, ignore_errors=True)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError
-from .spec import CNNSpec, ConvBlock, CustomSpec, DropoutBlock, Experiment, MLPSpec, PoolBlock
+from .spec import CNNSpec, ConvBlock, CustomSpec, DropoutBlock, Experiment, GANSpec, MLPSpec, PoolBlock
 
 INPUT_SHAPE = (28, 28)
 NUM_CLASSES = 10
 
 
-def _regularizer(spec: MLPSpec) -> Any:
+def regularizer(spec: MLPSpec | GANSpec) -> Any:
     import keras
 
     if spec.regularizer == "l1":
@@ -33,7 +33,7 @@ def build(exp: Experiment, experiments_dir: Path) -> Any:
         layers: list[Any] = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
         for width in spec.hidden_layers:
             # A separate Activation layer after each Dense, as the assignment's summaries show.
-            layers += [keras.layers.Dense(width, kernel_regularizer=_regularizer(spec)),
+            layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec)),
                        keras.layers.Activation(spec.activation)]
         layers += [keras.layers.Dense(NUM_CLASSES), keras.layers.Activation("softmax")]
         return keras.Sequential(layers)
@@ -84,11 +84,13 @@ def load_builder(builder: str, experiments_dir: Path) -> Any:
     return function
 
 
-def optimizer(spec: MLPSpec | CNNSpec | CustomSpec) -> Any:
+def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec) -> Any:
     import keras
 
     classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
                "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
                "nadam": keras.optimizers.Nadam}
-    kwargs = {} if spec.learning_rate is None else {"learning_rate": spec.learning_rate}
+    kwargs: dict[str, Any] = {} if spec.learning_rate is None else {"learning_rate": spec.learning_rate}
+    if isinstance(spec, GANSpec) and spec.optimizer in ("adam", "adamw", "nadam"):
+        kwargs["beta_1"] = spec.beta_1
     return classes[spec.optimizer](**kwargs)

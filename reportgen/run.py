@@ -216,7 +216,6 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
         return outcome
     started = time.perf_counter()
     flags = set_seeds(exp.model.seed)
-    import keras
 
     model = models.build(exp, experiments_dir)
     model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
@@ -265,6 +264,16 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
         "final": {k: log[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
         "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else {},
         "misclassified": misclassified,
+        **provenance(flags, started, data),
+    }
+    return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
+
+
+def provenance(flags: dict[str, Any], started: float, data: Dataset) -> dict[str, Any]:
+    """Where and how a result was made: device, backend, versions, determinism, time, data."""
+    import keras
+
+    return {
         "device": device_info(),
         "backend": keras.backend.backend(),
         "versions": versions(),
@@ -272,7 +281,6 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
         "train_seconds": round(time.perf_counter() - started, 3),
         "data": {"name": data.name, "fingerprint": data.fingerprint},
     }
-    return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
 
 
 def _weights_bytes(model: Any) -> bytes:

@@ -36,7 +36,7 @@ PACKAGE_DIR = Path(__file__).parent
 # The code that turns a configuration into numbers, per model kind: a change here invalidates
 # every result of that kind.
 TRAINING_SOURCES = {"mlp": ("run.py", "models.py"), "cnn": ("run.py", "models.py"),
-                    "custom": ("run.py", "models.py"), "gan": ("run.py", "gan.py")}
+                    "custom": ("run.py", "models.py"), "gan": ("run.py", "models.py", "gan.py")}
 
 
 def default_root(project_root: Path) -> Path:
