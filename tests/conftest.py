@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,28 @@ epochs = 1
 batch_size = 64
 seed = 3
 """
+
+
+def build_or_fail(root: Path, args: list[str]) -> str:
+    """`reportgen build` on a project through the CLI; fail the test unless it succeeds."""
+    from typer.testing import CliRunner
+
+    from reportgen.cli import app
+
+    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["build", "-C", str(root), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def copy_project(built: Path, tmp_path: Path) -> Path:
+    """A copy of a built project (cache and build included) that a test may change."""
+    root = tmp_path / "project"
+    shutil.copytree(built, root)
+    return root
+
+
+def read_manifest(root: Path) -> dict:
+    return dict(json.loads((root / "build" / "manifest.json").read_text()))
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from pypdf import PdfReader
 
 from reportgen.cli import app
 
-from .conftest import write_project
+from .conftest import build_or_fail, copy_project, read_manifest, write_project
 
 pytestmark = pytest.mark.slow
 LIMITS = ["--limit-train", "300", "--limit-val", "100"]
@@ -60,23 +59,16 @@ def build(runner, root: Path, *args: str):
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
     """One real build, shared; tests that change it work on a copy."""
-    from typer.testing import CliRunner
-
     root = write_project(tmp_path_factory.mktemp("e2e") / "project", dict(FILES))
-    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["build", "-C", str(root), *LIMITS])
-    assert result.exit_code == 0, result.output
-    return root, result.output
+    return root, build_or_fail(root, LIMITS)
 
 
 @pytest.fixture
 def copy(built, tmp_path):
-    root = tmp_path / "project"
-    shutil.copytree(built[0], root)
-    return root
+    return copy_project(built[0], tmp_path)
 
 
-def manifest(root: Path) -> dict:
-    return json.loads((root / "build" / "manifest.json").read_text())
+manifest = read_manifest
 
 
 def test_build_trains_everything_once_and_says_where_the_report_is(built):

@@ -19,7 +19,7 @@ from pypdf import PdfReader
 
 from reportgen.cli import app
 
-from .conftest import write_project
+from .conftest import build_or_fail, copy_project, read_manifest, write_project
 
 pytestmark = pytest.mark.slow
 LIMITS = ["--limit-train", "1000", "--limit-val", "200"]
@@ -107,24 +107,17 @@ def build(runner, root: Path, *args: str):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from typer.testing import CliRunner
-
     root = write_project(tmp_path_factory.mktemp("gan") / "project", dict(FILES))
     derivation_pdf(root / "experiments" / "derivation.pdf")
-    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["build", "-C", str(root), *LIMITS])
-    assert result.exit_code == 0, result.output
-    return root, result.output
+    return root, build_or_fail(root, LIMITS)
 
 
 @pytest.fixture
 def copy(built, tmp_path):
-    root = tmp_path / "project"
-    shutil.copytree(built[0], root)
-    return root
+    return copy_project(built[0], tmp_path)
 
 
-def manifest(root: Path) -> dict:
-    return json.loads((root / "build" / "manifest.json").read_text())
+manifest = read_manifest
 
 
 def outline(reader: PdfReader) -> list[tuple[int, str, int]]:
