@@ -472,9 +472,56 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
     refusals = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
     data = manifest(session, refusals, warnings)
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, out / "manifest.json")
+    results = results_table(session)
+    _write_atomic(out / "results.json", json.dumps(results, indent=1))
+    _write_atomic(out / "results.csv", results_csv(results))
+    _write_atomic(out / "manifest.json", json.dumps(data, indent=1))
     return {"html": html_path, "pdf": out / "report.pdf" if pdf else None, "warnings": warnings,
             "refusals": refusals, "manifest": data}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# What results.csv has per experiment, in this order; results.json has these and the histories.
+RESULT_COLUMNS = ("section", "name", "kind", "state", "status", "params", "epochs", "val_accuracy", "accuracy",
+                  "val_loss", "loss", "best_val_accuracy", "best_epoch", "first_val_accuracy", "misclassified",
+                  "validation_size", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "seconds_per_epoch",
+                  "resumed_from", "key")
+
+
+def results_table(session: Session) -> dict[str, Any]:
+    """Every experiment's metrics and resolved configuration, for loading many reports into one
+    table (build/results.json; build/results.csv holds the metric columns, one row per run)."""
+    rows = []
+    for p in session.planned:
+        facts: dict[str, Any] = {}
+        if p.entry is not None:
+            analyse = analysis.gan_facts if p.exp.model.kind == "gan" else analysis.run_facts
+            facts = analyse(p.entry.result, p.exp.config())
+        metrics = {c: facts.get(c) for c in RESULT_COLUMNS
+                   if c not in ("section", "name", "kind", "state", "status", "key")}
+        rows.append({"section": p.exp.section, "name": p.exp.name, "kind": p.exp.model.kind, "state": p.state,
+                     "status": p.entry.result.get("status") if p.entry else None, "key": p.key,
+                     **metrics, "config": p.exp.config(),
+                     "history": p.entry.result.get("history") if p.entry else None})
+    return {"schema": 1, "project": session.project.title, "profile": session.project.profile,
+            "data": {"name": session.data.name, "fingerprint": session.data.fingerprint},
+            "columns": list(RESULT_COLUMNS), "experiments": rows}
+
+
+def results_csv(results: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*RESULT_COLUMNS, "config"], extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in results["experiments"]:
+        writer.writerow({**row, "config": json.dumps(row["config"], sort_keys=True)})
+    return buffer.getvalue()
 

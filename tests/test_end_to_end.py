@@ -207,3 +207,23 @@ def test_diverging_and_failing_runs_are_marked_and_the_report_still_builds(runne
     assert (root / "build/report.pdf").stat().st_size > 0
     states = {e["name"]: (e["state"], e["status"]) for e in manifest(root)["experiments"]}
     assert states == {"explodes": ("fresh", "diverged"), "broken": ("failed", None)}
+
+
+def test_results_export_has_one_row_per_experiment_with_metrics_and_configuration(built):
+    import csv
+
+    root, _ = built
+    results = json.loads((root / "build" / "results.json").read_text())
+    assert results["data"]["name"] == "mnist-sample[300/100]" and results["profile"] == "full"
+    by_name = {r["name"]: r for r in results["experiments"]}
+    assert list(by_name) == ["l2-0", "l2-0.001", "conv"]
+    key = by_name["l2-0"]["key"]
+    stored = json.loads((root / ".reportgen-cache" / "results" / key / "result.json").read_text())
+    assert by_name["l2-0"]["val_accuracy"] == stored["final"]["val_accuracy"]
+    assert by_name["l2-0"]["params"] == 12_730 and by_name["l2-0.001"]["config"]["strength"] == 0.001
+    assert by_name["conv"]["history"]["epoch"] == [1]
+    with open(root / "build" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["name"] for r in rows] == ["l2-0", "l2-0.001", "conv"]
+    assert float(rows[0]["val_accuracy"]) == stored["final"]["val_accuracy"]
+    assert rows[2]["kind"] == "cnn" and json.loads(rows[2]["config"])["blocks"][0]["filters"] == 4
