@@ -361,7 +361,7 @@ def classic_log(history: dict[str, list[float]]) -> str:
 
 def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path | None, key: str) -> Any:
     """Train a GAN run, resuming from its checkpoint when one exists; return a run.Outcome."""
-    from .run import Outcome, model_summary, provenance, set_seeds
+    from .run import Outcome, model_summary, provenance, set_seeds, weights_hash
 
     spec = exp.model
     assert isinstance(spec, GANSpec)
@@ -430,6 +430,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         reporter.epoch_end(epoch, {k: history[k][-1] for k in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")})
 
     done = len(history["epoch"])
+    nets.sync()
     g_summary, d_summary = model_summary(nets.generator), model_summary(nets.discriminator)
     result = {
         "name": exp.name,
@@ -445,6 +446,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         "steps_per_epoch": steps,
         "final": {k: history[k][-1] for k in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake") if history[k]},
         "resumed": resumed,
+        "weights_sha256": weights_hash(nets.generator, nets.discriminator),
         **provenance(flags, started, data),
     }
     arrays = {"samples": np.stack(samples) if samples else np.zeros((0, 28, 28), np.uint8)}

@@ -143,6 +143,17 @@ def _cpu_name() -> str:
     return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+def weights_hash(*models: Any) -> str:
+    """SHA-256 of the trained weights' bytes, in layer order: equal hashes, equal models."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for model in models:
+        for w in model.get_weights():
+            h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
 def model_summary(model: Any) -> dict[str, Any]:
     """The model summary as data: one row per layer, and the totals."""
     rows = []
@@ -259,6 +270,7 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
         "status": "diverged" if watch.diverged else "ok",
         "diverged": watch.diverged,
         "summary": model_summary(model),
+        "weights_sha256": weights_hash(model),
         "history": log,
         "epochs_run": done,
         "final": {k: log[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
