@@ -21,6 +21,7 @@ import numpy as np
 
 from . import __version__, analysis, spec, store
 from .data import Dataset, load, subset
+from .errors import BuildInterrupted
 from .spec import (
     ConvergenceView,
     Experiment,
@@ -117,16 +118,29 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
 
 def train_stale(session: Session, console: Any) -> list[Planned]:
     """Train every selected experiment that has no fresh result (all selected with --force).
-    A failing experiment is recorded and the others go on; Ctrl-C stops with nothing half-written."""
+    A failing experiment is recorded and the others go on; Ctrl-C stops with nothing half-written
+    and raises BuildInterrupted saying what finished."""
+    todo = [p for p in session.planned
+            if p.exp.name in session.selected and (p.entry is None or session.options.force)]
+    if not todo:
+        return []
+    try:
+        _train_each(session, todo, console)
+    except KeyboardInterrupt:
+        finished = [p.exp.name for p in todo if p.entry is not None and not p.error]
+        current = next((p for p in todo if p.entry is None and not p.error), None)
+        resumable = current is not None and (session.store.partial(current.key) / "checkpoint.npz").is_file()
+        pending = [p.exp.name for p in todo[todo.index(current) + 1:]] if current is not None else []
+        raise BuildInterrupted(finished, current.exp.name if current else None, resumable, pending) from None
+    return todo
+
+
+def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
     from rich.markup import escape
 
     from .progress import TrainingProgress
     from .run import train
 
-    todo = [p for p in session.planned
-            if p.exp.name in session.selected and (p.entry is None or session.options.force)]
-    if not todo:
-        return []
     with TrainingProgress(console, len(todo)) as progress:
         for i, planned in enumerate(todo, start=1):
             progress.start_experiment(i, len(todo), planned.exp.name, planned.exp.model.epochs)
@@ -169,7 +183,6 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
                 status += f" (resumed after epoch {result['resumed'][-1]['from_epoch']})"
             progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: {status} "
                                        f"({planned.seconds:.1f} s)")
-    return todo
 
 
 # --- stage 5: measurements that need more than one result ---------------------------------------------

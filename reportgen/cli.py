@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import ReportgenError, SpecError
+from .errors import BuildInterrupted, ReportgenError, SpecError
 
 EXIT_ERROR = 1
 EXIT_EXPERIMENT_FAILED = 3
@@ -82,6 +82,16 @@ def _errors() -> Iterator[None]:
     except ReportgenError as exc:
         console.print(f"[red]Error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
+    except BuildInterrupted as exc:
+        console.print("\n[yellow]Interrupted.[/yellow] Nothing half-written was stored.")
+        console.print(f"  finished and cached: {escape(', '.join(exc.finished)) or 'none'}")
+        if exc.current:
+            kept = ("its checkpoint is kept and the next build resumes it" if exc.resumable
+                    else "it will start over")
+            console.print(f"  cut short: {escape(exc.current)} ({kept})")
+        console.print(f"  not started: {escape(', '.join(exc.pending)) or 'none'}")
+        console.print("Run the same command to go on.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         console.print("\n[yellow]Interrupted.[/yellow] Finished experiments are kept in the cache; "
                       "nothing half-written was stored. Run the same command to resume.")

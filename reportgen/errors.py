@@ -60,3 +60,11 @@ class RenderError(ReportgenError):
 
 class CacheError(ReportgenError):
     """The result cache cannot be used (for example: it is locked by a live process)."""
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with what had finished, what was cut short and what never started."""
+
+    def __init__(self, finished: list[str], current: str | None, resumable: bool, pending: list[str]):
+        self.finished, self.current, self.resumable, self.pending = finished, current, resumable, pending
+        super().__init__("interrupted")

@@ -1,0 +1,58 @@
+"""Ctrl-C in the middle of a build: exit 130, nothing half-stored, locks released, and the CLI says
+what finished, what was cut short and what never started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make_project):
+    root = make_project({
+        "experiments/a.toml": """
+            number = "1"
+            title = "Runs"
+            [[runs]]
+            name = "quick-dense"
+            kind = "mlp"
+            hidden_layers = [8]
+            [[runs]]
+            name = "long-gan"
+            kind = "gan"
+            generator = [16]
+            discriminator = [16]
+            noise_dim = 8
+            samples = 16
+            epochs = 500
+            [[runs]]
+            name = "never-started"
+            kind = "mlp"
+            hidden_layers = [4]
+        """,
+        "experiments/a.md": "Runs.\n",
+    })
+    command = [sys.executable, "-m", "reportgen", "run", "-C", str(root), "--limit-train", "640", "--limit-val", "50"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "COLUMNS": "200"})
+    cache = root / ".reportgen-cache"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((cache / "partial").glob("*/checkpoint.npz")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "Interrupted. Nothing half-written was stored." in output
+    assert "finished and cached: quick-dense" in output
+    assert "cut short: long-gan (its checkpoint is kept and the next build resumes it)" in output
+    assert "not started: never-started" in output
+    assert list((cache / "locks").iterdir()) == []  # the lock of the interrupted run is released
+    assert len(list((cache / "results").iterdir())) == 1  # only the finished run was stored
+    assert list((cache / "tmp").iterdir()) == []
