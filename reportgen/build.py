@@ -201,8 +201,8 @@ def measure(session: Session, say: Callable[[str], None] = print) -> None:
             if not isinstance(view, ModeCollapseView):
                 continue
             gan, judge = by_name[view.run], by_name[view.classifier]
-            if gan.entry is None or judge.entry is None:
-                continue
+            if gan.entry is None or judge.entry is None or judge.entry.result.get("status") != "ok":
+                continue  # a diverged classifier would call every image a 0
             weights = judge.entry.file(WEIGHTS_FILE)
             if weights is None:
                 continue
@@ -275,7 +275,10 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
 
         views: list[dict[str, Any]] = []
         view_facts: dict[str, Any] = {}
-        section_facts = [facts[e.name] for e in section.experiments if e.name in facts]
+        # Views over classifiers (parameters, overlays, convergence) leave the section's GANs out:
+        # a GAN has no validation accuracy to place.
+        classifiers = {n for n, f in facts.items() if f.get("kind") != "gan"}
+        section_facts = [facts[e.name] for e in section.experiments if e.name in classifiers]
         for i, view in enumerate(section.views):
             figure = f"{section.slug}-{view.kind}-{i}.svg"
             entry: dict[str, Any] = {"kind": view.kind, "measured": None, "figure": None, "figures": []}
@@ -288,7 +291,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 view_facts[view.kind] = measured
             elif isinstance(view, OverlayView) and section_facts:
                 histories = {e.name: by_name[e.name].entry.result["history"]  # type: ignore[union-attr]
-                             for e in section.experiments if e.name in facts}
+                             for e in section.experiments if e.name in classifiers}
                 figs = []
                 for metric in view.metrics:
                     name = f"{section.slug}-overlay-{metric}.svg"
@@ -297,7 +300,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 entry.update(figures=figs)
             elif isinstance(view, ConvergenceView):
                 names = [e.name for e in section.experiments] + list(view.compare)
-                measured = analysis.convergence([facts[n] for n in names if n in facts], view.tolerance)
+                measured = analysis.convergence([facts[n] for n in names if n in classifiers], view.tolerance)
                 entry.update(measured=measured)
                 view_facts[view.kind] = measured
             elif isinstance(view, MisclassifiedView) and view.run in facts:
@@ -329,7 +332,10 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 missing = [n for n in (view.run, view.classifier) if by_name[n].entry is None]
                 gan_entry = by_name[view.run].entry
                 no_epoch = gan_entry is not None and not gan_entry.result["history"].get("epoch")
-                entry.update(waiting=missing, no_epoch=no_epoch, run=view.run, classifier=view.classifier)
+                judge_entry = by_name[view.classifier].entry
+                judge_failed = judge_entry is not None and judge_entry.result.get("status") != "ok"
+                entry.update(waiting=missing, no_epoch=no_epoch, judge_failed=judge_failed, run=view.run,
+                             classifier=view.classifier)
             views.append(entry)
 
         context = {"runs": facts, "section": {"number": section.number, "title": section.title,
@@ -413,11 +419,11 @@ def _attachment(path: Path, assets: Path, slug: str) -> dict[str, Any]:
     """Check an attached PDF and copy it beside the report; its pages are merged into the PDF."""
     from .render import attachment_pages
 
-    pages = attachment_pages(path)
-    target = assets / "attachments" / path.name
+    pages = attachment_pages(path)  # checks size, encryption and readability first
+    target = assets / "attachments" / f"{slug}-{path.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
-    return {"file": path.name, "source": str(path), "href": f"assets/attachments/{path.name}", "pages": pages,
+    return {"file": path.name, "source": str(target), "href": f"assets/attachments/{target.name}", "pages": pages,
             "anchor": f"attach-{slug}"}
 
 

@@ -19,11 +19,12 @@ from .errors import RenderError
 
 INLINE_POINTS = 10.5  # the report's body text size
 DISPLAY_POINTS = 12.5
-MAX_FORMULA_CHARS = 2000
-MAX_FORMULAS = 500  # per commentary file
+MAX_FORMULA_CHARS = 500  # a long one takes mathtext about half a second
+MAX_FORMULAS = 200  # per commentary file
+MAX_SECONDS = 20.0  # drawing every formula of one commentary file
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)
 def _svg(tex: str, points: float) -> tuple[str, float, float, float]:
     """(svg text, width, height, depth) in points for one formula; ValueError when unsupported."""
     import matplotlib
@@ -71,20 +72,29 @@ MATH_TOKENS = {"math_inline": False, "math_inline_double": True, "math_block": T
 def prepare(tokens: list[Any], file: str) -> None:
     """Draw every formula of a parsed Markdown token stream into token.meta['html'], with the
     line of each formula for errors."""
+    import time
+
     count = 0
+    started = time.monotonic()
     for token in tokens:
         found = []
         if token.type in MATH_TOKENS:
             found.append((token, token.map[0] + 1 if token.map else None))
+        searched = 0
         for child in token.children or []:
             if child.type in MATH_TOKENS:
-                offset = token.content.find(child.content)
+                # The line of this formula: find its delimited text after the previous one.
+                offset = token.content.find(child.markup + child.content, searched)
+                searched = max(offset, searched) + 1
                 line = token.map[0] + 1 + token.content[:max(offset, 0)].count("\n") if token.map else None
                 found.append((child, line))
         for math_token, line in found:
             count += 1
             if count > MAX_FORMULAS:
                 raise RenderError(f"more than {MAX_FORMULAS} formulas in one commentary file", file, line)
+            if time.monotonic() - started > MAX_SECONDS:
+                raise RenderError(f"stopped: drawing this file's formulas took longer than {MAX_SECONDS:.0f} s",
+                                  file, line)
             math_token.meta["html"] = image(math_token.content, MATH_TOKENS[math_token.type], file, line)
 
 

@@ -226,18 +226,20 @@ class GanNets:
 
         G, D = self.generator, self.discriminator
 
+        def penalty(losses: list[Any]) -> Any:
+            return ops.sum(ops.stack(losses)) if losses else 0.0
+
         def d_loss_fn(d_tv: Any, d_ntv: Any, real: Any, fake: Any) -> Any:
-            out_real, d_ntv = D.stateless_call(d_tv, d_ntv, real, training=True)
+            out_real, d_ntv, weight_losses = D.stateless_call(d_tv, d_ntv, real, training=True, return_losses=True)
             out_fake, d_ntv = D.stateless_call(d_tv, d_ntv, fake, training=True)
             loss, acc_real, acc_fake = self._d_objective(out_real, out_fake)
-            penalty = _stateless_losses(D, d_tv, d_ntv)
-            return loss + penalty, (loss, acc_real, acc_fake, d_ntv)
+            return loss + penalty(weight_losses), (loss, acc_real, acc_fake, d_ntv)
 
         def g_loss_fn(g_tv: Any, g_ntv: Any, d_tv: Any, d_ntv: Any, z: Any) -> Any:
-            fake, g_ntv = G.stateless_call(g_tv, g_ntv, z, training=True)
+            fake, g_ntv, weight_losses = G.stateless_call(g_tv, g_ntv, z, training=True, return_losses=True)
             out, d_ntv = D.stateless_call(d_tv, d_ntv, fake, training=True)
             loss = self._g_objective(out)
-            return loss + _stateless_losses(G, g_tv, g_ntv), (loss, g_ntv, d_ntv)
+            return loss + penalty(weight_losses), (loss, g_ntv, d_ntv)
 
         d_grad = jax.value_and_grad(d_loss_fn, has_aux=True)
         g_grad = jax.value_and_grad(g_loss_fn, has_aux=True)
@@ -284,19 +286,6 @@ def _cross_entropy(labels: Any, probs: Any) -> Any:
     return -ops.mean(labels * ops.log(p) + (1.0 - labels) * ops.log(1.0 - p))
 
 
-def _stateless_losses(model: Any, trainable: Any, non_trainable: Any) -> Any:
-    """Weight regularization with the traced values (JAX): Keras reads it off the variables."""
-    from keras import ops
-    from keras.src.backend import StatelessScope
-
-    if not model.losses:
-        return 0.0
-    mapping = list(zip(model.trainable_variables, trainable, strict=True))
-    mapping += list(zip(model.non_trainable_variables, non_trainable, strict=True))
-    with StatelessScope(state_mapping=mapping):
-        return ops.sum(ops.stack(model.losses))
-
-
 def scale_images(images: np.ndarray, output: str) -> np.ndarray:
     """uint8 images to the generator's output range, flattened."""
     x = images.reshape(len(images), IMAGE_PIXELS).astype("float32")
@@ -322,23 +311,36 @@ def fixed_noise(spec: GANSpec) -> np.ndarray:
 # --- checkpoints: one file, rewritten atomically after every epoch --------------------------------
 
 
-def save_checkpoint(folder: Path, key: str, nets: GanNets, state: dict[str, Any], samples: list[np.ndarray]) -> None:
+def save_checkpoint(folder: Path, key: str, nets: GanNets, state: dict[str, Any], samples: np.ndarray) -> None:
+    """Keep one finished epoch: its samples in a file of their own (so each epoch writes only its
+    own), then the weights, optimizer state and history, atomically replacing the last ones."""
     folder.mkdir(parents=True, exist_ok=True)
+    epoch = state["epoch"]
+    _write_replace(folder / f"samples-{epoch}.npy", _npy(samples))
     meta = json.dumps({"key": key, **state}).encode()
-    arrays = {**nets.values(), "samples": np.stack(samples) if samples else np.zeros((0, 28, 28), np.uint8),
-              "meta": np.frombuffer(meta, dtype=np.uint8)}
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    tmp = folder / f"{CHECKPOINT}.{os.getpid()}.tmp"
+    np.savez(buffer, **nets.values(), meta=np.frombuffer(meta, dtype=np.uint8))  # type: ignore[arg-type]
+    _write_replace(folder / CHECKPOINT, buffer.getvalue())
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _write_replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, folder / CHECKPOINT)
+    os.replace(tmp, path)
 
 
-def load_checkpoint(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    """(state, arrays) of the last finished epoch, or None when there is none for this key."""
+def load_checkpoint(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray], list[np.ndarray]] | None:
+    """(state, variables, samples per epoch) of the last finished epoch, or None when there is
+    none; raises when the checkpoint is not this run's or is damaged."""
     path = folder / CHECKPOINT
     if not path.is_file():
         return None
@@ -347,7 +349,8 @@ def load_checkpoint(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, n
     state = json.loads(arrays.pop("meta").tobytes())
     if state.get("key") != key:
         raise ValueError("checkpoint belongs to another configuration")
-    return state, arrays
+    samples = [np.load(folder / f"samples-{e}.npy", allow_pickle=False) for e in range(1, int(state["epoch"]) + 1)]
+    return state, arrays, samples
 
 
 def classic_log(history: dict[str, list[float]]) -> str:
@@ -387,18 +390,21 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
     if checkpoints is not None:
         try:
             found = load_checkpoint(checkpoints, key)
-        except (OSError, ValueError, KeyError) as exc:
+            if found is not None:
+                state, variables, samples = found
+                nets.restore(variables)
+                history = state["history"]
+                resumed = [*state.get("resumed", []), {"from_epoch": state["epoch"]}]
+                first_epoch = state["epoch"] + 1
+                reporter.note(f"  {exp.name}: resuming after epoch {state['epoch']} from its checkpoint")
+        except Exception as exc:  # a damaged checkpoint (any way) must not block the run: start over
             reporter.note(f"  {exp.name}: checkpoint unusable ({exc}); starting over")
             shutil.rmtree(checkpoints, ignore_errors=True)
-            found = None
-        if found is not None:
-            state, arrays = found
-            nets.restore(arrays)
-            history = state["history"]
-            resumed = [*state.get("resumed", []), {"from_epoch": state["epoch"]}]
-            samples = list(arrays["samples"])
-            first_epoch = state["epoch"] + 1
-            reporter.note(f"  {exp.name}: resuming after epoch {state['epoch']} from its checkpoint")
+            set_seeds(spec.seed)
+            keras.backend.clear_session()
+            nets = GanNets(spec)
+            history = {k: [] for k in history}
+            samples, resumed, first_epoch = [], [], 1
 
     for epoch in range(first_epoch, spec.epochs + 1):
         reporter.epoch_start(epoch, spec.epochs, steps)
@@ -426,7 +432,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         samples.append(nets.generate(noise))
         if checkpoints is not None:
             save_checkpoint(checkpoints, key, nets, {"epoch": epoch, "history": history, "resumed": resumed},
-                            samples)
+                            samples[-1])
         reporter.epoch_end(epoch, {k: history[k][-1] for k in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")})
 
     done = len(history["epoch"])

@@ -80,6 +80,7 @@ def make_fetcher(assets_dir: Path, refusals: list[str]) -> Any:
 
 
 MAX_ATTACHMENT_PAGES = 500
+MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
 
 
 def attachment_pages(path: Path) -> int:
@@ -88,6 +89,10 @@ def attachment_pages(path: Path) -> int:
     from pypdf.errors import PyPdfError
 
     try:
+        size = path.stat().st_size
+        if size > MAX_ATTACHMENT_BYTES:
+            raise RenderError(f"attached PDF is {size / 2**20:.0f} MiB; at most "
+                              f"{MAX_ATTACHMENT_BYTES // 2**20} MiB is accepted", path)
         reader = PdfReader(path)
         if reader.is_encrypted:
             raise RenderError("attached PDF is encrypted; attach an unprotected copy", path)
@@ -123,32 +128,50 @@ def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = N
     except Exception as exc:  # WeasyPrint raises many kinds; the user needs the message
         raise RenderError(f"PDF rendering failed: {type(exc).__name__}: {exc}", html_path) from exc
     if attachments:
-        _merge_attachments(tmp, anchors, attachments)
+        try:
+            _merge_attachments(tmp, anchors, attachments)
+        except Exception:
+            tmp.unlink(missing_ok=True)
+            raise
     tmp.replace(out)
     return sorted(set(refusals))
 
 
 def _merge_attachments(path: Path, anchors: dict[str, int], attachments: list[dict[str, Any]]) -> None:
     """Draw each attached page onto the blank page the layout reserved for it (scaled to fit),
-    so page numbers, the contents and the bookmark (set by the stylesheet) stay right."""
+    so page numbers, the contents and the bookmark (set by the stylesheet) stay right.
+    Only the pages' drawing is taken: links, form fields and actions stay behind."""
     from pypdf import PdfReader, PdfWriter, Transformation
+    from pypdf.errors import PyPdfError
 
     writer = PdfWriter(clone_from=PdfReader(path))
     for attachment in attachments:
-        source = PdfWriter(clone_from=PdfReader(attachment["source"]))
-        for i, page in enumerate(source.pages):
-            target_index = anchors.get(f"{attachment['anchor']}-{i}")
-            if target_index is None:
-                raise RenderError(f"the report template kept no page for page {i + 1} of the attachment "
-                                  f"(expected an element with id {attachment['anchor']}-{i})", attachment["source"])
-            target = writer.pages[target_index]
-            if page.rotation:
-                page.transfer_rotation_to_content()
-            box = page.mediabox
-            tw, th = float(target.mediabox.width), float(target.mediabox.height)
-            scale = min(tw / float(box.width), th / float(box.height))
-            dx = (tw - float(box.width) * scale) / 2 - float(box.left) * scale
-            dy = (th - float(box.height) * scale) / 2 - float(box.bottom) * scale
-            target.merge_transformed_page(page, Transformation().scale(scale, scale).translate(dx, dy))
+        try:
+            source = PdfWriter(clone_from=PdfReader(attachment["source"]))
+            for i, page in enumerate(source.pages):
+                target_index = anchors.get(f"{attachment['anchor']}-{i}")
+                if target_index is None:
+                    raise RenderError(f"the report template kept no page for page {i + 1} of the attachment "
+                                      f"(expected an element with id {attachment['anchor']}-{i})",
+                                      attachment["source"])
+                if "/Annots" in page:
+                    del page["/Annots"]
+                if page.rotation:
+                    page.transfer_rotation_to_content()
+                box = page.cropbox  # what a viewer shows; the media box may be larger
+                width, height = float(box.width), float(box.height)
+                if width <= 0 or height <= 0:
+                    raise RenderError(f"page {i + 1} of the attachment has an empty page box", attachment["source"])
+                target = writer.pages[target_index]
+                tw, th = float(target.mediabox.width), float(target.mediabox.height)
+                scale = min(tw / width, th / height)
+                dx = (tw - width * scale) / 2 - float(box.left) * scale
+                dy = (th - height * scale) / 2 - float(box.bottom) * scale
+                target.merge_transformed_page(page, Transformation().scale(scale, scale).translate(dx, dy))
+        except RenderError:
+            raise
+        except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
+            raise RenderError(f"attached PDF could not be merged: {type(exc).__name__}: {exc}",
+                              attachment["source"]) from None
     with open(path, "wb") as f:
         writer.write(f)

@@ -103,3 +103,16 @@ def test_steps_per_call_divides_the_epoch():
     assert steps_per_call(468) == 52  # full MNIST at batch 128: nine equal compiled calls
     assert steps_per_call(31) == 31 and steps_per_call(6) == 6
     assert steps_per_call(937) == 937  # a prime: one call per epoch rather than 937 tiny ones
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(data, tmp_path):
+    folder = tmp_path / "ck"
+    with pytest.raises(KeyboardInterrupt):
+        train(gan(), data, tmp_path, StopAt(3), checkpoints=folder, key="k")
+    (folder / "checkpoint.npz").write_bytes(b"PK\x03\x04 not a zip any more")
+    reporter = StopAt(0)
+    outcome = train(gan(), data, tmp_path, reporter, checkpoints=folder, key="k")
+    assert reporter.notes[0].startswith("  g: checkpoint unusable (") and reporter.notes[0].endswith("starting over")
+    assert outcome.result["resumed"] == [] and outcome.result["history"]["epoch"] == [1, 2, 3]
+    straight = train(gan(), data, tmp_path, checkpoints=None, key="k")
+    assert outcome.result["history"]["d_loss"] == straight.result["history"]["d_loss"]

@@ -72,6 +72,9 @@ FILES = {
         kind = "mode_collapse"
         run = "gan-nan"
         classifier = "clf"
+        [[views]]
+        kind = "convergence"
+        compare = ["clf"]
     """,
     "experiments/3-gan.md": """
         {% set mc = section.views.mode_collapse["gan"] %}
@@ -153,8 +156,8 @@ def test_attached_pdf_is_merged_at_its_section_with_bookmark_contents_entry_and_
     assert listed is not None and int(listed[1]) == page + 1
     assert f"{len(reader.pages)} / {len(reader.pages)}" in texts[-1]
     html = (root / "build" / "report.html").read_text()
-    assert 'href="assets/attachments/derivation.pdf"' in html
-    assert (root / "build" / "assets" / "attachments" / "derivation.pdf").read_bytes() == \
+    assert 'href="assets/attachments/2-theory-derivation.pdf"' in html
+    assert (root / "build" / "assets" / "attachments" / "2-theory-derivation.pdf").read_bytes() == \
         (root / "experiments" / "derivation.pdf").read_bytes()
 
 
