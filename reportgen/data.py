@@ -72,14 +72,21 @@ def load(name: str, data_file: Path | None = None) -> Dataset:
     raise DataError(f"unknown data set {name!r}; expected one of ['auto', 'mnist', 'mnist-sample']")
 
 
-def load_mnist(data_file: Path | None = None) -> Dataset:
-    """Full MNIST: 60,000 training images, the 10,000 test images as validation set."""
+def local_mnist(data_file: Path | None = None) -> Path | None:
+    """The MNIST file a build would read without downloading: --data-file, REPORTGEN_MNIST, or
+    Keras' cache. None when there is none (a build would try to download)."""
     path = data_file or (Path(os.environ[MNIST_ENV]) if os.environ.get(MNIST_ENV) else None)
     if path is not None:
-        return _from_npz(Path(path))
+        return Path(path)
     cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "mnist.npz"
-    if cached.is_file():
-        return _from_npz(cached)
+    return cached if cached.is_file() else None
+
+
+def load_mnist(data_file: Path | None = None) -> Dataset:
+    """Full MNIST: 60,000 training images, the 10,000 test images as validation set."""
+    path = local_mnist(data_file)
+    if path is not None:
+        return _from_npz(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras  # the real loader: downloads once into ~/.keras/datasets
 

