@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +51,24 @@ def copy_project(built: Path, tmp_path: Path) -> Path:
 
 def read_manifest(root: Path) -> dict:
     return dict(json.loads((root / "build" / "manifest.json").read_text()))
+
+
+def run_command(root: Path) -> list[str]:
+    """`reportgen run` on a project's first 640/50 images, in a fresh interpreter."""
+    import sys
+
+    return [sys.executable, "-m", "reportgen", "run", "-C", str(root), "--limit-train", "640", "--limit-val", "50"]
+
+
+def wait_for_checkpoint(root: Path, process: subprocess.Popen, seconds: float = 120) -> Path:
+    """Wait until a GAN of the project has written its first checkpoint; fail if it never does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list((root / ".reportgen-cache" / "partial").glob("*/checkpoint.npz"))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError("the GAN never wrote a checkpoint")
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:

@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from pypdf import PdfReader
 
 from reportgen.cli import app
 
-from .conftest import build_or_fail, copy_project, read_manifest, write_project
+from .conftest import build_or_fail, copy_project, read_manifest, run_command, wait_for_checkpoint, write_project
 
 pytestmark = pytest.mark.slow
 LIMITS = ["--limit-train", "1000", "--limit-val", "200"]
@@ -267,19 +266,11 @@ def test_a_build_killed_mid_gan_resumes_from_the_last_finished_epoch(make_projec
         """,
         "experiments/g.md": "A long run.\n",
     })
-    command = [sys.executable, "-m", "reportgen", "run", "-C", str(root), "--limit-train", "640", "--limit-val", "50"]
+    command = run_command(root)
     env = {**os.environ, "COLUMNS": "200"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                start_new_session=True)
-    checkpoint = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        found = list((root / ".reportgen-cache" / "partial").glob("*/checkpoint.npz"))
-        if found:
-            checkpoint = found[0]
-            break
-        time.sleep(0.05)
-    assert checkpoint is not None, "the GAN never wrote a checkpoint"
+    checkpoint = wait_for_checkpoint(root, process)
     time.sleep(0.5)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+
+from .conftest import run_command, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +39,10 @@ def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make
         """,
         "experiments/a.md": "Runs.\n",
     })
-    command = [sys.executable, "-m", "reportgen", "run", "-C", str(root), "--limit-train", "640", "--limit-val", "50"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    process = subprocess.Popen(run_command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "COLUMNS": "200"})
     cache = root / ".reportgen-cache"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((cache / "partial").glob("*/checkpoint.npz")):
-        time.sleep(0.05)
+    wait_for_checkpoint(root, process)
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
