@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -232,9 +231,9 @@ def measure(session: Session, say: Callable[[str], None] = print) -> None:
 
 
 def _history_rows(history: dict[str, list[float]]) -> list[dict[str, Any]]:
-    n = len(history.get("loss", []))
-    cols = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
-    return [{"epoch": e + 1, **{c: history[c][e] for c in cols if c in history and e < len(history[c])}}
+    """One row per finished epoch with every recorded column (a diverged run's lists may be short)."""
+    n = len(history.get("epoch") or history.get("loss", []))
+    return [{"epoch": e + 1, **{c: v[e] for c, v in history.items() if c != "epoch" and e < len(v)}}
             for e in range(n)]
 
 
@@ -396,8 +395,7 @@ def _gan_item(name: str, entry: store.Entry, assets: Path) -> dict[str, Any]:
     history = result["history"]
     samples = entry.arrays()["samples"]
     item: dict[str, Any] = {"result": result, "losses": None, "progress": None, "final_samples": None,
-                            "log": None, "epoch_rows": [
-                                {k: history[k][i] for k in history} for i in range(len(history.get("epoch", [])))]}
+                            "log": None, "epoch_rows": _history_rows(history)}
     if history.get("epoch"):
         figures.save_svg(figures.gan_losses(name, history), assets / f"gan-losses-{name}.svg")
         item["losses"] = f"assets/gan-losses-{name}.svg"
@@ -492,17 +490,11 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     refusals = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
     data = manifest(session, refusals, warnings)
     results = results_table(session)
-    _write_atomic(out / "results.json", json.dumps(results, indent=1))
-    _write_atomic(out / "results.csv", results_csv(results))
-    _write_atomic(out / "manifest.json", json.dumps(data, indent=1))
+    store.write_atomic(out / "results.json", json.dumps(results, indent=1).encode())
+    store.write_atomic(out / "results.csv", results_csv(results).encode())
+    store.write_atomic(out / "manifest.json", json.dumps(data, indent=1).encode())
     return {"html": html_path, "pdf": out / "report.pdf" if pdf else None, "warnings": warnings,
             "refusals": refusals, "manifest": data}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # What results.csv has per experiment, in this order; results.json has these and the histories.

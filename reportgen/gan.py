@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from .data import Dataset
 from .models import optimizer, regularizer
 from .spec import Experiment, GANSpec
+from .store import write_atomic
 
 IMAGE_PIXELS = 28 * 28
 CHECKPOINT = "checkpoint.npz"
@@ -316,26 +316,17 @@ def save_checkpoint(folder: Path, key: str, nets: GanNets, state: dict[str, Any]
     own), then the weights, optimizer state and history, atomically replacing the last ones."""
     folder.mkdir(parents=True, exist_ok=True)
     epoch = state["epoch"]
-    _write_replace(folder / f"samples-{epoch}.npy", _npy(samples))
+    write_atomic(folder / f"samples-{epoch}.npy", _npy(samples))
     meta = json.dumps({"key": key, **state}).encode()
     buffer = io.BytesIO()
     np.savez(buffer, **nets.values(), meta=np.frombuffer(meta, dtype=np.uint8))  # type: ignore[arg-type]
-    _write_replace(folder / CHECKPOINT, buffer.getvalue())
+    write_atomic(folder / CHECKPOINT, buffer.getvalue())
 
 
 def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-def _write_replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray], list[np.ndarray]] | None:

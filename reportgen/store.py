@@ -227,10 +227,7 @@ class Store:
         return entry
 
     def record_index(self, name: str, inputs: dict[str, Any]) -> None:
-        index = self.root / "index" / f"{name}.json"
-        tmp = index.with_suffix(f".{os.getpid()}.tmp")
-        _write_synced(tmp, json.dumps(inputs, indent=1, sort_keys=True).encode())
-        os.replace(tmp, index)
+        write_atomic(self.root / "index" / f"{name}.json", json.dumps(inputs, indent=1, sort_keys=True).encode())
 
     def _sweep_tmp(self) -> None:
         """Remove temp entries left by processes that died mid-write (kill -9, power loss)."""
@@ -283,6 +280,13 @@ class Store:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace a file in one step: readers see the old bytes or the new, never a part."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    _write_synced(tmp, data)
+    os.replace(tmp, path)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
