@@ -446,11 +446,15 @@ def _distinct(dicts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict[str, Any]:
+    """What was built from what: enough for `reportgen compare` to put two builds side by side and
+    for `reportgen verify` to re-run each experiment elsewhere (configuration, seeds, code and data
+    fingerprints, versions) and check its metrics."""
     from .run import backend_name, versions
 
     results = [p.entry.result for p in session.planned if p.entry is not None]
     return {
         "tool": {"name": "reportgen", "version": __version__},
+        "project": {"title": session.project.title, "author": session.project.author},
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "profile": session.project.profile,
         "limits": {"train": session.options.train_limit, "val": session.options.val_limit},
@@ -462,12 +466,14 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
         "determinism": _distinct(r.get("determinism", {}) for r in results),
         "git": _git(session.project.root),
         "experiments": [
-            {"name": p.exp.name, "section": p.exp.section, "key": p.key, "state": p.state,
+            {"name": p.exp.name, "section": p.exp.section, "kind": p.exp.model.kind, "key": p.key, "state": p.state,
              "cache_hit": p.cache_hit, "train_seconds": round(p.seconds, 3) if not p.cache_hit else 0.0,
              "recorded_train_seconds": p.entry.result.get("train_seconds") if p.entry else None,
              "status": p.entry.result["status"] if p.entry else None, "error": p.error,
              "resumed": p.entry.result.get("resumed", []) if p.entry else [],
-             "config": p.exp.config()}
+             "config": p.exp.config(), "inputs": p.inputs, "metrics": _metrics(p),
+             "weights_sha256": p.entry.result.get("weights_sha256") if p.entry else None,
+             "history": p.entry.result.get("history") if p.entry else None}
             for p in session.planned
         ],
         "warnings": warnings,
@@ -509,19 +515,22 @@ def results_table(session: Session) -> dict[str, Any]:
     table (build/results.json; build/results.csv holds the metric columns, one row per run)."""
     rows = []
     for p in session.planned:
-        facts: dict[str, Any] = {}
-        if p.entry is not None:
-            analyse = analysis.gan_facts if p.exp.model.kind == "gan" else analysis.run_facts
-            facts = analyse(p.entry.result, p.exp.config())
-        metrics = {c: facts.get(c) for c in RESULT_COLUMNS
-                   if c not in ("section", "name", "kind", "state", "status", "key")}
         rows.append({"section": p.exp.section, "name": p.exp.name, "kind": p.exp.model.kind, "state": p.state,
                      "status": p.entry.result.get("status") if p.entry else None, "key": p.key,
-                     **metrics, "config": p.exp.config(),
+                     **_metrics(p), "config": p.exp.config(),
                      "history": p.entry.result.get("history") if p.entry else None})
     return {"schema": 1, "project": session.project.title, "profile": session.project.profile,
             "data": {"name": session.data.name, "fingerprint": session.data.fingerprint},
             "columns": list(RESULT_COLUMNS), "experiments": rows}
+
+
+def _metrics(p: Planned) -> dict[str, Any]:
+    """The metric columns of one experiment (None where it has no result or the kind lacks one)."""
+    facts: dict[str, Any] = {}
+    if p.entry is not None:
+        analyse = analysis.gan_facts if p.exp.model.kind == "gan" else analysis.run_facts
+        facts = analyse(p.entry.result, p.exp.config())
+    return {c: facts.get(c) for c in RESULT_COLUMNS if c not in ("section", "name", "kind", "state", "status", "key")}
 
 
 def results_csv(results: dict[str, Any]) -> str:

@@ -32,10 +32,34 @@ def _plt() -> Any:
 
 def save_svg(fig: Any, path: Path) -> None:
     """Write a figure as SVG without a creation date, so an unchanged figure is byte-identical."""
+    path.write_text(svg_text(fig), encoding="utf-8")
+
+
+def svg_text(fig: Any) -> str:
+    """A figure as SVG text, for pages that carry their figures inline."""
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     _plt().close(fig)
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return buffer.getvalue()
+
+
+def compared_curves(name: str, histories: dict[str, dict[str, list[float]]], metrics: list[str]) -> Any:
+    """One experiment's curves from two builds on shared axes: one panel per metric, one line per build."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.5 * len(metrics), 2.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, (label, history) in enumerate(histories.items()):
+            values = history.get(metric) or []
+            epochs = (history.get("epoch") or list(range(1, len(values) + 1)))[:len(values)]
+            if values:
+                ax.plot(epochs, values, marker="os"[i % 2], ms=3, color=COLORS[i], label=label)
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric}: {name}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def learning_curves(name: str, history: dict[str, list[float]]) -> Any:

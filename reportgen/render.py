@@ -175,3 +175,18 @@ def _merge_attachments(path: Path, anchors: dict[str, int], attachments: list[di
                               attachment["source"]) from None
     with open(path, "wb") as f:
         writer.write(f)
+
+
+COMPARE_TEMPLATE = "compare.html.j2"
+
+
+def compare_page(context: dict[str, Any], out: Path) -> Path:
+    """Write `reportgen compare --html`: one self-contained page (styles and figures inline)."""
+    env = environment(loader=FileSystemLoader(str(PACKAGE_TEMPLATES)))
+    main = PACKAGE_TEMPLATES / COMPARE_TEMPLATE
+    text = render_bounded(env, main.read_text(encoding="utf-8"), str(main), context)
+    from .store import write_atomic
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, text.encode())
+    return out

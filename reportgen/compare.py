@@ -1,0 +1,336 @@
+"""Builds side by side: read a build's manifest, compare its metrics with another build's (or with
+a re-run's, for `reportgen verify`) within tolerances, and list what differs in how they were made.
+
+Nothing here trains; page_context() asks figures.py for the curves of the --html page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ReportgenError
+
+MANIFEST = "manifest.json"
+
+# Exit codes shared by compare and verify (and check): agree, differ, could not compare.
+EXIT_AGREE, EXIT_DIFFER, EXIT_BAD_INPUT = 0, 1, 2
+
+# The metrics compared, per kind of value. Accuracies are fractions measured on the validation set;
+# losses are compared relative to their size; counts must be equal.
+ACCURACIES = ("val_accuracy", "accuracy", "best_val_accuracy", "d_acc_real", "d_acc_fake")
+LOSSES = ("val_loss", "loss")
+GAN_LOSSES = ("d_loss", "g_loss")
+COUNTS = ("params", "epochs")
+METRICS = ("val_accuracy", "val_loss", "accuracy", "loss", "best_val_accuracy", "d_loss", "g_loss",
+           "d_acc_real", "d_acc_fake", "params", "epochs")
+# Shown for every experiment; the others only when they differ.
+HEADLINE = {"gan": ("d_loss", "g_loss"), "classifier": ("val_accuracy", "val_loss")}
+# Curves drawn for a changed experiment.
+CURVES = {"gan": ["d_loss", "g_loss"], "classifier": ["val_accuracy", "val_loss"]}
+
+
+class CompareError(ReportgenError):
+    """A build folder or manifest that cannot be read or is not a reportgen build."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build as its manifest records it."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def experiments(self) -> dict[str, dict[str, Any]]:
+        return {e["name"]: e for e in self.manifest["experiments"]}
+
+    @property
+    def project(self) -> str | None:
+        return (self.manifest.get("project") or {}).get("title")
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(self.manifest.get("data") or {})
+
+    @property
+    def validation_size(self) -> int | None:
+        size = self.data.get("validation")
+        return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def load_build(path: Path) -> Build:
+    """A build folder (holding manifest.json) or a manifest file; CompareError says what is wrong."""
+    file = path / MANIFEST if path.is_dir() else path
+    if not file.exists():
+        raise CompareError(f"{path}: no {MANIFEST} here; expected a build folder made by `reportgen build` "
+                           "(such as build/) or its manifest.json")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CompareError(f"{file}: cannot be read as JSON ({exc})") from None
+    if not isinstance(data, dict) or (data.get("tool") or {}).get("name") != "reportgen":
+        raise CompareError(f"{file}: not a reportgen manifest (expected a JSON object with tool.name \"reportgen\")")
+    experiments = data.get("experiments")
+    if not isinstance(experiments, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str)
+                                                    for e in experiments):
+        raise CompareError(f"{file}: key 'experiments': expected a list of objects with a name")
+    for e in experiments:
+        if not isinstance(e.get("metrics"), dict):
+            raise CompareError(f"{file}: experiment {e['name']!r} has no 'metrics' (written by an older "
+                               "reportgen?); rebuild it with `reportgen build` to compare it")
+        bad = [k for k, v in e["metrics"].items() if v is not None and not isinstance(v, int | float)]
+        if bad:
+            raise CompareError(f"{file}: experiment {e['name']!r}: metrics {bad} must be numbers or null")
+    return Build(path=file.parent, manifest=data)
+
+
+# --- tolerances ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far two values of a metric may be apart and still agree.
+
+    accuracy: absolute; None means three standard deviations of the difference of two accuracies
+    measured on n validation images, sqrt(2 p (1 - p) / n), but never below one image (1/n).
+    loss / gan_loss: relative to the larger value (GAN losses swing more between seeds)."""
+
+    accuracy: float | None = None
+    loss: float = 0.10
+    gan_loss: float = 0.25
+
+    def allowed(self, metric: str, a: float, b: float, validation_size: int | None) -> float:
+        if metric in COUNTS:
+            return 0.0
+        if metric in ACCURACIES:
+            if self.accuracy is not None:
+                return self.accuracy
+            return default_accuracy_tolerance((a + b) / 2, validation_size)
+        relative = self.gan_loss if metric in GAN_LOSSES else self.loss
+        return relative * max(abs(a), abs(b))
+
+
+def default_accuracy_tolerance(p: float, n: int | None) -> float:
+    n = n or 10_000
+    p = min(max(p, 0.01), 0.99)  # a measured 100% still has sampling noise
+    return max(3 * math.sqrt(2 * p * (1 - p) / n), 1 / n)
+
+
+# --- comparing metrics ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricDiff:
+    metric: str
+    a: float | None
+    b: float | None
+    allowed: float | None
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.a is None or self.b is None else self.b - self.a
+
+    @property
+    def ok(self) -> bool:
+        if self.a is None or self.b is None:
+            return self.a is None and self.b is None
+        if not (math.isfinite(self.a) and math.isfinite(self.b)):
+            return str(self.a) == str(self.b)
+        return abs(self.b - self.a) <= (self.allowed or 0.0) + 1e-12
+
+
+def family(kind: str | None) -> str:
+    return "gan" if kind == "gan" else "classifier"
+
+
+def compare_metrics(a: dict[str, Any], b: dict[str, Any], tolerance: Tolerance,
+                    validation_size: int | None) -> list[MetricDiff]:
+    """Every metric either side has, in a fixed order, with how far apart it may be."""
+    out = []
+    for metric in METRICS:
+        va, vb = a.get(metric), b.get(metric)
+        if va is None and vb is None:
+            continue
+        allowed = (tolerance.allowed(metric, float(va), float(vb), validation_size)
+                   if va is not None and vb is not None else None)
+        out.append(MetricDiff(metric, None if va is None else float(va), None if vb is None else float(vb),
+                              allowed))
+    return out
+
+
+def config_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+@dataclass
+class Row:
+    """One experiment in either build."""
+
+    name: str
+    section: str
+    kind: str
+    state: str  # compare: same, changed, added, removed, unfinished; verify: agrees, differs, failed
+    diffs: list[MetricDiff] = field(default_factory=list)
+    config: list[str] = field(default_factory=list)
+    note: str = ""
+    histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    @property
+    def differs(self) -> bool:
+        return self.state not in ("same", "agrees")
+
+    def shown(self) -> list[MetricDiff]:
+        """The headline metrics plus every metric that does not agree."""
+        headline = HEADLINE[family(self.kind)]
+        return [d for d in self.diffs if d.metric in headline or not d.ok]
+
+
+@dataclass
+class Comparison:
+    a: Build
+    b: Build
+    rows: list[Row]
+    environment: list[tuple[str, str, str]]
+    not_comparable: list[str]  # why a metric table would mislead (different project or data set)
+
+    @property
+    def agree(self) -> bool:
+        return not self.not_comparable and not any(r.differs for r in self.rows)
+
+
+def _row(name: str, ea: dict[str, Any] | None, eb: dict[str, Any] | None, tolerance: Tolerance,
+         validation_size: int | None) -> Row:
+    either = ea or eb
+    assert either is not None
+    row = Row(name=name, section=str(either.get("section", "")), kind=str(either.get("kind") or "mlp"),
+              state="same")
+    if ea is None or eb is None:
+        row.state = "added" if ea is None else "removed"
+        return row
+    row.config = config_changes(ea.get("config") or {}, eb.get("config") or {})
+    row.diffs = compare_metrics(ea["metrics"], eb["metrics"], tolerance, validation_size)
+    row.histories = {"A": ea.get("history") or {}, "B": eb.get("history") or {}}
+    missing = [side for side, e in (("A", ea), ("B", eb)) if all(v is None for v in e["metrics"].values())]
+    if missing:
+        row.state, row.note = "unfinished", "no result in " + " and ".join(missing)
+    elif row.config or not all(d.ok for d in row.diffs):
+        row.state = "changed"
+        if row.config:
+            row.note = "configuration: " + "; ".join(row.config)
+    return row
+
+
+def _flat(prefix: str, value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(_flat(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    if isinstance(value, list):
+        return {prefix: ", ".join(json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v) for v in value)}
+    return {prefix: "-" if value is None else str(value)}
+
+
+def environment_of(build: Build) -> dict[str, str]:
+    """How a build was made, flattened for side-by-side display."""
+    m = build.manifest
+    data = build.data
+    return {
+        **_flat("", {"reportgen": (m.get("tool") or {}).get("version"), "backend": m.get("backend"),
+                     "profile": m.get("profile")}),
+        **_flat("versions", m.get("versions") or {}),
+        "devices": "; ".join(f"{d.get('name')} ({d.get('kind')})" for d in m.get("devices") or []) or "-",
+        "data": f"{data.get('name')} ({data.get('train')} train / {data.get('validation')} validation)",
+        "data fingerprint": str(data.get("fingerprint", "-"))[:16],
+        "limits": ", ".join(f"{k}={v}" for k, v in (m.get("limits") or {}).items()) or "-",
+        "determinism": "; ".join(", ".join(f"{k}={v}" for k, v in d.items())
+                                 for d in m.get("determinism") or []) or "-",
+        "git commit": str((m.get("git") or {}).get("commit") or "-")[:12],
+        "built": str(m.get("generated", "-")),
+    }
+
+
+def compare(a: Build, b: Build, tolerance: Tolerance | None = None) -> Comparison:
+    tolerance = tolerance or Tolerance()
+    not_comparable = []
+    if a.project and b.project and a.project != b.project:
+        not_comparable.append(f"they are reports of different projects: A is {a.project!r}, B is {b.project!r}")
+    fa, fb = a.data.get("fingerprint"), b.data.get("fingerprint")
+    if fa != fb:
+        not_comparable.append(
+            f"they were built on different data sets: A on {a.data.get('name')} ({a.data.get('train')} training / "
+            f"{a.data.get('validation')} validation images, fingerprint {str(fa)[:12]}), B on {b.data.get('name')} "
+            f"({b.data.get('train')} / {b.data.get('validation')}, fingerprint {str(fb)[:12]}); their metrics "
+            "measure different things")
+    size = a.validation_size or b.validation_size
+    ea, eb = a.experiments, b.experiments
+    names = list(ea) + [n for n in eb if n not in ea]
+    rows = [_row(n, ea.get(n), eb.get(n), tolerance, size) for n in names]
+    env_a, env_b = environment_of(a), environment_of(b)
+    environment = [(k, env_a.get(k, "-"), env_b.get(k, "-")) for k in list(env_a) + [k for k in env_b if k not in env_a]
+                   if env_a.get(k) != env_b.get(k) and k != "built"]
+    return Comparison(a, b, rows, environment, not_comparable)
+
+
+def fmt(metric: str, value: float | None, signed: bool = False) -> str:
+    """A metric the way the tables show it."""
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    if metric in COUNTS:
+        return f"{value:+,.0f}" if signed else f"{value:,.0f}"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def verdict(cmp: Comparison) -> str:
+    counts = {state: sum(r.state == state for r in cmp.rows) for state in ("same", "changed", "added", "removed",
+                                                                        "unfinished")}
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    if cmp.not_comparable:
+        return "The builds differ: " + "; ".join(cmp.not_comparable) + "."
+    if cmp.agree:
+        return f"The builds agree within tolerance ({summary})."
+    return f"The builds differ ({summary})."
+
+
+def describe(tolerance: Tolerance) -> str:
+    accuracy = (f"accuracies within {tolerance.accuracy:g}" if tolerance.accuracy is not None else
+                "accuracies within 3 standard deviations of sampling noise on the validation set")
+    return (f"Agreeing means: {accuracy}; losses within {tolerance.loss:.0%} and GAN losses within "
+            f"{tolerance.gan_loss:.0%} of their size; parameter and epoch counts equal.")
+
+
+def _side(label: str, build: Build) -> dict[str, Any]:
+    data = build.data
+    return {"label": label, "path": str(build.path), "project": build.project or "-",
+            "data": f"{data.get('name')} ({data.get('train')} / {data.get('validation')} images)",
+            "built": build.manifest.get("generated", "-")}
+
+
+def page_context(cmp: Comparison, tolerance: Tolerance, only_changed: bool) -> dict[str, Any]:
+    """What the --html page shows: the same tables as the terminal, plus each changed experiment's
+    curves from both builds on one plot (inline SVG, so the page is one file to pass around)."""
+    import base64
+
+    from . import __version__, figures
+
+    rows = []
+    for i, row in enumerate(r for r in cmp.rows if r.differs or not only_changed):
+        figure = None
+        metrics = CURVES[family(row.kind)]
+        if row.state == "changed" and any(h.get(m) for h in row.histories.values() for m in metrics):
+            svg = figures.svg_text(figures.compared_curves(row.name, row.histories, metrics))
+            figure = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+        rows.append({"name": row.name, "section": row.section, "state": row.state, "note": row.note,
+                     "anchor": f"exp-{i}", "figure": figure,
+                     "metrics": [{"metric": d.metric, "a": fmt(d.metric, d.a), "b": fmt(d.metric, d.b),
+                                  "diff": fmt(d.metric, d.diff, signed=True),
+                                  "allowed": fmt(d.metric, d.allowed), "ok": d.ok} for d in row.shown()]})
+    return {"a": _side("A", cmp.a), "b": _side("B", cmp.b), "agree": cmp.agree, "verdict": verdict(cmp),
+            "not_comparable": cmp.not_comparable, "environment": cmp.environment, "rows": rows,
+            "only_changed": only_changed, "tolerance": describe(tolerance), "tool_version": __version__}
