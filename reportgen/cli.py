@@ -332,3 +332,150 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     cache = default_root(project.resolve())
     entries = len(list((cache / "results").iterdir())) if (cache / "results").is_dir() else 0
     console.print(f"Result cache: {escape(str(cache))} ({entries} stored result(s))")
+
+
+AccuracyTolOpt = Annotated[float | None, typer.Option(
+    "--tolerance", min=0.0, help="Largest difference in accuracy that still agrees (absolute, e.g. 0.005). "
+    "Default: 3 standard deviations of sampling noise on the validation set's size.")]
+LossTolOpt = Annotated[float, typer.Option(
+    "--loss-tolerance", min=0.0, help="Largest difference in a loss that still agrees, relative to its size.")]
+GanLossTolOpt = Annotated[float, typer.Option(
+    "--gan-loss-tolerance", min=0.0, help="The same for GAN losses, which swing more between seeds.")]
+
+
+@contextmanager
+def _grading_errors() -> Iterator[None]:
+    """compare, verify and check exit 2 when they cannot do their job (bad input), not 1."""
+    from .compare import EXIT_BAD_INPUT
+
+    try:
+        yield
+    except ReportgenError as exc:
+        console.print(f"[red]Error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _metric_table(rows: list[Any], title: str, labels: tuple[str, str] = ("A", "B")) -> Table:
+    from .compare import fmt
+
+    colors = {"same": "green", "changed": "red", "unfinished": "red", "added": "blue", "removed": "yellow",
+              "agrees": "green", "differs": "red", "failed": "red"}
+    table = Table(title=escape(title), title_justify="left")
+    for col in ("section", "experiment", "state", "metric", labels[0], labels[1], f"{labels[1]} - {labels[0]}",
+                "allowed"):
+        table.add_column(col, overflow="fold", justify="right" if col not in (
+            "section", "experiment", "state", "metric") else "left")
+    for row in rows:
+        shown = row.shown() or [None]
+        state = f"[{colors.get(row.state, 'white')}]{row.state}[/]" + (f"\n{escape(row.note)}" if row.note else "")
+        for i, d in enumerate(shown):
+            head = (escape(row.section), escape(row.name), state) if i == 0 else ("", "", "")
+            if d is None:
+                table.add_row(*head, "-", "", "", "", "")
+                continue
+            mark = "" if d.ok else "[red]"
+            end = "" if d.ok else "[/]"
+            table.add_row(*head, f"{mark}{d.metric}{end}", fmt(d.metric, d.a), fmt(d.metric, d.b),
+                          f"{mark}{fmt(d.metric, d.diff, signed=True)}{end}", fmt(d.metric, d.allowed))
+    return table
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="First build folder (or its manifest.json).")],
+    b: Annotated[Path, typer.Argument(help="Second build folder (or its manifest.json).")],
+    only_changed: Annotated[bool, typer.Option("--only-changed", help="List only experiments that differ.")] = False,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page here, "
+                                                  "with both learning curves of each changed experiment.",
+                                                  dir_okay=False)] = None,
+    tolerance: AccuracyTolOpt = None, loss_tolerance: LossTolOpt = 0.10, gan_loss_tolerance: GanLossTolOpt = 0.25,
+) -> None:
+    """Put two builds side by side: metrics, what changed beyond tolerance, and how each was made.
+    Exit code 0 when they agree, 1 when they differ, 2 when they cannot be compared."""
+    from .compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build, verdict
+    from .compare import compare as compare_builds
+
+    with _grading_errors():
+        tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan_loss=gan_loss_tolerance)
+        first, second = load_build(a), load_build(b)
+        cmp = compare_builds(first, second, tol)
+        for label, build in (("A", first), ("B", second)):
+            data = build.data
+            console.print(f"{label}: {escape(str(build.path))}: {escape(build.project or '?')}, data "
+                          f"{escape(str(data.get('name')))}, built {escape(str(build.manifest.get('generated', '?')))}",
+                          soft_wrap=True)
+        if cmp.environment:
+            env = Table(title="How the builds were made (what differs)", title_justify="left")
+            for col in ("setting", "A", "B"):
+                env.add_column(col, overflow="fold")
+            for key, va, vb in cmp.environment:
+                env.add_row(escape(key), escape(va), escape(vb))
+            console.print(env)
+        else:
+            console.print("Made the same way: reportgen, backend, library versions, devices, data and settings.")
+        if not cmp.not_comparable:
+            rows = [r for r in cmp.rows if r.differs or not only_changed]
+            console.print(_metric_table(rows, "Experiments" + (" that differ" if only_changed else "")))
+            console.print(escape(describe(tol)), soft_wrap=True)
+        message = verdict(cmp)
+        console.print(("[green]" if cmp.agree else "[red]") + escape(message) + "[/]", soft_wrap=True)
+        if html_out is not None:
+            from .compare import page_context
+            from .render import compare_page
+
+            compare_page(page_context(cmp, tol, only_changed), html_out)
+            console.print(f"HTML: {escape(str(html_out))}")
+    raise typer.Exit(EXIT_AGREE if cmp.agree else EXIT_DIFFER)
+
+
+@app.command()
+def verify(
+    build_dir: Annotated[Path, typer.Argument(help="The build folder (or its manifest.json) to verify.")],
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Re-run only this experiment (name or glob) or section number; repeatable.")] = None,
+    sample: Annotated[int | None, typer.Option(
+        "--sample", min=1, help="Re-run K experiments chosen at random.")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed of the --sample choice (printed when not given).")] = None,
+    project: Annotated[Path | None, typer.Option("--project", "-C", file_okay=False, help=(
+        "Project folder, for the model builders of `custom` experiments "
+        "(default: the build folder's parent)."))] = None,
+    data_file: DataFileOpt = None, backend: BackendOpt = None,
+    tolerance: AccuracyTolOpt = None, loss_tolerance: LossTolOpt = 0.10, gan_loss_tolerance: GanLossTolOpt = 0.25,
+) -> None:
+    """Re-run a build's experiments from their recorded configuration and seeds, and check every metric.
+    Exit code 0 when all agree within tolerance, 1 when any differs, 2 when it cannot verify."""
+    from .compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build
+
+    _set_backend(backend)
+    with _grading_errors():
+        from . import verify as verifying
+        from .progress import TrainingProgress
+
+        tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan_loss=gan_loss_tolerance)
+        recorded = load_build(build_dir)
+        root = (project or recorded.path.parent).resolve()
+        plan = verifying.plan(recorded, root, only or [], sample, seed, data_file)
+        total = len(recorded.manifest["experiments"])
+        console.print(f"Verifying {len(plan.chosen)} of {total} experiment(s) of {escape(str(recorded.path))} "
+                      f"on data {escape(plan.data.name)}", soft_wrap=True)
+        if plan.sample_seed is not None:
+            console.print(f"Chosen at random with seed {plan.sample_seed} (repeat the choice with "
+                          f"--sample {sample} --seed {plan.sample_seed}): "
+                          + escape(", ".join(e["name"] for e in plan.chosen)), soft_wrap=True)
+        for note in plan.notes:
+            console.print(f"[yellow]Differs from the build:[/yellow] {escape(note)}", soft_wrap=True)
+        with TrainingProgress(console, len(plan.chosen)) as progress:
+            rows = verifying.run(plan, root, tol, progress,
+                                 on_done=lambda row: progress.finish_experiment(
+                                     f"  {escape(row.name)}: {row.state}" + (f" ({escape(row.note)})" if row.note
+                                                                              else "")))
+        console.print(_metric_table(rows, "Recorded against re-run", labels=("recorded", "re-run")))
+        console.print(escape(describe(tol)), soft_wrap=True)
+        bad = [r.name for r in rows if r.differs]
+        if bad:
+            console.print(f"[red]{len(bad)} of {len(rows)} experiment(s) do not reproduce:[/red] "
+                          + escape(", ".join(bad)), soft_wrap=True)
+        else:
+            console.print(f"[green]All {len(rows)} experiment(s) reproduce within tolerance.[/green]")
+    raise typer.Exit(EXIT_DIFFER if bad else EXIT_AGREE)

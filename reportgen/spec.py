@@ -125,6 +125,12 @@ ModelSpec = Annotated[MLPSpec | CNNSpec | CustomSpec | GANSpec, Field(discrimina
 AnyModel = MLPSpec | CNNSpec | CustomSpec | GANSpec
 _MODEL_ADAPTER: TypeAdapter[AnyModel] = TypeAdapter(ModelSpec)
 KINDS = ("mlp", "cnn", "custom", "gan")
+
+
+def parse_model(settings: dict[str, Any]) -> AnyModel:
+    """A model's settings (as Experiment.config() records them, less name and data) validated into
+    its spec; raises pydantic's ValidationError."""
+    return _MODEL_ADAPTER.validate_python(settings)
 CLASSIFIER_KINDS = ("mlp", "cnn", "custom")
 _KIND_FIELDS = {"mlp": set(MLPSpec.model_fields), "cnn": set(CNNSpec.model_fields),
                 "custom": set(CustomSpec.model_fields), "gan": set(GANSpec.model_fields)}

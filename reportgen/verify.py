@@ -1,0 +1,177 @@
+"""`reportgen verify`: re-run the experiments a build's manifest records, from their recorded
+configuration and seeds, and check each metric against the recorded one within a tolerance.
+
+The manifest is enough: configuration, seed, data fingerprint, code fingerprint and versions are in
+it. Where this machine's code, data, backend or versions differ from the recorded ones, that is said
+before anything runs; data that differ stop the verification, since no metric could agree by design.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import analysis, spec, store
+from .compare import METRICS, Build, CompareError, Row, Tolerance, compare_metrics
+from .data import Dataset, load, subset
+
+
+@dataclass
+class Plan:
+    """What verify will re-run, and what differs between the recorded build and this machine."""
+
+    build: Build
+    chosen: list[dict[str, Any]]
+    experiments: dict[str, spec.Experiment]
+    data: Dataset
+    notes: list[str]
+    sample_seed: int | None = None
+
+
+def choose(build: Build, only: list[str], sample: int | None,
+           seed: int | None) -> tuple[list[dict[str, Any]], int | None]:
+    """The recorded experiments named by --only (names, globs or section numbers), then --sample K of
+    them at random with a seed that is printed so the choice can be repeated."""
+    recorded = list(build.manifest["experiments"])
+    if only:
+        chosen = [e for e in recorded
+                  if any(p == str(e.get("section")) or fnmatch.fnmatchcase(e["name"], p) for p in only)]
+        if not chosen:
+            raise CompareError(f"--only {only} matches no experiment of {build.path}; it records "
+                               f"{[e['name'] for e in recorded]}")
+    else:
+        chosen = recorded
+    if sample is not None and sample < len(chosen):
+        seed = seed if seed is not None else random.SystemRandom().randrange(1_000_000)
+        picked = {e["name"] for e in random.Random(seed).sample(chosen, sample)}
+        return [e for e in chosen if e["name"] in picked], seed
+    return chosen, None
+
+
+def experiment_of(recorded: dict[str, Any], source: Path) -> spec.Experiment:
+    """Rebuild an experiment from the configuration its manifest entry records."""
+    config = dict(recorded.get("config") or {})
+    try:
+        model = spec.parse_model({k: v for k, v in config.items() if k not in ("name", "data")})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise CompareError(f"{source}: experiment {recorded.get('name')!r}: its recorded configuration is not "
+                           f"valid for this reportgen ({problems})") from None
+    return spec.Experiment(name=str(config.get("name", recorded["name"])), section=str(recorded.get("section", "")),
+                           model=model, data=str(config.get("data", "")), source=source)
+
+
+def recorded_data(build: Build, data_file: Path | None) -> Dataset:
+    """The data set the build used, loaded here: the same source and the same image limits."""
+    data = build.data
+    name = str(data.get("name", "")).split("[")[0]
+    if name not in ("mnist", "mnist-sample"):
+        raise CompareError(f"{build.path / 'manifest.json'}: key 'data.name': expected mnist or mnist-sample "
+                           f"(optionally with [train/val] limits), got {data.get('name')!r}")
+    loaded = load(name, data_file)
+    limits = build.manifest.get("limits") or {}
+    if limits.get("train") or limits.get("val"):
+        loaded = subset(loaded, limits.get("train") or len(loaded.y_train), limits.get("val") or len(loaded.y_val))
+    return loaded
+
+
+def plan(build: Build, project_root: Path, only: list[str], sample: int | None, seed: int | None,
+         data_file: Path | None) -> Plan:
+    """Everything checked before training: the choice, the configurations, the data, the code."""
+    from .run import backend_name, versions
+
+    chosen, sample_seed = choose(build, only, sample, seed)
+    manifest_path = build.path / "manifest.json"
+    experiments = {e["name"]: experiment_of(e, manifest_path) for e in chosen}
+    data = recorded_data(build, data_file)
+    recorded_fp = build.data.get("fingerprint")
+    if data.fingerprint != recorded_fp:
+        raise CompareError(
+            f"the data here are not the data the build used: it recorded {build.data.get('name')} with fingerprint "
+            f"{str(recorded_fp)[:12]}, and here {data.name} has {data.fingerprint[:12]}. Pass --data-file with the "
+            "MNIST file the build was made from; nothing was run.")
+    notes = []
+    here_backend, here_versions = backend_name(), versions()
+    exp_dir = project_root / spec.EXPERIMENTS_DIR
+    for e in chosen:
+        inputs = e.get("inputs") or {}
+        if inputs.get("code") and inputs["code"] != store.code_fingerprint(experiments[e["name"]], exp_dir):
+            notes.append(f"{e['name']}: the training code here differs from the code that made it (reportgen "
+                         f"{(build.manifest.get('tool') or {}).get('version')} recorded); results may differ")
+    if build.manifest.get("backend") != here_backend:
+        notes.append(f"backend: the build used {build.manifest.get('backend')}, this machine uses {here_backend}; "
+                     "expect differences within seed noise, not identical numbers")
+    recorded_versions = build.manifest.get("versions") or {}
+    for package in sorted(set(recorded_versions) | set(here_versions)):
+        if recorded_versions.get(package) != here_versions.get(package):
+            notes.append(f"{package}: the build used {recorded_versions.get(package)}, "
+                         f"here {here_versions.get(package)}")
+    return Plan(build, chosen, experiments, data, notes, sample_seed)
+
+
+def results_json_mismatches(build: Build) -> dict[str, list[str]]:
+    """Where build/results.json disagrees with the manifest: both are outputs, neither is edited by hand."""
+    path = build.path / "results.json"
+    if not path.is_file():
+        return {}
+    try:
+        rows = {r["name"]: r for r in json.loads(path.read_text(encoding="utf-8"))["experiments"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CompareError(f"{path}: cannot be read ({exc})") from None
+    out: dict[str, list[str]] = {}
+    for e in build.manifest["experiments"]:
+        row = rows.get(e["name"], {})
+        for metric, value in e["metrics"].items():
+            if metric in row and row[metric] != value:
+                out.setdefault(e["name"], []).append(f"results.json has {metric} = {row[metric]!r}, "
+                                                     f"the manifest {value!r}")
+    return out
+
+
+def run(p: Plan, project_root: Path, tolerance: Tolerance, progress: Any,
+        on_done: Callable[[Row], None] = lambda row: None) -> list[Row]:
+    """Train each chosen experiment again and compare its metrics with the recorded ones."""
+    from .run import train
+
+    mismatched = results_json_mismatches(p.build)
+    rows = []
+    size = p.build.validation_size
+    with tempfile.TemporaryDirectory(prefix="reportgen-verify-") as scratch:
+        for i, recorded in enumerate(p.chosen, start=1):
+            exp = p.experiments[recorded["name"]]
+            row = Row(name=exp.name, section=exp.section, kind=exp.model.kind, state="agrees")
+            if all(v is None for v in recorded["metrics"].values()):
+                row.state, row.note = "differs", "the build recorded no result for it (it failed or never ran)"
+                rows.append(row)
+                on_done(row)
+                continue
+            progress.start_experiment(i, len(p.chosen), exp.name, exp.model.epochs)
+            try:
+                outcome = train(exp, p.data, project_root / spec.EXPERIMENTS_DIR, progress,
+                                checkpoints=Path(scratch) / exp.name, key=recorded.get("key", ""))
+            except Exception as exc:  # report it and go on with the others
+                row.state, row.note = "failed", f"{type(exc).__name__}: {exc}"
+                rows.append(row)
+                on_done(row)
+                continue
+            analyse = analysis.gan_facts if exp.model.kind == "gan" else analysis.run_facts
+            facts = analyse(outcome.result, exp.config())
+            again = {m: facts.get(m) for m in METRICS}
+            row.diffs = compare_metrics(recorded["metrics"], again, tolerance, size)
+            same_weights = outcome.result.get("weights_sha256") == recorded.get("weights_sha256")
+            notes = ["bit-identical weights" if same_weights else "weights differ"]
+            notes += mismatched.get(exp.name, [])
+            if not all(d.ok for d in row.diffs) or exp.name in mismatched:
+                row.state = "differs"
+            row.note = "; ".join(notes)
+            rows.append(row)
+            on_done(row)
+    return rows

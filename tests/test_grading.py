@@ -1,0 +1,183 @@
+"""The grader's commands: compare two builds, verify one by re-running it, check its claims."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import build_or_fail, copy_project, write_project
+
+LIMITS = ["--limit-train", "300", "--limit-val", "100"]
+
+SECTION = """
+number = "1"
+title = "Two small nets"
+
+[[runs]]
+name = "small"
+kind = "mlp"
+hidden_layers = [16]
+
+[[runs]]
+name = "{second}"
+kind = "mlp"
+hidden_layers = {layers}
+"""
+
+COMMENTARY = """
+The small net reaches {{ runs.small.val_accuracy | pct(1) }} with {{ runs.small.params | num }} parameters.
+"""
+
+
+def project_files(second: str = "wide", layers: str = "[32]", extra: str = "") -> dict[str, str]:
+    return {"experiments/1-nets.toml": SECTION.format(second=second, layers=layers) + extra,
+            "experiments/1-nets.md": COMMENTARY}
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Project A, and B: the same but `wide` is wider and a third run `extra` is added."""
+    a = write_project(tmp_path_factory.mktemp("a") / "project", project_files())
+    extra = '\n[[runs]]\nname = "extra"\nkind = "mlp"\nhidden_layers = [8]\n'
+    b = write_project(tmp_path_factory.mktemp("b") / "project", project_files(layers="[64]", extra=extra))
+    build_or_fail(a, LIMITS)
+    build_or_fail(b, LIMITS)
+    return {"a": a, "b": b}
+
+
+def rows_of(output: str) -> dict[str, str]:
+    """The table row of each experiment in compare's or verify's output, by name."""
+    found = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|]", line)]
+        if len(cells) > 3 and cells[2]:
+            found.setdefault(cells[2], line)
+    return found
+
+
+# --- compare -----------------------------------------------------------------------------------------
+
+
+def test_compare_a_build_with_itself_agrees(builds: dict[str, Path], runner) -> None:
+    from reportgen.cli import app
+
+    result = runner.invoke(app, ["compare", str(builds["a"] / "build"), str(builds["a"] / "build" / "manifest.json")])
+    assert result.exit_code == 0, result.output
+    assert "agree within tolerance (2 same)" in result.output
+    assert "Made the same way" in result.output
+
+
+def test_compare_marks_changed_added_and_unchanged(builds: dict[str, Path], runner, tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    page = tmp_path / "cmp.html"
+    result = runner.invoke(app, ["compare", str(builds["a"] / "build"), str(builds["b"] / "build"),
+                                 "--html", str(page)])
+    assert result.exit_code == 1, result.output
+    rows = rows_of(result.output)
+    assert "same" in rows["small"]
+    assert "changed" in rows["wide"]
+    assert "added" in rows["extra"]
+    assert "hidden_layers: [32] -> [64]" in result.output
+    # params of the changed run are shown with the difference: 784*32+32+32*10+10 vs the 64-wide net
+    assert "25,450" in rows["wide"] or "25,450" in result.output
+    assert "The builds differ (1 same, 1 changed, 1 added)" in result.output
+
+    html = page.read_text()
+    assert "The builds differ (1 same, 1 changed, 1 added)" in html
+    assert html.count("data:image/svg+xml;base64,") == 1  # the curves of the one changed run
+    assert "state-added" in html and "state-changed" in html
+
+    only = runner.invoke(app, ["compare", str(builds["a"] / "build"), str(builds["b"] / "build"), "--only-changed"])
+    assert only.exit_code == 1
+    assert "small" not in rows_of(only.output) and "wide" in rows_of(only.output)
+
+
+def test_compare_refuses_a_table_across_data_sets(builds: dict[str, Path], runner, tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    manifest = json.loads((builds["a"] / "build" / "manifest.json").read_text())
+    manifest["data"].update(name="mnist", fingerprint="0" * 64, train=60000, validation=10000)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["compare", str(builds["a"] / "build"), str(other)])
+    assert result.exit_code == 1, result.output
+    assert "built on different data sets" in result.output
+    assert "Experiments" not in result.output  # no misleading metric table
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no manifest.json here"),
+    ("{not json", "cannot be read as JSON"),
+    ('{"tool": {"name": "other"}}', "not a reportgen manifest"),
+    ('{"tool": {"name": "reportgen"}, "experiments": [{"name": "x", "metrics": {"params": "many"}}]}',
+     "must be numbers"),
+])
+def test_compare_bad_input_exits_2(builds: dict[str, Path], runner, tmp_path: Path, content: str | None,
+                                   message: str) -> None:
+    from reportgen.cli import app
+
+    target = tmp_path / "missing"
+    if content is not None:
+        target = tmp_path / "manifest.json"
+        target.write_text(content)
+    result = runner.invoke(app, ["compare", str(builds["a"] / "build"), str(target)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and str(target) in result.output.replace("\n", "")
+
+
+# --- verify ------------------------------------------------------------------------------------------
+
+
+def test_verify_reproduces_an_untouched_build(builds: dict[str, Path], runner) -> None:
+    from reportgen.cli import app
+
+    result = runner.invoke(app, ["verify", str(builds["b"] / "build"), "--sample", "2", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert "Chosen at random with seed 7" in result.output
+    assert "All 2 experiment(s) reproduce within tolerance" in result.output
+    assert result.output.count("bit-identical weights") >= 2  # same machine, same seeds
+
+
+def test_verify_fails_on_a_tampered_metric(builds: dict[str, Path], runner, tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    root = copy_project(builds["a"], tmp_path)
+    path = root / "build" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    entry = next(e for e in manifest["experiments"] if e["name"] == "wide")
+    entry["metrics"]["val_accuracy"] = round((entry["metrics"]["val_accuracy"] + 0.5) % 1, 4)
+    path.write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["verify", str(root / "build"), "--only", "wide"])
+    assert result.exit_code == 1, result.output
+    assert "differs" in rows_of(result.output)["wide"]
+    assert "1 of 1 experiment(s) do not reproduce: wide" in result.output
+
+
+def test_verify_notices_results_json_edited(builds: dict[str, Path], runner, tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    root = copy_project(builds["a"], tmp_path)
+    path = root / "build" / "results.json"
+    results = json.loads(path.read_text())
+    results["experiments"][0]["val_accuracy"] = 0.999
+    path.write_text(json.dumps(results))
+    result = runner.invoke(app, ["verify", str(root / "build"), "--only", "small"])
+    assert result.exit_code == 1, result.output
+    assert "results.json has val_accuracy = 0.999" in result.output
+
+
+def test_verify_stops_before_running_on_other_data(builds: dict[str, Path], runner, tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    root = copy_project(builds["a"], tmp_path)
+    path = root / "build" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["limits"]["train"] = 200  # this machine then loads other images than the build recorded
+    path.write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["verify", str(root / "build")])
+    assert result.exit_code == 2, result.output
+    assert "not the data the build used" in result.output and "nothing was run" in result.output
