@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, analysis, spec, store
+from . import __version__, analysis, check, spec, store
 from .data import Dataset, load, subset
 from .errors import BuildInterrupted
 from .spec import (
@@ -82,6 +82,8 @@ class Session:
     selected: set[str]
     # Mode-collapse measurements, by (gan run, classifier run): derived results, cached like runs.
     measures: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    # What each commentary slot quotes now, recorded after rendering (experiments/commentary.lock.json).
+    slots: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # --- stage 1-3: read specs, load data, compute every key -------------------------------------------
@@ -251,6 +253,8 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                  p.entry.result, p.exp.config())
              for name, p in by_name.items() if p.entry is not None}
     declared = list(by_name)
+    recorded = check.read_lock(session.project.experiments_dir)["slots"].get(
+        check.lock_key(session.project.profile, session.data.name), {})
 
     sections = []
     for section in session.project.sections:
@@ -342,8 +346,9 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                    "project": {"title": session.project.title, "data": session.data.name}}
         known = declared + ["runs", "section", "project", "views"] + sorted(
             {k for f in facts.values() for k in f})
+        quotes: list[str] = []
         try:
-            html, warning = render_commentary(section.commentary, context, known)
+            html, warning = render_commentary(section.commentary, context, known, quotes)
         except UnknownPlaceholder as exc:
             # A name that would exist once every run has a result is a gap, not a typo.
             expected = set(by_name) | {v.kind for v in section.views}
@@ -353,13 +358,24 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                                        "run `reportgen build` to fill this slot")
             else:
                 raise
+        stale = None
+        if html is not None:
+            source = section.commentary.read_text(encoding="utf-8")
+            text = check.text_hash(source)
+            stale = check.quote_changes(recorded.get(section.commentary.name), text, quotes)
+            session.slots[section.commentary.name] = {"text": text, "quotes": quotes, "section": section.number,
+                                                      "stale": bool(stale)}
+            if stale:
+                warning = (f"{section.commentary}: written for earlier results (" + "; ".join(stale[:5])
+                           + f"); edit it, or run `reportgen check --accept {section.number}` if it still holds")
         if warning:
             warnings.append(warning)
         attachment = _attachment(section.attach, assets, section.slug) if section.attach else None
         sections.append({"number": section.number, "title": section.title, "slug": section.slug,
                          "attachment": attachment,
                          "anchor": "sec-" + section.number.replace(".", "-"),
-                         "commentary": html, "commentary_warning": warning,
+                         "commentary": html, "commentary_warning": warning, "stale": stale,
+                         "experiment_names": [e.name for e in section.experiments], "view_facts": view_facts,
                          "commentary_file": section.commentary.name,
                          "experiments": experiments, "views": views})
 
@@ -373,6 +389,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
         "tool_version": __version__,
         "date": dt.date.today().isoformat(),
         "sections": sections,
+        "runs": facts,
         "warnings": warnings,
         "stylesheet": "assets/style.css",
     }
@@ -494,6 +511,7 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     html_path = render.html(context, session.project.root, out)
     attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
     refusals = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
+    record_slots(session)
     data = manifest(session, refusals, warnings)
     results = results_table(session)
     store.write_atomic(out / "results.json", json.dumps(results, indent=1).encode())
@@ -501,6 +519,20 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     store.write_atomic(out / "manifest.json", json.dumps(data, indent=1).encode())
     return {"html": html_path, "pdf": out / "report.pdf" if pdf else None, "warnings": warnings,
             "refusals": refusals, "manifest": data}
+
+
+def record_slots(session: Session, accept: Iterable[str] = ()) -> list[str]:
+    """Record what each current slot quotes, so a later build can tell a slot written for earlier
+    results. Stale slots keep their old record unless their section is in `accept` (confirmed by the
+    author as still true). Returns the slots recorded."""
+    accepted = set(accept)
+    lock = check.read_lock(session.project.experiments_dir)
+    key = check.lock_key(session.project.profile, session.data.name)
+    chosen = {name: {"text": slot["text"], "quotes": slot["quotes"]} for name, slot in session.slots.items()
+              if not slot["stale"] or slot["section"] in accepted}
+    lock["slots"].setdefault(key, {}).update(chosen)
+    check.write_lock(session.project.experiments_dir, lock)
+    return sorted(chosen)
 
 
 # What results.csv has per experiment, in this order; results.json has these and the histories.

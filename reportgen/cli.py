@@ -479,3 +479,46 @@ def verify(
         else:
             console.print(f"[green]All {len(rows)} experiment(s) reproduce within tolerance.[/green]")
     raise typer.Exit(EXIT_DIFFER if bad else EXIT_AGREE)
+
+
+@app.command()
+def check(
+    project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
+    backend: BackendOpt = None, cache_dir: CacheOpt = None,
+    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None,
+    accept: Annotated[list[str] | None, typer.Option(
+        "--accept", help="Confirm that this section's commentary (number, or 'all') still holds for the "
+        "current results; repeatable.")] = None,
+) -> None:
+    """Check a report before handing it in: typed numbers against results, slots written for earlier
+    results, empty slots and TODOs, stale experiments, fonts embedded and the page limit.
+    Exit code 0 when all pass, 1 when something needs fixing, 2 when it cannot check."""
+    from .compare import EXIT_AGREE, EXIT_DIFFER
+
+    _set_backend(backend)
+    with _grading_errors():
+        from . import check as checking
+        from .build import open_session
+
+        options = _options(project, quick, None, False, data_file, cache_dir, limit_train, limit_val,
+                           like_last_build=True)
+        session = open_session(options, say=_say)
+        sections = [s.number for s in session.project.sections]
+        chosen = sections if "all" in (accept or []) else accept or []
+        unknown = [a for a in chosen if a not in sections]
+        if unknown:
+            raise typer.BadParameter(f"expected section numbers {sections} or 'all', got {unknown}",
+                                     param_hint="--accept")
+        result = checking.review(session, chosen)
+    for name in result.accepted:
+        console.print(f"Recorded {escape(name)} as written for the current results.")
+    for finding in result.findings:
+        console.print(f"[red]{escape(finding.what)}[/red] {escape(str(finding))}", soft_wrap=True)
+    summary = (f"{len(session.project.sections)} section(s), {len(session.planned)} experiment(s), "
+               f"{result.numbers_checked} typed number(s) checked"
+               + (f", {result.pages} page(s)" if result.pages is not None else ""))
+    if result.findings:
+        console.print(f"[red]{len(result.findings)} problem(s)[/red] in {summary}.")
+        raise typer.Exit(EXIT_DIFFER)
+    console.print(f"[green]Ready to hand in:[/green] {summary}; no problems found.")
+    raise typer.Exit(EXIT_AGREE)

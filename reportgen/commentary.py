@@ -182,8 +182,10 @@ def markdown_to_html(text: str, file: str = "<commentary>") -> str:
     return re.sub(r"<(/?)h([1-4])>", lambda m: f"<{m[1]}h{min(int(m[2]) + 2, 6)}>", html)
 
 
-def render_commentary(path: Path, context: dict[str, Any], known_names: list[str]) -> tuple[Markup | None, str | None]:
-    """(html, warning): html is None when the slot is missing or empty, with the warning why."""
+def render_commentary(path: Path, context: dict[str, Any], known_names: list[str],
+                      quotes: list[str] | None = None) -> tuple[Markup | None, str | None]:
+    """(html, warning): html is None when the slot is missing or empty, with the warning why.
+    `quotes`, when given, receives what each placeholder printed, in order."""
     if not path.is_file():
         return None, f"{path}: commentary slot is missing (create it to write this section's text)"
     try:
@@ -192,6 +194,13 @@ def render_commentary(path: Path, context: dict[str, Any], known_names: list[str
         raise RenderError(f"cannot read commentary: {exc}", path) from None
     if not source.strip():
         return None, f"{path}: commentary slot is empty"
-    filled = render_bounded(environment(), source, str(path), context, known_names)
+    env = environment()
+    if quotes is not None:
+        def record(value: Any) -> Any:
+            quotes.append(str(value))
+            return value
+
+        env.finalize = record
+    filled = render_bounded(env, source, str(path), context, known_names)
     # Autoescaping made every value safe HTML text; Markdown keeps entities as they are.
     return Markup(markdown_to_html(filled, str(path))), None

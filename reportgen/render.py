@@ -190,3 +190,41 @@ def compare_page(context: dict[str, Any], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, text.encode())
     return out
+
+
+def pdf_facts(path: Path) -> dict[str, Any]:
+    """What a submission check needs from a PDF: its page count and the fonts it uses without
+    embedding them (a reader without those fonts would substitute others)."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(path)
+        pages = len(reader.pages)
+    except (OSError, PyPdfError, ValueError) as exc:
+        raise RenderError(f"cannot read the PDF: {exc}", path) from None
+    missing: set[str] = set()
+    seen: set[int] = set()
+
+    def fonts_in(resources: Any) -> None:
+        resources = resources.get_object() if resources is not None else None
+        if not resources or id(resources) in seen:
+            return
+        seen.add(id(resources))
+        for font in (resources.get("/Font") or {}).values():
+            font = font.get_object()
+            if font.get("/Subtype") == "/Type3":
+                continue  # glyphs drawn by the PDF itself
+            described = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
+            descriptor = described.get("/FontDescriptor")
+            descriptor = descriptor.get_object() if descriptor is not None else {}
+            if not any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3")):
+                missing.add(str(font.get("/BaseFont", "?")).lstrip("/"))
+        for xobject in (resources.get("/XObject") or {}).values():
+            xobject = xobject.get_object()
+            if xobject.get("/Subtype") == "/Form":
+                fonts_in(xobject.get("/Resources"))
+
+    for page in reader.pages:
+        fonts_in(page.get("/Resources"))
+    return {"pages": pages, "fonts_not_embedded": sorted(missing)}

@@ -205,6 +205,7 @@ class ProjectFile(_Strict):
     data: DataName = "auto"
     defaults: dict[str, Any] = Field(default_factory=dict)
     quick: QuickProfile = Field(default_factory=QuickProfile)
+    page_limit: Annotated[int, Field(gt=0)] | None = None  # checked by `reportgen check`
 
 
 class RunTable(BaseModel):
@@ -276,6 +277,7 @@ class Project:
     data: str
     profile: str
     sections: tuple[Section, ...]
+    page_limit: int | None = None
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -530,7 +532,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
     assert project_file is not None
     sections.sort(key=lambda s: s.order)
     return Project(root=root, title=project_file.title, author=project_file.author, data=data,
-                   profile=profile, sections=tuple(sections))
+                   profile=profile, sections=tuple(sections), page_limit=project_file.page_limit)
 
 
 def _quick(exp: Experiment, epochs: int) -> Experiment:

@@ -181,3 +181,95 @@ def test_verify_stops_before_running_on_other_data(builds: dict[str, Path], runn
     result = runner.invoke(app, ["verify", str(root / "build")])
     assert result.exit_code == 2, result.output
     assert "not the data the build used" in result.output and "nothing was run" in result.output
+
+
+# --- check -------------------------------------------------------------------------------------------
+
+
+def test_check_passes_a_clean_project(builds: dict[str, Path], runner) -> None:
+    from reportgen.cli import app
+
+    result = runner.invoke(app, ["check", "-C", str(builds["a"])])
+    assert result.exit_code == 0, result.output
+    assert "Ready to hand in: 1 section(s), 2 experiment(s)" in result.output
+
+
+def test_check_finds_a_typed_number_that_matches_no_result(builds: dict[str, Path], runner, tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    root = copy_project(builds["a"], tmp_path)
+    slot = root / "experiments" / "1-nets.md"
+    facts = json.loads((root / "build" / "results.json").read_text())["experiments"]
+    small = next(f for f in facts if f["name"] == "small")
+    typed_right = f"{small['val_accuracy'] * 100:.1f}%"
+    slot.write_text(slot.read_text() + f"\nThe small net scored {typed_right}, the wide one 99.9% with "
+                    f"{small['params']:,} and 123,456 parameters. TODO: say why.\n")
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert result.exit_code == 1, result.output
+    out = result.output.replace("\n", "")
+    assert f"1-nets.md:3: 99.9% matches no result of section 1; the nearest result is runs.wide.val_accuracy" in out
+    assert "{{ runs.wide.val_accuracy | pct(1) }}" in out
+    assert "1-nets.md:3: 123,456 matches no result" in out and "| num }}" in out
+    assert "1-nets.md:3: 'TODO' left in the text" in out
+    assert typed_right + " matches" not in out and f"{small['params']:,} matches" not in out
+    assert "3 problem(s)" in out
+
+
+def test_a_slot_written_for_earlier_results_is_marked_until_accepted(builds: dict[str, Path], runner,
+                                                                    tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    root = copy_project(builds["a"], tmp_path)
+    lock = json.loads((root / "experiments" / "commentary.lock.json").read_text())
+    assert list(lock["slots"]) == ["full mnist-sample[300/100]"]
+    section = root / "experiments" / "1-nets.toml"
+    section.write_text(section.read_text().replace("hidden_layers = [16]", "hidden_layers = [20]"))
+    output = build_or_fail(root, LIMITS)  # retrains `small`; its commentary is unchanged
+    assert "1-nets.md: written for earlier results (" in output.replace("\n", "")
+    html = (root / "build" / "report.html").read_text()
+    assert "This commentary was written for earlier results" in html
+    assert "12,730 -&gt; 15,910" in html  # the parameter count it quotes, then and now
+
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert result.exit_code == 1, result.output
+    assert "stale slot" in result.output and "--accept 1" in result.output
+
+    accepted = runner.invoke(app, ["check", "-C", str(root), "--accept", "1"])
+    assert accepted.exit_code == 0, accepted.output
+    assert "Recorded 1-nets.md as written for the current results" in accepted.output
+    build_or_fail(root, LIMITS)
+    assert "written for earlier results" not in (root / "build" / "report.html").read_text()
+
+
+def test_check_fails_on_page_limit_and_fonts_not_embedded(builds: dict[str, Path], runner, tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    root = copy_project(builds["a"], tmp_path)
+    project = root / "experiments" / "project.toml"
+    project.write_text(project.read_text().replace('data = "mnist-sample"', 'data = "mnist-sample"\npage_limit = 2'))
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert result.exit_code == 1, result.output
+    assert "4 pages, over the page_limit of 2" in result.output
+
+    (root / "build" / "report.pdf").write_bytes(pdf_with_unembedded_font())
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert "fonts not embedded: Helvetica" in result.output
+
+
+def pdf_with_unembedded_font() -> bytes:
+    """One page of text in Helvetica, referenced by name only (not embedded), as old tools write it."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R "
+               b"/Resources << /Font << /F1 5 0 R >> >> >>",
+               b"<< /Length 36 >>\nstream\nBT /F1 12 Tf 20 100 Td (Hello) Tj ET\nendstream",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

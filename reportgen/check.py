@@ -1,0 +1,314 @@
+"""Claims in commentary, and whether a report is ready to hand in.
+
+- Hand-typed numbers that look like results (97.3%, 0.9826, 27,660) are matched against the results
+  a section can quote; one that matches none is reported with the placeholder of the nearest result.
+- Each commentary slot's quoted values are recorded in experiments/commentary.lock.json (per profile
+  and data set) next to a hash of its text. When the text is unchanged but what its placeholders
+  print has changed, the slot was written for earlier results: the report marks it and check says so.
+  Editing the slot, or `reportgen check --accept SECTION`, records the current values.
+review() runs all of it over a project and its last build, without training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .build import Session
+
+LOCK_FILE = "commentary.lock.json"
+LOCK_SCHEMA = 1
+MARKERS = re.compile(r"\b(TODO|FIXME|TBD|XXX)\b|lorem ipsum", re.IGNORECASE)
+
+# Spans whose numbers are not prose claims: placeholders, code, math, link targets, HTML.
+_MASKED = [re.compile(p, re.DOTALL) for p in (
+    r"<!--.*?-->", r"```.*?```", r"~~~.*?~~~", r"\{\{.*?\}\}", r"\{%.*?%\}", r"\{#.*?#\}",
+    r"\$\$.*?\$\$", r"(?<![\\$\w])\$(?=\S)[^$\n]*?(?<=\S)\$(?!\d)", r"`[^`\n]*`", r"\]\([^)\n]*\)",
+    r"<[^>\n]*>",
+)]
+_NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(\s?%)?(?!\w|[.,]\d)")
+_RUN_REFERENCE = re.compile(r"""runs\s*(?:\[\s*["']([^"']+)["']\s*\]|\.([A-Za-z_]\w*))""")
+
+
+@dataclass(frozen=True)
+class Typed:
+    """A number typed into commentary that reads like a result."""
+
+    line: int
+    text: str
+    value: float
+    unit: str  # "%", "decimal" or "count"
+    decimals: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: str  # the placeholder expression that yields it, e.g. runs["small"].val_accuracy
+    value: float
+    is_result: bool  # False for configuration (batch size, dropout): matchable, never suggested
+
+
+def _blank(match: re.Match[str]) -> str:
+    return "".join("\n" if c == "\n" else " " for c in match.group(0))
+
+
+def typed_numbers(source: str) -> list[Typed]:
+    """Numbers in the prose that look like results: percentages, decimals with two or more digits,
+    counts written with thousands separators, and plain counts of four digits or more (not years)."""
+    text = source
+    for pattern in _MASKED:
+        text = pattern.sub(_blank, text)
+    found = []
+    for number in _NUMBER.finditer(text):
+        whole, fraction, percent = number.group(1), number.group(2) or "", number.group(3)
+        value = float(whole.replace(",", "") + fraction)
+        decimals = max(len(fraction) - 1, 0)
+        if percent:
+            unit = "%"
+        elif fraction and (decimals >= 2 or "," in whole):
+            unit = "decimal"
+        elif not fraction and ("," in whole or (value >= 1000 and not 1900 <= value <= 2100)):
+            unit = "count"
+        else:
+            continue
+        line = text.count("\n", 0, number.start()) + 1
+        found.append(Typed(line, number.group(0).strip(), value, unit, decimals))
+    return found
+
+
+def _key(path: str, key: str) -> str:
+    return f"{path}.{key}" if re.fullmatch(r"[A-Za-z_]\w*", key) else f"{path}[{json.dumps(key)}]"
+
+
+def flatten(path: str, value: Any, is_result: bool = True, depth: int = 0) -> list[Candidate]:
+    """Every number under value, with the placeholder expression that reaches it."""
+    if isinstance(value, bool) or value is None or depth > 8:
+        return []
+    if isinstance(value, int | float):
+        return [Candidate(path, float(value), is_result)] if math.isfinite(value) else []
+    out: list[Candidate] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += flatten(_key(path, str(k)), v, is_result and k != "config", depth + 1)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value[:1000]):
+            out += flatten(f"{path}[{i}]", v, is_result, depth + 1)
+    return out
+
+
+def candidates(source: str, section_runs: list[str], facts: dict[str, Any], views: dict[str, Any],
+               data_sizes: dict[str, int]) -> list[Candidate]:
+    """What a section's commentary may quote: its own runs, runs its placeholders name, its views."""
+    named = {a or b for a, b in _RUN_REFERENCE.findall(source)}
+    out: list[Candidate] = []
+    for name in [*section_runs, *sorted(named - set(section_runs))]:
+        if name in facts:
+            out += flatten(_key("runs", name), facts[name])
+    out += flatten("section.views", views)
+    out += [Candidate(f"data.{k}", float(v), False) for k, v in data_sizes.items()]
+    return out
+
+
+def _scaled(typed: Typed, value: float) -> list[float]:
+    # A percentage may quote a fraction (0.973 -> 97.3%) or a value already in percent.
+    if typed.unit != "%":
+        return [value]
+    return [value * 100, value] if 0 <= value <= 1 else [value]
+
+
+def matches(typed: Typed, value: float) -> bool:
+    """Equal at the precision typed: rounded or truncated to the digits shown."""
+    unit = 10.0 ** -typed.decimals if typed.unit != "count" else 1.0
+    for scaled in _scaled(typed, value):
+        if abs(scaled - typed.value) <= unit / 2 + 1e-9 or 0 <= scaled - typed.value < unit - 1e-9:
+            return True
+    return False
+
+
+def nearest(typed: Typed, found: list[Candidate]) -> Candidate | None:
+    def fits(value: float) -> bool:  # a percentage quotes a fraction, a count an integer
+        if typed.unit == "%":
+            return 0 <= value <= 1 and not value.is_integer()
+        return value.is_integer() if typed.unit == "count" else not value.is_integer()
+
+    results = [c for c in found if c.is_result and fits(c.value)]
+    if not results:
+        return None
+
+    def distance(c: Candidate) -> float:
+        return min(abs(s - typed.value) for s in _scaled(typed, c.value)[:1])
+
+    return min(results, key=distance)
+
+
+def placeholder(typed: Typed, candidate: Candidate) -> str:
+    """The placeholder that prints this candidate the way the number was typed."""
+    if typed.unit == "%":
+        fmt = "pct" if typed.decimals == 2 else f"pct({typed.decimals})"
+    elif typed.unit == "decimal":
+        fmt = "fixed" if typed.decimals == 4 else f"fixed({typed.decimals})"
+    else:
+        fmt = "num"
+    return "{{ " + candidate.path + " | " + fmt + " }}"
+
+
+def unmatched_claims(source: str, found: list[Candidate]) -> list[tuple[Typed, Candidate | None]]:
+    """Each typed number that matches no candidate, with the nearest result."""
+    return [(t, nearest(t, found)) for t in typed_numbers(source) if not any(matches(t, c.value) for c in found)]
+
+
+def markers(source: str) -> list[tuple[int, str]]:
+    """TODO, FIXME, TBD, XXX or lorem ipsum left in the text, by line."""
+    return [(i, m.group(0)) for i, line in enumerate(source.splitlines(), start=1) for m in MARKERS.finditer(line)]
+
+
+# --- slots written for earlier results -----------------------------------------------------------------
+
+
+def text_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def read_lock(experiments_dir: Path) -> dict[str, Any]:
+    """The recorded slots, or an empty record when the file is missing or unreadable (it is rebuilt)."""
+    try:
+        data = json.loads((experiments_dir / LOCK_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"schema": LOCK_SCHEMA, "slots": {}}
+    if not isinstance(data, dict) or not isinstance(data.get("slots"), dict):
+        return {"schema": LOCK_SCHEMA, "slots": {}}
+    return data
+
+
+def lock_key(profile: str, data_name: str) -> str:
+    return f"{profile} {data_name}"
+
+
+def quote_changes(recorded: dict[str, Any] | None, text: str, quotes: list[str]) -> list[str] | None:
+    """None when the slot is current (or was edited since it was recorded); otherwise the values
+    whose printed form changed, as 'old -> new'."""
+    if not recorded or recorded.get("text") != text or recorded.get("quotes") == quotes:
+        return None
+    old = list(recorded.get("quotes") or [])
+    changes = [f"{a} -> {b}" for a, b in zip(old, quotes, strict=False) if a != b]
+    if len(old) != len(quotes):
+        changes.append(f"{len(old)} quoted value(s) then, {len(quotes)} now")
+    return changes
+
+
+def write_lock(experiments_dir: Path, lock: dict[str, Any]) -> None:
+    from .store import write_atomic
+
+    text = json.dumps(lock, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    path = experiments_dir / LOCK_FILE
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    write_atomic(path, text.encode())
+
+
+# --- the whole review -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing to fix before handing in, precise enough to find without the report."""
+
+    file: Path | str
+    line: int | None
+    what: str  # experiment, build, slot, marker, number, stale slot, fonts, pages
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}" + (f":{self.line}" if self.line else "") + f": {self.message}"
+
+
+@dataclass
+class Review:
+    findings: list[Finding]
+    accepted: list[str]
+    numbers_checked: int
+    pages: int | None
+
+
+def review(session: Session, accept: Iterable[str] = ()) -> Review:
+    """Every submission check over a project, its cached results and its last build. Figures are drawn
+    into a scratch folder: build/ is left as it is. `accept` records the listed sections' slots as
+    still true for the current results."""
+    from . import build, render
+
+    accept = set(accept)
+    findings: list[Finding] = []
+    project = session.project
+    for p in session.planned:
+        if p.state != "fresh":
+            findings.append(Finding(p.exp.source, None, "experiment", f"experiment {p.exp.name!r} is {p.state} ("
+                                    + "; ".join(p.reasons) + "): run `reportgen build`"))
+    out = session.options.out
+    made: dict[str, Any] | None = None
+    try:
+        made = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        findings.append(Finding(out, None, "build", "no readable manifest.json: run `reportgen build`"))
+    if made is not None:
+        keys = {e.get("name"): e.get("key") for e in made.get("experiments", []) if isinstance(e, dict)}
+        behind = [p.exp.name for p in session.planned if p.state == "fresh" and keys.get(p.exp.name) != p.key]
+        if behind:
+            findings.append(Finding(out / "report.pdf", None, "build", "the report was made from other results "
+                                    f"than the cache now holds for {behind}: run `reportgen build`"))
+
+    numbers = 0
+    with tempfile.TemporaryDirectory(prefix="reportgen-check-") as scratch:
+        scratch_session = dataclasses.replace(
+            session, options=dataclasses.replace(session.options, build_dir=Path(scratch)))
+        build.measure(scratch_session, say=lambda message: None)
+        context, _ = build.collect(scratch_session)
+        accepted = build.record_slots(scratch_session, accept) if accept else []
+    sizes = {"train": len(session.data.y_train), "validation": len(session.data.y_val)}
+    for section in context["sections"]:
+        file = project.experiments_dir / section["commentary_file"]
+        if section["commentary"] is None:
+            warning = section["commentary_warning"] or "empty commentary slot"
+            where = re.match(re.escape(str(file)) + r"(?::(\d+))?: ", warning)
+            line = int(where.group(1)) if where and where.group(1) else None
+            findings.append(Finding(file, line, "slot", warning[where.end():] if where else warning))
+            continue
+        source = file.read_text(encoding="utf-8")
+        for line, word in markers(source):
+            findings.append(Finding(file, line, "marker", f"{word!r} left in the text"))
+        found = candidates(source, section["experiment_names"], context["runs"], section["view_facts"], sizes)
+        numbers += len(typed_numbers(source))
+        for typed, near in unmatched_claims(source, found):
+            hint = (f"; the nearest result is {near.path} = {near.value:g}, which {placeholder(typed, near)} prints"
+                    if near else "")
+            findings.append(Finding(file, typed.line, "number",
+                                    f"{typed.text} matches no result of section {section['number']}{hint}"))
+        if section["stale"] and section["number"] not in accept:
+            findings.append(Finding(file, None, "stale slot", "written for earlier results ("
+                                    + "; ".join(section["stale"][:5]) + "): edit it, or run `reportgen check "
+                                    f"--accept {section['number']}` if it still holds"))
+    pages = None
+    pdf = out / "report.pdf"
+    if pdf.is_file():
+        facts = render.pdf_facts(pdf)
+        pages = facts["pages"]
+        if facts["fonts_not_embedded"]:
+            findings.append(Finding(pdf, None, "fonts", "fonts not embedded: " + ", ".join(facts["fonts_not_embedded"])
+                                    + "; a reader without them sees other fonts"))
+        if project.page_limit is not None and pages > project.page_limit:
+            findings.append(Finding(pdf, None, "pages", f"{pages} pages, over the page_limit of {project.page_limit} "
+                                    f"set in {project.experiments_dir / 'project.toml'}"))
+    elif made is not None:
+        findings.append(Finding(pdf, None, "build", "missing: run `reportgen build`"))
+    return Review(findings, accepted, numbers, pages)
