@@ -254,7 +254,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
              for name, p in by_name.items() if p.entry is not None}
     declared = list(by_name)
     recorded = check.read_lock(session.project.experiments_dir)["slots"].get(
-        check.lock_key(session.project.profile, session.data.name), {})
+        check.lock_key(session.project.profile, session.data.name, session.data.fingerprint), {})
 
     sections = []
     for section in session.project.sections:
@@ -362,9 +362,10 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
         if html is not None:
             source = section.commentary.read_text(encoding="utf-8")
             text = check.text_hash(source)
-            stale = check.quote_changes(recorded.get(section.commentary.name), text, quotes)
-            session.slots[section.commentary.name] = {"text": text, "quotes": quotes, "section": section.number,
-                                                      "stale": bool(stale)}
+            slot_key = check.slot_key(section.number, section.commentary, session.project.experiments_dir)
+            stale = check.quote_changes(recorded.get(slot_key), text, quotes)
+            session.slots[slot_key] = {"text": text, "quotes": quotes, "section": section.number,
+                                       "stale": bool(stale)}
             if stale:
                 warning = (f"{section.commentary}: written for earlier results (" + "; ".join(stale[:5])
                            + f"); edit it, or run `reportgen check --accept {section.number}` if it still holds")
@@ -376,7 +377,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                          "anchor": "sec-" + section.number.replace(".", "-"),
                          "commentary": html, "commentary_warning": warning, "stale": stale,
                          "experiment_names": [e.name for e in section.experiments], "view_facts": view_facts,
-                         "commentary_file": section.commentary.name,
+                         "commentary_file": section.commentary.name, "commentary_path": str(section.commentary),
                          "experiments": experiments, "views": views})
 
     devices = sorted({f"{p.entry.result['device']['name']} ({p.entry.result['backend']})"
@@ -524,15 +525,15 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
 def record_slots(session: Session, accept: Iterable[str] = ()) -> list[str]:
     """Record what each current slot quotes, so a later build can tell a slot written for earlier
     results. Stale slots keep their old record unless their section is in `accept` (confirmed by the
-    author as still true). Returns the slots recorded."""
+    author as still true). Returns the stale slots so accepted."""
     accepted = set(accept)
     lock = check.read_lock(session.project.experiments_dir)
-    key = check.lock_key(session.project.profile, session.data.name)
+    key = check.lock_key(session.project.profile, session.data.name, session.data.fingerprint)
     chosen = {name: {"text": slot["text"], "quotes": slot["quotes"]} for name, slot in session.slots.items()
               if not slot["stale"] or slot["section"] in accepted}
     lock["slots"].setdefault(key, {}).update(chosen)
     check.write_lock(session.project.experiments_dir, lock)
-    return sorted(chosen)
+    return sorted(name for name, slot in session.slots.items() if slot["stale"] and slot["section"] in accepted)
 
 
 # What results.csv has per experiment, in this order; results.json has these and the histories.

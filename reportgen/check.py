@@ -35,7 +35,13 @@ _MASKED = [re.compile(p, re.DOTALL) for p in (
     r"\$\$.*?\$\$", r"(?<![\\$\w])\$(?=\S)[^$\n]*?(?<=\S)\$(?!\d)", r"`[^`\n]*`", r"\]\([^)\n]*\)",
     r"<[^>\n]*>",
 )]
-_NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(\s?%)?(?!\w|[.,]\d)")
+_NUMBER = re.compile(r"(?<![A-Za-z0-9.,])(-?)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(\s?%)?(?![A-Za-z0-9]|[.,]\d)")
+# Words after which a number names something rather than claims a result: "Section 2.10",
+# "TensorFlow 2.15", "arXiv:1412.6980", "p < 0.05", "$12.50".
+_NAMING = re.compile(r"(?:\b(?:sections?|figures?|fig\.|tables?|eq\.|equations?|chapters?|versions?|v|python|"
+                     r"tensorflow|keras|jax|torch|pytorch|numpy|cuda|arxiv:?|doi:?|isbn:?)\s*|\bp\s*[<>=≤]\s*|"
+                     r"[$€£]\s*)$", re.IGNORECASE)
+_INDENTED_CODE = re.compile(r"(?:(?<=\n\n)|\A)(?:(?: {4}|\t)[^\n]*(?:\n|\Z))+")
 _RUN_REFERENCE = re.compile(r"""runs\s*(?:\[\s*["']([^"']+)["']\s*\]|\.([A-Za-z_]\w*))""")
 
 
@@ -67,10 +73,13 @@ def typed_numbers(source: str) -> list[Typed]:
     text = source
     for pattern in _MASKED:
         text = pattern.sub(_blank, text)
+    text = _INDENTED_CODE.sub(_blank, text)
     found = []
     for number in _NUMBER.finditer(text):
-        whole, fraction, percent = number.group(1), number.group(2) or "", number.group(3)
-        value = float(whole.replace(",", "") + fraction)
+        sign, whole, fraction, percent = number.group(1), number.group(2), number.group(3) or "", number.group(4)
+        if _NAMING.search(text, max(0, number.start() - 20), number.start()):
+            continue
+        value = float(sign + whole.replace(",", "") + fraction)
         decimals = max(len(fraction) - 1, 0)
         if percent:
             unit = "%"
@@ -98,6 +107,8 @@ def flatten(path: str, value: Any, is_result: bool = True, depth: int = 0) -> li
     out: list[Candidate] = []
     if isinstance(value, dict):
         for k, v in value.items():
+            if str(k).endswith("_by_epoch"):
+                continue  # a claim about the run quotes its final or best value, not any epoch's
             out += flatten(_key(path, str(k)), v, is_result and k != "config", depth + 1)
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value[:1000]):
@@ -122,7 +133,9 @@ def _scaled(typed: Typed, value: float) -> list[float]:
     # A percentage may quote a fraction (0.973 -> 97.3%) or a value already in percent.
     if typed.unit != "%":
         return [value]
-    return [value * 100, value] if 0 <= value <= 1 else [value]
+    # 0.973 is quoted as 97.3%; a value already in percent (a share of 12.5) as itself. A fraction
+    # typed with a percent sign ("0.98%" for 0.98) is the mistake this check is for.
+    return [value * 100] if 0 <= value <= 1 else [value]
 
 
 def matches(typed: Typed, value: float) -> bool:
@@ -135,17 +148,17 @@ def matches(typed: Typed, value: float) -> bool:
 
 
 def nearest(typed: Typed, found: list[Candidate]) -> Candidate | None:
-    def fits(value: float) -> bool:  # a percentage quotes a fraction, a count an integer
+    def fits(value: float, c_path: str) -> bool:  # a percentage quotes a fraction, a count an integer
         if typed.unit == "%":
-            return 0 <= value <= 1 and not value.is_integer()
+            return 0 <= value <= 1 and (not value.is_integer() or "acc" in c_path)
         return value.is_integer() if typed.unit == "count" else not value.is_integer()
 
-    results = [c for c in found if c.is_result and fits(c.value)]
+    results = [c for c in found if c.is_result and fits(c.value, c.path)]
     if not results:
         return None
 
     def distance(c: Candidate) -> float:
-        return min(abs(s - typed.value) for s in _scaled(typed, c.value)[:1])
+        return min(abs(s - typed.value) for s in _scaled(typed, c.value))
 
     return min(results, key=distance)
 
@@ -189,8 +202,17 @@ def read_lock(experiments_dir: Path) -> dict[str, Any]:
     return data
 
 
-def lock_key(profile: str, data_name: str) -> str:
-    return f"{profile} {data_name}"
+def lock_key(profile: str, data_name: str, fingerprint: str) -> str:
+    return f"{profile} {data_name} {fingerprint[:12]}"
+
+
+def slot_key(section_number: str, commentary: Path, experiments_dir: Path) -> str:
+    """A slot's name in the lock: its section and its file (two sections may share one file)."""
+    try:
+        name = commentary.resolve().relative_to(experiments_dir.resolve()).as_posix()
+    except ValueError:
+        name = commentary.name
+    return f"{section_number} {name}"
 
 
 def quote_changes(recorded: dict[str, Any] | None, text: str, quotes: list[str]) -> list[str] | None:
@@ -277,7 +299,7 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
         accepted = build.record_slots(scratch_session, accept) if accept else []
     sizes = {"train": len(session.data.y_train), "validation": len(session.data.y_val)}
     for section in context["sections"]:
-        file = project.experiments_dir / section["commentary_file"]
+        file = Path(section["commentary_path"])
         if section["commentary"] is None:
             warning = section["commentary_warning"] or "empty commentary slot"
             where = re.match(re.escape(str(file)) + r"(?::(\d+))?: ", warning)

@@ -340,7 +340,8 @@ AccuracyTolOpt = Annotated[float | None, typer.Option(
 LossTolOpt = Annotated[float, typer.Option(
     "--loss-tolerance", min=0.0, help="Largest difference in a loss that still agrees, relative to its size.")]
 GanLossTolOpt = Annotated[float, typer.Option(
-    "--gan-loss-tolerance", min=0.0, help="The same for GAN losses, which swing more between seeds.")]
+    "--gan-tolerance", min=0.0, help="The same for a GAN's losses and discriminator accuracies, which swing "
+    "more between seeds.")]
 
 
 @contextmanager
@@ -359,7 +360,7 @@ def _metric_table(rows: list[Any], title: str, labels: tuple[str, str] = ("A", "
     from .compare import fmt
 
     colors = {"same": "green", "changed": "red", "unfinished": "red", "added": "blue", "removed": "yellow",
-              "agrees": "green", "differs": "red", "failed": "red"}
+              "agrees": "green", "differs": "red", "failed": "red", "skipped": "yellow"}
     table = Table(title=escape(title), title_justify="left")
     for col in ("section", "experiment", "state", "metric", labels[0], labels[1], f"{labels[1]} - {labels[0]}",
                 "allowed"):
@@ -388,17 +389,23 @@ def compare(
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page here, "
                                                   "with both learning curves of each changed experiment.",
                                                   dir_okay=False)] = None,
-    tolerance: AccuracyTolOpt = None, loss_tolerance: LossTolOpt = 0.10, gan_loss_tolerance: GanLossTolOpt = 0.25,
+    tolerance: AccuracyTolOpt = None, loss_tolerance: LossTolOpt = 0.10, gan_tolerance: GanLossTolOpt = 0.25,
 ) -> None:
     """Put two builds side by side: metrics, what changed beyond tolerance, and how each was made.
-    Exit code 0 when they agree, 1 when they differ, 2 when they cannot be compared."""
+    Exit code 0 when they agree, 1 when they differ (different projects or data sets included),
+    2 when a build cannot be read."""
     from .compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build, verdict
     from .compare import compare as compare_builds
 
     with _grading_errors():
-        tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan_loss=gan_loss_tolerance)
+        tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan=gan_tolerance)
         first, second = load_build(a), load_build(b)
         cmp = compare_builds(first, second, tol)
+        if html_out is not None:
+            from .compare import page_context
+            from .render import compare_page
+
+            compare_page(page_context(cmp, tol, only_changed), html_out)
         for label, build in (("A", first), ("B", second)):
             data = build.data
             console.print(f"{label}: {escape(str(build.path))}: {escape(build.project or '?')}, data "
@@ -420,10 +427,6 @@ def compare(
         message = verdict(cmp)
         console.print(("[green]" if cmp.agree else "[red]") + escape(message) + "[/]", soft_wrap=True)
         if html_out is not None:
-            from .compare import page_context
-            from .render import compare_page
-
-            compare_page(page_context(cmp, tol, only_changed), html_out)
             console.print(f"HTML: {escape(str(html_out))}")
     raise typer.Exit(EXIT_AGREE if cmp.agree else EXIT_DIFFER)
 
@@ -441,7 +444,7 @@ def verify(
         "Project folder, for the model builders of `custom` experiments "
         "(default: the build folder's parent)."))] = None,
     data_file: DataFileOpt = None, backend: BackendOpt = None,
-    tolerance: AccuracyTolOpt = None, loss_tolerance: LossTolOpt = 0.10, gan_loss_tolerance: GanLossTolOpt = 0.25,
+    tolerance: AccuracyTolOpt = None, loss_tolerance: LossTolOpt = 0.10, gan_tolerance: GanLossTolOpt = 0.25,
 ) -> None:
     """Re-run a build's experiments from their recorded configuration and seeds, and check every metric.
     Exit code 0 when all agree within tolerance, 1 when any differs, 2 when it cannot verify."""
@@ -452,9 +455,9 @@ def verify(
         from . import verify as verifying
         from .progress import TrainingProgress
 
-        tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan_loss=gan_loss_tolerance)
+        tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan=gan_tolerance)
         recorded = load_build(build_dir)
-        root = (project or recorded.path.parent).resolve()
+        root = (project or recorded.path.resolve().parent).resolve()
         plan = verifying.plan(recorded, root, only or [], sample, seed, data_file)
         total = len(recorded.manifest["experiments"])
         console.print(f"Verifying {len(plan.chosen)} of {total} experiment(s) of {escape(str(recorded.path))} "
@@ -472,12 +475,17 @@ def verify(
                                                                               else "")))
         console.print(_metric_table(rows, "Recorded against re-run", labels=("recorded", "re-run")))
         console.print(escape(describe(tol)), soft_wrap=True)
-        bad = [r.name for r in rows if r.differs]
+        bad = [r.name for r in rows if r.differs and r.state != "skipped"]
+        skipped = [r.name for r in rows if r.state == "skipped"]
+        if skipped:
+            console.print("[yellow]Not verified[/yellow] (no result in the build: it failed or never ran): "
+                          + escape(", ".join(skipped)), soft_wrap=True)
         if bad:
             console.print(f"[red]{len(bad)} of {len(rows)} experiment(s) do not reproduce:[/red] "
                           + escape(", ".join(bad)), soft_wrap=True)
         else:
-            console.print(f"[green]All {len(rows)} experiment(s) reproduce within tolerance.[/green]")
+            console.print(f"[green]All {len(rows) - len(skipped)} verified experiment(s) reproduce within "
+                          "tolerance.[/green]")
     raise typer.Exit(EXIT_DIFFER if bad else EXIT_AGREE)
 
 
@@ -511,7 +519,8 @@ def check(
                                      param_hint="--accept")
         result = checking.review(session, chosen)
     for name in result.accepted:
-        console.print(f"Recorded {escape(name)} as written for the current results.")
+        number, file = name.split(" ", 1)
+        console.print(f"Recorded section {escape(number)} ({escape(file)}) as written for the current results.")
     for finding in result.findings:
         console.print(f"[red]{escape(finding.what)}[/red] {escape(str(finding))}", soft_wrap=True)
     summary = (f"{len(session.project.sections)} section(s), {len(session.planned)} experiment(s), "

@@ -16,19 +16,23 @@ from .errors import ReportgenError
 
 MANIFEST = "manifest.json"
 
-# Exit codes shared by compare and verify (and check): agree, differ, could not compare.
+# Exit codes shared by compare, verify and check: agree, differ (different projects or data sets
+# included), could not compare at all (unreadable or invalid input).
 EXIT_AGREE, EXIT_DIFFER, EXIT_BAD_INPUT = 0, 1, 2
 
 # The metrics compared, per kind of value. Accuracies are fractions measured on the validation set;
 # losses are compared relative to their size; counts must be equal.
-ACCURACIES = ("val_accuracy", "accuracy", "best_val_accuracy", "d_acc_real", "d_acc_fake")
+ACCURACIES = ("val_accuracy", "accuracy", "best_val_accuracy")
 LOSSES = ("val_loss", "loss")
-GAN_LOSSES = ("d_loss", "g_loss")
+# A GAN's numbers are averages over its training batches, which swing more between seeds.
+GAN_METRICS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
 COUNTS = ("params", "epochs")
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss", "best_val_accuracy", "d_loss", "g_loss",
            "d_acc_real", "d_acc_fake", "params", "epochs")
 # Shown for every experiment; the others only when they differ.
 HEADLINE = {"gan": ("d_loss", "g_loss"), "classifier": ("val_accuracy", "val_loss")}
+# The --html page draws the curves of at most this many changed experiments (it stays one small file).
+MAX_FIGURES = 40
 # Curves drawn for a changed experiment.
 CURVES = {"gan": ["d_loss", "g_loss"], "classifier": ["val_accuracy", "val_loss"]}
 
@@ -78,7 +82,17 @@ def load_build(path: Path) -> Build:
     if not isinstance(experiments, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str)
                                                     for e in experiments):
         raise CompareError(f"{file}: key 'experiments': expected a list of objects with a name")
+    for key in ("project", "data", "limits", "versions", "git", "tool"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise CompareError(f"{file}: key {key!r}: expected an object, got {type(data[key]).__name__}")
+    for key in ("devices", "determinism"):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+            raise CompareError(f"{file}: key {key!r}: expected a list of objects")
     for e in experiments:
+        for key in ("config", "history", "inputs"):
+            if e.get(key) is not None and not isinstance(e[key], dict):
+                raise CompareError(f"{file}: experiment {e['name']!r}, key {key!r}: expected an object")
         if not isinstance(e.get("metrics"), dict):
             raise CompareError(f"{file}: experiment {e['name']!r} has no 'metrics' (written by an older "
                                "reportgen?); rebuild it with `reportgen build` to compare it")
@@ -97,11 +111,12 @@ class Tolerance:
 
     accuracy: absolute; None means three standard deviations of the difference of two accuracies
     measured on n validation images, sqrt(2 p (1 - p) / n), but never below one image (1/n).
-    loss / gan_loss: relative to the larger value (GAN losses swing more between seeds)."""
+    loss / gan: relative to the larger value (a GAN's losses and discriminator accuracies swing
+    more between seeds)."""
 
     accuracy: float | None = None
     loss: float = 0.10
-    gan_loss: float = 0.25
+    gan: float = 0.25
 
     def allowed(self, metric: str, a: float, b: float, validation_size: int | None) -> float:
         if metric in COUNTS:
@@ -110,7 +125,7 @@ class Tolerance:
             if self.accuracy is not None:
                 return self.accuracy
             return default_accuracy_tolerance((a + b) / 2, validation_size)
-        relative = self.gan_loss if metric in GAN_LOSSES else self.loss
+        relative = self.gan if metric in GAN_METRICS else self.loss
         return relative * max(abs(a), abs(b))
 
 
@@ -173,7 +188,7 @@ class Row:
     name: str
     section: str
     kind: str
-    state: str  # compare: same, changed, added, removed, unfinished; verify: agrees, differs, failed
+    state: str  # compare: same, changed, added, removed, unfinished; verify: agrees, differs, failed, skipped
     diffs: list[MetricDiff] = field(default_factory=list)
     config: list[str] = field(default_factory=list)
     note: str = ""
@@ -181,7 +196,7 @@ class Row:
 
     @property
     def differs(self) -> bool:
-        return self.state not in ("same", "agrees")
+        return self.state not in ("same", "agrees", "skipped")
 
     def shown(self) -> list[MetricDiff]:
         """The headline metrics plus every metric that does not agree."""
@@ -215,7 +230,9 @@ def _row(name: str, ea: dict[str, Any] | None, eb: dict[str, Any] | None, tolera
     row.diffs = compare_metrics(ea["metrics"], eb["metrics"], tolerance, validation_size)
     row.histories = {"A": ea.get("history") or {}, "B": eb.get("history") or {}}
     missing = [side for side, e in (("A", ea), ("B", eb)) if all(v is None for v in e["metrics"].values())]
-    if missing:
+    if len(missing) == 2 and not row.config:
+        row.note = "no result in either build"
+    elif missing:
         row.state, row.note = "unfinished", "no result in " + " and ".join(missing)
     elif row.config or not all(d.ok for d in row.diffs):
         row.state = "changed"
@@ -249,7 +266,8 @@ def environment_of(build: Build) -> dict[str, str]:
         "limits": ", ".join(f"{k}={v}" for k, v in (m.get("limits") or {}).items()) or "-",
         "determinism": "; ".join(", ".join(f"{k}={v}" for k, v in d.items())
                                  for d in m.get("determinism") or []) or "-",
-        "git commit": str((m.get("git") or {}).get("commit") or "-")[:12],
+        "git commit": str((m.get("git") or {}).get("commit") or "-")[:12]
+        + (" (uncommitted changes)" if (m.get("git") or {}).get("dirty") else ""),
         "built": str(m.get("generated", "-")),
     }
 
@@ -301,8 +319,8 @@ def verdict(cmp: Comparison) -> str:
 def describe(tolerance: Tolerance) -> str:
     accuracy = (f"accuracies within {tolerance.accuracy:g}" if tolerance.accuracy is not None else
                 "accuracies within 3 standard deviations of sampling noise on the validation set")
-    return (f"Agreeing means: {accuracy}; losses within {tolerance.loss:.0%} and GAN losses within "
-            f"{tolerance.gan_loss:.0%} of their size; parameter and epoch counts equal.")
+    return (f"Agreeing means: {accuracy}; losses within {tolerance.loss:.0%}, and GAN losses and accuracies "
+            f"within {tolerance.gan:.0%}, of their size; parameter and epoch counts equal.")
 
 
 def _side(label: str, build: Build) -> dict[str, Any]:
@@ -320,10 +338,13 @@ def page_context(cmp: Comparison, tolerance: Tolerance, only_changed: bool) -> d
     from . import __version__, figures
 
     rows = []
+    drawn = 0
     for i, row in enumerate(r for r in cmp.rows if r.differs or not only_changed):
         figure = None
         metrics = CURVES[family(row.kind)]
-        if row.state == "changed" and any(h.get(m) for h in row.histories.values() for m in metrics):
+        if (row.state == "changed" and drawn < MAX_FIGURES
+                and any(h.get(m) for h in row.histories.values() for m in metrics)):
+            drawn += 1
             svg = figures.svg_text(figures.compared_curves(row.name, row.histories, metrics))
             figure = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
         rows.append({"name": row.name, "section": row.section, "state": row.state, "note": row.note,
@@ -331,6 +352,8 @@ def page_context(cmp: Comparison, tolerance: Tolerance, only_changed: bool) -> d
                      "metrics": [{"metric": d.metric, "a": fmt(d.metric, d.a), "b": fmt(d.metric, d.b),
                                   "diff": fmt(d.metric, d.diff, signed=True),
                                   "allowed": fmt(d.metric, d.allowed), "ok": d.ok} for d in row.shown()]})
+    changed = sum(r.state == "changed" for r in cmp.rows)
     return {"a": _side("A", cmp.a), "b": _side("B", cmp.b), "agree": cmp.agree, "verdict": verdict(cmp),
+            "figures_left_out": max(changed - MAX_FIGURES, 0),
             "not_comparable": cmp.not_comparable, "environment": cmp.environment, "rows": rows,
             "only_changed": only_changed, "tolerance": describe(tolerance), "tool_version": __version__}

@@ -130,7 +130,7 @@ def results_json_mismatches(build: Build) -> dict[str, list[str]]:
     for e in build.manifest["experiments"]:
         row = rows.get(e["name"], {})
         for metric, value in e["metrics"].items():
-            if metric in row and row[metric] != value:
+            if metric in row and str(row[metric]) != str(value):  # str: a diverged run's NaN equals itself
                 out.setdefault(e["name"], []).append(f"results.json has {metric} = {row[metric]!r}, "
                                                      f"the manifest {value!r}")
     return out
@@ -149,7 +149,7 @@ def run(p: Plan, project_root: Path, tolerance: Tolerance, progress: Any,
             exp = p.experiments[recorded["name"]]
             row = Row(name=exp.name, section=exp.section, kind=exp.model.kind, state="agrees")
             if all(v is None for v in recorded["metrics"].values()):
-                row.state, row.note = "differs", "the build recorded no result for it (it failed or never ran)"
+                row.state, row.note = "skipped", "the build recorded no result for it (it failed or never ran)"
                 rows.append(row)
                 on_done(row)
                 continue

@@ -16,6 +16,18 @@ def test_typed_numbers_skip_placeholders_math_code_links_and_config_like_values(
                      (6, "1,486,352", "count", 0)]
 
 
+def test_numbers_that_name_things_are_not_claims_and_marked_up_ones_are() -> None:
+    source = ("Section 2.10, TensorFlow 2.15, arXiv:1412.6980, p < 0.05, a $12.50 fee.\n"
+              "*97.3%* and __0.98__ and -0.25 and (96.1%).\n\n    indented code 0.4321\n")
+    assert [(t.text, t.value) for t in typed_numbers(source)] == [
+        ("97.3%", 97.3), ("0.98", 0.98), ("-0.25", -0.25), ("96.1%", 96.1)]
+
+
+def test_a_fraction_typed_as_a_percentage_is_caught() -> None:
+    typed = typed_numbers("an error of 0.98%")[0]
+    assert not matches(typed, 0.98) and matches(typed, 0.0098)
+
+
 def test_a_typed_number_matches_at_the_precision_written() -> None:
     pct = typed_numbers("97.3%")[0]
     assert matches(pct, 0.97312) and matches(pct, 0.97349) and matches(pct, 97.3)

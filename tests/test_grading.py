@@ -138,7 +138,7 @@ def test_verify_reproduces_an_untouched_build(builds: dict[str, Path], runner) -
     result = runner.invoke(app, ["verify", str(builds["b"] / "build"), "--sample", "2", "--seed", "7"])
     assert result.exit_code == 0, result.output
     assert "Chosen at random with seed 7" in result.output
-    assert "All 2 experiment(s) reproduce within tolerance" in result.output
+    assert "All 2 verified experiment(s) reproduce within tolerance" in result.output
     assert result.output.count("bit-identical weights") >= 2  # same machine, same seeds
 
 
@@ -207,7 +207,7 @@ def test_check_finds_a_typed_number_that_matches_no_result(builds: dict[str, Pat
     result = runner.invoke(app, ["check", "-C", str(root)])
     assert result.exit_code == 1, result.output
     out = result.output.replace("\n", "")
-    assert f"1-nets.md:3: 99.9% matches no result of section 1; the nearest result is runs.wide.val_accuracy" in out
+    assert "1-nets.md:3: 99.9% matches no result of section 1; the nearest result is runs.wide.val_accuracy" in out
     assert "{{ runs.wide.val_accuracy | pct(1) }}" in out
     assert "1-nets.md:3: 123,456 matches no result" in out and "| num }}" in out
     assert "1-nets.md:3: 'TODO' left in the text" in out
@@ -221,7 +221,8 @@ def test_a_slot_written_for_earlier_results_is_marked_until_accepted(builds: dic
 
     root = copy_project(builds["a"], tmp_path)
     lock = json.loads((root / "experiments" / "commentary.lock.json").read_text())
-    assert list(lock["slots"]) == ["full mnist-sample[300/100]"]
+    [(key, slots)] = lock["slots"].items()
+    assert key.startswith("full mnist-sample[300/100] ") and list(slots) == ["1 1-nets.md"]
     section = root / "experiments" / "1-nets.toml"
     section.write_text(section.read_text().replace("hidden_layers = [16]", "hidden_layers = [20]"))
     output = build_or_fail(root, LIMITS)  # retrains `small`; its commentary is unchanged
@@ -236,7 +237,7 @@ def test_a_slot_written_for_earlier_results_is_marked_until_accepted(builds: dic
 
     accepted = runner.invoke(app, ["check", "-C", str(root), "--accept", "1"])
     assert accepted.exit_code == 0, accepted.output
-    assert "Recorded 1-nets.md as written for the current results" in accepted.output
+    assert "Recorded section 1 (1-nets.md) as written for the current results" in accepted.output
     build_or_fail(root, LIMITS)
     assert "written for earlier results" not in (root / "build" / "report.html").read_text()
 
@@ -273,3 +274,20 @@ def pdf_with_unembedded_font() -> bytes:
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+def test_an_experiment_without_a_result_in_either_build_is_no_difference(builds: dict[str, Path], runner,
+                                                                        tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    manifest = json.loads((builds["a"] / "build" / "manifest.json").read_text())
+    entry = next(e for e in manifest["experiments"] if e["name"] == "wide")
+    entry["metrics"] = dict.fromkeys(entry["metrics"])
+    entry["state"], entry["error"] = "failed", "RuntimeError: out of memory"
+    path = tmp_path / "failed.json"
+    path.write_text(json.dumps(manifest))
+    both = runner.invoke(app, ["compare", str(path), str(path)])
+    assert both.exit_code == 0, both.output
+    assert "no result in either build" in both.output
+    one = runner.invoke(app, ["compare", str(builds["a"] / "build"), str(path)])
+    assert one.exit_code == 1 and "no result in B" in one.output
