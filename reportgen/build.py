@@ -284,7 +284,8 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
         section_facts = [facts[e.name] for e in section.experiments if e.name in classifiers]
         for i, view in enumerate(section.views):
             figure = f"{section.slug}-{view.kind}-{i}.svg"
-            entry: dict[str, Any] = {"kind": view.kind, "measured": None, "figure": None, "figures": []}
+            entry: dict[str, Any] = {"kind": view.kind, "measured": None, "figure": None, "figures": [],
+                                     "caption": view.caption}
             if isinstance(view, ParamsView) and section_facts:
                 measured = analysis.params_threshold(section_facts, view.threshold)
                 points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"]}

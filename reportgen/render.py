@@ -31,15 +31,79 @@ def _find(name: str, dirs: list[Path]) -> Path:
     raise RenderError(f"template {name!r} not found in {[str(d) for d in dirs]}")
 
 
+class ContainedLoader(FileSystemLoader):
+    """A template loader that refuses files whose real path leaves its folder: a project's
+    templates/ may not be a window onto the rest of the machine through symbolic links."""
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if not any(Path(filename).resolve().is_relative_to(Path(p).resolve()) for p in self.searchpath):
+            raise RenderError(f"template {template!r} is a link to a file outside its templates folder; refused",
+                              filename)
+        return source, filename, uptodate
+
+
+def _contained(path: Path, folder: Path) -> Path:
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise RenderError(f"a link to a file outside {folder}; refused", path)
+    return path
+
+
+# What a report page may contain once rendered: the elements and attributes reportgen's own templates
+# and Markdown produce. Everything else a template override or commentary might smuggle in (script,
+# style, link, iframe, object, svg, form, on* handlers, style rules other than layout) is dropped.
+ALLOWED_TAGS = {
+    "a", "article", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "div", "dl", "dt",
+    "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "img", "li", "nav", "ol", "p", "pre",
+    "s", "section", "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
+    "tr", "ul",
+}
+ALLOWED_ATTRIBUTES = {"*": {"class", "id", "title", "lang"}, "a": {"href"}, "img": {"src", "alt", "style"},
+                      "td": {"colspan", "rowspan", "style"}, "th": {"colspan", "rowspan", "style"}, "ol": {"start"}}
+ALLOWED_STYLES = {"text-align", "width", "height", "vertical-align"}
+
+
+def _url_allowed(tag: str, attribute: str, value: str) -> str | None:
+    """Images come from the report's assets or inline data; links may also point at the web."""
+    if attribute not in ("src", "href"):
+        return value
+    scheme = urlsplit(value).scheme.lower()
+    if tag == "img":
+        return value if scheme == "" or value.startswith("data:image/") else None
+    return value if scheme in ("", "http", "https", "mailto") else None
+
+
+def sanitize(document: str, title: str) -> str:
+    """The rendered page with its body cleaned by nh3 (an allowlist HTML sanitizer) and reportgen's own
+    head: however a template override was written, no script, handler, external resource or embedded
+    object survives into report.html or report.pdf."""
+    import html as html_lib
+    import re
+
+    import nh3
+
+    match = re.search(r"<body[^>]*>(.*)</body>", document, re.DOTALL | re.IGNORECASE)
+    body = match.group(1) if match else document
+    clean = nh3.clean(body, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, generic_attribute_prefixes={"data-"},
+                      attribute_filter=_url_allowed, url_schemes={"http", "https", "mailto", "data"},
+                      filter_style_properties=ALLOWED_STYLES, strip_comments=True, link_rel="noopener noreferrer")
+    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{html_lib.escape(title)}</title>\n"
+            f'<link rel="stylesheet" href="assets/{STYLESHEET}">\n</head>\n<body>\n{clean}\n</body>\n</html>\n')
+
+
 def html(context: dict[str, Any], project_root: Path, build_dir: Path) -> Path:
     """Write report.html (and its stylesheet into assets/) and return its path."""
     dirs = template_dirs(project_root)
     assets = build_dir / "assets"
     assets.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_find(STYLESHEET, dirs), assets / STYLESHEET)
+    style = _find(STYLESHEET, dirs)
+    shutil.copyfile(_contained(style, style.parent), assets / STYLESHEET)
     main = _find(REPORT_TEMPLATE, dirs)
-    env = environment(loader=ChoiceLoader([FileSystemLoader([str(d) for d in dirs])]))
-    text = render_bounded(env, main.read_text(encoding="utf-8"), str(main), context)
+    _contained(main, main.parent)
+    env = environment(loader=ChoiceLoader([ContainedLoader([str(d) for d in dirs])]))
+    text = sanitize(render_bounded(env, main.read_text(encoding="utf-8"), str(main), context),
+                    str(context["project"]["title"]))
     out = build_dir / "report.html"
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(text, encoding="utf-8")

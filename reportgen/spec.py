@@ -139,14 +139,19 @@ _KIND_FIELDS = {"mlp": set(MLPSpec.model_fields), "cnn": set(CNNSpec.model_field
 # --- section views: the figure or table that answers a section's question ---------------------
 
 
-class ParamsView(_Strict):
+class _View(_Strict):
+    # The author's caption for the view's figure(s), shown as plain text instead of the default one.
+    caption: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+
+
+class ParamsView(_View):
     """Parameters against final validation accuracy, with a threshold line."""
 
     kind: Literal["params_vs_accuracy"]
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.97
 
 
-class OverlayView(_Strict):
+class OverlayView(_View):
     """Every run's curves of one metric on one plot."""
 
     kind: Literal["overlay"]
@@ -155,7 +160,7 @@ class OverlayView(_Strict):
     ] = ["val_accuracy", "val_loss"]
 
 
-class ConvergenceView(_Strict):
+class ConvergenceView(_View):
     """Measured epochs to converge: the first epoch whose validation accuracy is within
     `tolerance` of that run's best."""
 
@@ -164,7 +169,7 @@ class ConvergenceView(_Strict):
     compare: list[str] = Field(default_factory=list)  # runs of other sections to measure alongside
 
 
-class MisclassifiedView(_Strict):
+class MisclassifiedView(_View):
     """A grid of misclassified validation images of one run."""
 
     kind: Literal["misclassified"]
@@ -172,7 +177,7 @@ class MisclassifiedView(_Strict):
     count: Annotated[int, Field(gt=0, le=100)] = 36
 
 
-class ModeCollapseView(_Strict):
+class ModeCollapseView(_View):
     """Mode collapse, measured: the generated images of a GAN run, classified at each recorded
     epoch by a trained classifier run (a dependency: it trains first, and the measurement is
     redone when it changes)."""
@@ -473,6 +478,9 @@ def load_project(root: Path, profile: str = "full") -> Project:
     for path in sorted(exp_dir.glob("*.toml")):
         if path.name == PROJECT_FILE:
             continue
+        if not _inside(path, exp_dir):
+            problems.append(Problem(path, "", f"a link to a file outside {exp_dir}; refused"))
+            continue
         raw = _read_toml(path, problems)
         if raw is None:
             continue
@@ -497,8 +505,9 @@ def load_project(root: Path, profile: str = "full") -> Project:
             local[exp.name] = exp.model.kind
         views = _section_views(path, sf, local, problems)
         commentary = exp_dir / (sf.commentary or f"{path.stem}.md")
-        if sf.commentary and not _inside(commentary, exp_dir):
-            problems.append(Problem(path, "commentary", f"must name a file inside {exp_dir}, got {sf.commentary!r}"))
+        if not _inside(commentary, exp_dir):  # a path outside, or a link to a file outside
+            problems.append(Problem(path, "commentary", f"must name a file inside {exp_dir} (links that lead "
+                                    f"outside are refused), got {sf.commentary or commentary.name!r}"))
         attach = None
         if sf.attach:
             attach = exp_dir / sf.attach
