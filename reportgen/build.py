@@ -513,6 +513,9 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     html_path = render.html(context, session.project.root, out)
     attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
     refusals = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
+    sources = sorted(p for d in (session.project.experiments_dir, *render.template_dirs(session.project.root))
+                     for p in d.rglob("*") if p.is_file() and p.suffix in (".md", ".toml", ".j2", ".css", ".html"))
+    refusals = render.locate(refusals, sources)
     record_slots(session)
     data = manifest(session, refusals, warnings)
     results = results_table(session)

@@ -107,14 +107,16 @@ def _time_limit(limit: float, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _template_line(tb: Any, filename: str) -> int | None:
-    """The template line of a runtime error: Jinja rewrites tracebacks to template lines."""
-    line = None
+def _template_line(tb: Any, filename: str) -> tuple[str, int | None]:
+    """The template file and line of a runtime error: Jinja rewrites tracebacks to template lines.
+    The deepest template frame wins, so an error inside an included template names that file."""
+    where: tuple[str, int | None] = (filename, None)
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
+        name = tb.tb_frame.f_code.co_filename
+        if name == filename or (name.endswith(".j2") and Path(name).is_file()):
+            where = (name, tb.tb_lineno)
         tb = tb.tb_next
-    return line
+    return where
 
 
 def _undefined_name(message: str) -> str:
@@ -144,25 +146,27 @@ def render_bounded(env: BoundedEnvironment, source: str, filename: str, context:
                     raise TimeoutError(f"{filename} took longer than {MAX_SECONDS:.0f} s to render")
                 pieces.append(piece)
     except UndefinedError as exc:
-        line = _template_line(exc.__traceback__, filename)
+        file, line = _template_line(exc.__traceback__, filename)
         name = _undefined_name(exc.message or "")
         hint = ""
         close = difflib.get_close_matches(name, known_names or [], n=1)
         if close and close[0] != name:
             hint = f"; did you mean {close[0]!r}?"
         raise UnknownPlaceholder(name, f"unknown placeholder {name!r} ({exc.message}){hint}",
-                                 filename, line) from None
+                                 file, line) from None
     except SecurityError as exc:
-        line = _template_line(exc.__traceback__, filename)
-        raise RenderError(f"refused by the template sandbox: {exc}", filename, line) from None
+        file, line = _template_line(exc.__traceback__, filename)
+        raise RenderError(f"refused by the template sandbox: {exc}", file, line) from None
     except TimeoutError as exc:
-        raise RenderError(f"stopped: {exc}", filename) from None
+        file, line = _template_line(exc.__traceback__, filename)
+        raise RenderError(f"stopped: rendering took longer than {MAX_SECONDS:.0f} s (a runaway loop?)",
+                          file, line) from None
     except TemplateError as exc:
-        line = _template_line(exc.__traceback__, filename)
-        raise RenderError(f"template error: {exc}", filename, line) from None
+        file, line = _template_line(exc.__traceback__, filename)
+        raise RenderError(f"template error: {exc}", file, line) from None
     except (TypeError, ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
-        line = _template_line(exc.__traceback__, filename)
-        raise RenderError(f"{type(exc).__name__} while filling placeholders: {exc}", filename, line) from None
+        file, line = _template_line(exc.__traceback__, filename)
+        raise RenderError(f"{type(exc).__name__} while filling placeholders: {exc}", file, line) from None
     return "".join(pieces)
 
 

@@ -170,6 +170,33 @@ def attachment_pages(path: Path) -> int:
     return pages
 
 
+def source_of(url: str, files: list[Path]) -> str | None:
+    """FILE:LINE of the project file a refused URL came from (as written, or by its file name once the
+    page resolved it against the build folder), or None."""
+    name = Path(unquote(urlsplit(url).path)).name
+    for needle in dict.fromkeys(n for n in (url, unquote(url), name) if n):
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            at = text.find(needle)
+            if at >= 0:
+                return f"{file}:{text.count(chr(10), 0, at) + 1}"
+    return None
+
+
+def locate(refusals: list[str], files: list[Path]) -> list[str]:
+    """Each refusal prefixed with where the URL was written."""
+    out = []
+    for refusal in refusals:
+        url = refusal.split("'")[1] if refusal.count("'") >= 2 else ""
+        where = source_of(url, files) if url else None
+        out.append(f"{where}: {refusal}" if where else f"{refusal} (not written in the project's files: "
+                   "a template or stylesheet built it)")
+    return out
+
+
 def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = None) -> list[str]:
     """Render the HTML to PDF with WeasyPrint, merge attached PDFs into the pages the layout kept
     for them, and return the fetches that were refused."""

@@ -115,3 +115,13 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
         assert actual == path.read_text(encoding="utf-8")
 
     return check
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 (pytest's hook)
+    """Print the figures the hostile-input tests measured, so every CI log carries them."""
+    from . import test_hostile
+
+    if test_hostile.FIGURES:
+        terminalreporter.section("hostile input: figures")
+        for name, value in test_hostile.FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")
