@@ -7,6 +7,7 @@ Everything is validated before anything trains, and every problem is reported at
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import itertools
 import re
@@ -321,7 +322,7 @@ def _read_toml(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
         # tomllib's message already ends with "(at line L, column C)"; it reports duplicate keys
         # and syntax errors alike.
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        line = int(found[1]) if found else None
+        line = int(found[1]) if found else (text.count("\n") + 1 if "end of document" in str(exc) else None)
         problems.append(Problem(path, "", f"invalid TOML: {exc}", line=line))
         return None
 
@@ -331,10 +332,13 @@ def _pydantic_problems(path: Path, prefix: str, exc: ValidationError) -> list[Pr
     for err in exc.errors():
         # Keys as written: list indices in brackets, and without the union tags pydantic inserts.
         parts = [prefix] if prefix else []
-        for part in err["loc"]:
+        loc = err["loc"]
+        for i, part in enumerate(loc):
             if isinstance(part, int):
                 parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
-            elif part not in _UNION_TAGS:
+            # pydantic names the member of a tagged union by its tag, first or right after a list
+            # index; elsewhere the same word is a real key (a gan's `dropout`, not the dropout block).
+            elif not (part in _UNION_TAGS and (i == 0 or isinstance(loc[i - 1], int))):
                 parts.append(str(part))
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             parts.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
@@ -355,6 +359,20 @@ def _pydantic_problems(path: Path, prefix: str, exc: ValidationError) -> list[Pr
 
 def _index_loc(prefix: str, index: int) -> str:
     return f"{prefix}[{index}]"
+
+
+SETTINGS = sorted({"kind"} | set().union(*_KIND_FIELDS.values()))
+
+
+def _check_defaults(path: Path, defaults: dict[str, Any], problems: list[Problem]) -> None:
+    """Defaults apply to each run whose kind has the setting, so no run rejects an unknown one:
+    catch misspellings here."""
+    for key in defaults:
+        if key not in SETTINGS:
+            close = difflib.get_close_matches(key, SETTINGS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(Problem(path, f"defaults.{key}", f"unknown setting; {hint}expected a setting of some "
+                                    f"model kind, one of {SETTINGS}"))
 
 
 def _expand_runs(
@@ -469,6 +487,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
             problems.extend(_pydantic_problems(project_path, "", exc))
     data = project_file.data if project_file else "auto"
     project_defaults = project_file.defaults if project_file else {}
+    _check_defaults(project_path, project_defaults, problems)
     if profile == "quick" and project_file is not None:
         data = project_file.quick.data
 
@@ -493,6 +512,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
             problems.append(Problem(path, "number",
                                     f"section {sf.number} is also declared in {seen_numbers[sf.number].name}"))
         seen_numbers[sf.number] = path
+        _check_defaults(path, sf.defaults, problems)
         experiments = _expand_runs(path, sf, project_defaults, data, problems)
         local: dict[str, str] = {}
         for exp in experiments:

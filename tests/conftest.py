@@ -118,10 +118,12 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 (pytest's hook)
-    """Print the figures the hostile-input tests measured, so every CI log carries them."""
-    from . import test_hostile
+    """Print the figures the hostile-input and fuzz tests measured, so every CI log carries them."""
+    from . import test_hostile, test_spec_fuzz
 
-    if test_hostile.FIGURES:
-        terminalreporter.section("hostile input: figures")
-        for name, value in test_hostile.FIGURES.items():
-            terminalreporter.write_line(f"{name}: {value}")
+    for title, figures in (("hostile input", test_hostile.FIGURES),
+                           ("broken experiment files", test_spec_fuzz.FIGURES)):
+        if figures:
+            terminalreporter.section(f"{title}: figures")
+            for name, value in figures.items():
+                terminalreporter.write_line(f"{name}: {value}")

@@ -211,3 +211,20 @@ def test_selecting_a_gan_section_brings_its_classifier_first(make_project):
     project = load_project(root)
     assert [e.name for e in select(project, ["2"])] == ["clf", "g"]
     assert [e.name for e in select(project, ["1"])] == ["clf"]
+
+
+def test_a_misspelled_default_is_rejected_with_the_setting_it_resembles(make_project):
+    root = make_project({"experiments/s.toml": 'number = "1"\ntitle = "t"\n[defaults]\nkind = "mlp"\n'
+                                               'activaton = "tanh"\n[[runs]]\nname = "a"\nhidden_layers = [4]\n'})
+    with pytest.raises(SpecError) as caught:
+        load_project(root)
+    message = str(caught.value)
+    assert "s.toml [defaults.activaton]: unknown setting; did you mean 'activation'?" in message
+
+
+def test_a_gan_setting_named_like_a_block_keeps_its_name_in_errors(make_project):
+    root = make_project({"experiments/s.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "g"\nkind = "gan"\n'
+                                               'dropout = -1\n'})
+    with pytest.raises(SpecError) as caught:
+        load_project(root)
+    assert "s.toml [runs[0].dropout]: Input should be greater than or equal to 0, got -1" in str(caught.value)
