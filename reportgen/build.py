@@ -506,6 +506,8 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
 
     out = session.options.out
     out.mkdir(parents=True, exist_ok=True)
+    store.sweep_temp_files(out)  # left by a build killed while writing
+    store.sweep_temp_files(session.project.experiments_dir)
     # Figures are regenerated from results every time: stale ones from removed runs must go.
     shutil.rmtree(out / "assets", ignore_errors=True)
     measure(session, say)

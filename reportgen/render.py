@@ -4,6 +4,7 @@ The only stage that imports weasyprint; templates are sandboxed like commentary.
 from __future__ import annotations
 
 import mimetypes
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 
 from .commentary import environment, render_bounded
 from .errors import RenderError
+from .store import write_atomic
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 REPORT_TEMPLATE = "report.html.j2"
@@ -105,9 +107,7 @@ def html(context: dict[str, Any], project_root: Path, build_dir: Path) -> Path:
     text = sanitize(render_bounded(env, main.read_text(encoding="utf-8"), str(main), context),
                     str(context["project"]["title"]))
     out = build_dir / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, text.encode())
     return out
 
 
@@ -210,7 +210,7 @@ def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = N
     refusals: list[str] = []
     build_dir = html_path.parent
     fetcher = make_fetcher(build_dir / "assets", refusals)
-    tmp = out.with_suffix(".pdf.tmp")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # swept by the next build if this process dies
     try:
         document = HTML(string=html_path.read_text(encoding="utf-8"),
                         base_url=build_dir.resolve().as_uri() + "/", url_fetcher=fetcher).render()
@@ -276,8 +276,6 @@ def compare_page(context: dict[str, Any], out: Path) -> Path:
     env = environment(loader=FileSystemLoader(str(PACKAGE_TEMPLATES)))
     main = PACKAGE_TEMPLATES / COMPARE_TEMPLATE
     text = render_bounded(env, main.read_text(encoding="utf-8"), str(main), context)
-    from .store import write_atomic
-
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, text.encode())
     return out

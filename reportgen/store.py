@@ -230,12 +230,14 @@ class Store:
         write_atomic(self.root / "index" / f"{name}.json", json.dumps(inputs, indent=1, sort_keys=True).encode())
 
     def _sweep_tmp(self) -> None:
-        """Remove temp entries left by processes that died mid-write (kill -9, power loss)."""
+        """Remove temp entries and files left by processes that died mid-write (kill -9, power loss)."""
         for path in (self.root / "tmp").iterdir():
             parts = path.name.split(".")
             pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
             if pid is None or not _pid_alive(pid):
                 shutil.rmtree(path, ignore_errors=True)
+        for folder in (self.root / "index", *(self.root / "partial").iterdir()):
+            sweep_temp_files(folder)
 
     # --- locking ------------------------------------------------------------------------------
 
@@ -280,6 +282,18 @@ class Store:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def sweep_temp_files(folder: Path) -> list[Path]:
+    """Remove the `<name>.<pid>.tmp` files write_atomic left in a folder when their process died
+    mid-write; those of live processes (another build writing now) stay."""
+    removed = []
+    for path in folder.glob("*.tmp") if folder.is_dir() else []:
+        parts = path.name.split(".")
+        if len(parts) >= 3 and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_atomic(path: Path, data: bytes) -> None:

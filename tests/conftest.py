@@ -119,10 +119,10 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 (pytest's hook)
     """Print the figures the hostile-input and fuzz tests measured, so every CI log carries them."""
-    from . import test_hostile, test_spec_fuzz
+    from . import test_faults, test_hostile, test_spec_fuzz
 
     for title, figures in (("hostile input", test_hostile.FIGURES),
-                           ("broken experiment files", test_spec_fuzz.FIGURES)):
+                           ("broken experiment files", test_spec_fuzz.FIGURES), ("hard faults", test_faults.FIGURES)):
         if figures:
             terminalreporter.section(f"{title}: figures")
             for name, value in figures.items():
