@@ -496,7 +496,7 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
             for p in session.planned
         ],
         "warnings": warnings,
-        "refused_fetches": refusals,
+        "refused": refusals,  # fetches refused and content the sanitizers took out, each with FILE:LINE
     }
 
 
@@ -505,6 +505,9 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     from . import render
 
     out = session.options.out
+    from .render import check_output_folder
+
+    check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     store.sweep_temp_files(out)  # left by a build killed while writing
     store.sweep_temp_files(session.project.experiments_dir)
@@ -512,12 +515,14 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     shutil.rmtree(out / "assets", ignore_errors=True)
     measure(session, say)
     context, warnings = collect(session)
-    html_path = render.html(context, session.project.root, out)
+    removed: list[tuple[str, str]] = []
+    html_path = render.html(context, session.project.root, out, removed)
     attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
-    refusals = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
-    sources = sorted(p for d in (session.project.experiments_dir, *render.template_dirs(session.project.root))
-                     for p in d.rglob("*") if p.is_file() and p.suffix in (".md", ".toml", ".j2", ".css", ".html"))
-    refusals = render.locate(refusals, sources)
+    refused = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
+    sources = sorted(p for d in (session.project.experiments_dir, session.project.root / "templates") if d.is_dir()
+                     for p in d.rglob("*") if p.is_file() and not p.is_symlink()
+                     and p.suffix in (".md", ".toml", ".j2", ".css", ".html"))
+    refusals = render.locate(refused, sources, out) + render.locate_removed(removed, sources)
     record_slots(session)
     data = manifest(session, refusals, warnings)
     results = results_table(session)

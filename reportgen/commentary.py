@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 
@@ -62,10 +63,41 @@ class UnknownPlaceholder(RenderError):
         super().__init__(message, file, line)
 
 
-class BoundedEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox, plus bounds on operators that build huge values ('a' * 10**9)."""
+_HUGE_WIDTH = re.compile(r"\d{5,}|\*")  # a width or precision of 10,000 or more, or one given by argument
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+
+def _too_large(size: int) -> None:
+    if size > MAX_SEQUENCE:
+        raise SecurityError(f"a template may not build a value of {size:,} items")
+
+
+class BoundedCodeGenerator(CodeGenerator):
+    """Template code whose `~` concatenations are size-checked: doubling a string in a loop stops
+    at the bound instead of filling memory."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.bounded(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, plus bounds on what builds huge values: 'a' * 10**9, `~` in a loop, '%0999999999d',
+    '{:>999999999}'.format(), and the center, indent, replace, join and format filters."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = BoundedCodeGenerator
+
+    def bounded(self, value: Any) -> Any:
+        _too_large(len(value))
+        return value
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None and any(_HUGE_WIDTH.search(spec) for spec in
+                                       re.findall(r"\{[^{}]*?:([^{}]*)\}", str(value.__self__))):
+            raise SecurityError("a format width or precision of 10,000 or more is refused")
+        return wrapped
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
@@ -78,13 +110,58 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
             if len(left) + len(right) > MAX_SEQUENCE:
                 raise SecurityError("a template may not build a value this large")
+        if operator == "%" and isinstance(left, str):
+            _check_percent_format(left)
         return super().call_binop(context, operator, left, right)
+
+
+def _check_percent_format(text: str) -> None:
+    for spec in re.findall(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?", text):
+        if any(_HUGE_WIDTH.fullmatch(part) for part in spec if part):
+            raise SecurityError("a format width or precision of 10,000 or more is refused")
+
+
+def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """Jinja's filters that can multiply a value's size, checked before they run."""
+    center, indent, replace, join, do_format = (filters[n] for n in ("center", "indent", "replace", "join",
+                                                                     "format"))
+
+    def bounded_center(value: Any, width: int = 80) -> Any:
+        _too_large(int(width))
+        return center(value, width)
+
+    def bounded_indent(s: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
+        _too_large((len(str(width)) if isinstance(width, str) else int(width)) * (str(s).count("\n") + 1))
+        return indent(s, width, *args, **kwargs)
+
+    def bounded_replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: int | None = None) -> Any:
+        text, old_s, new_s = str(s), str(old), str(new)
+        hits = text.count(old_s) if old_s else len(text) + 1
+        _too_large(len(text) + min(hits, count if count is not None else hits) * max(len(new_s) - len(old_s), 0))
+        return replace(eval_ctx, s, old, new, count)
+
+    def bounded_join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        items = list(value)
+        _too_large(sum(len(str(i)) for i in items) + len(d) * len(items))
+        return join(eval_ctx, items, d, attribute)
+
+    def bounded_format(value: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_percent_format(str(value))
+        return do_format(value, *args, **kwargs)
+
+    wrappers: list[tuple[str, Any, Any]] = [("replace", bounded_replace, replace), ("join", bounded_join, join)]
+    for name, wrapper, original in wrappers:
+        wrapper.jinja_pass_arg = original.jinja_pass_arg  # both take the eval context first
+        filters[name] = wrapper
+    filters.update(center=bounded_center, indent=bounded_indent, format=bounded_format)
+    return filters
 
 
 def environment(loader: Any = None) -> BoundedEnvironment:
     env = BoundedEnvironment(undefined=StrictUndefined, autoescape=True, loader=loader,
                              keep_trailing_newline=True)
     env.filters.update(pct=pct, num=num, fixed=fixed, seconds=seconds)
+    _bounded_filters(env.filters)
     return env
 
 
@@ -164,7 +241,8 @@ def render_bounded(env: BoundedEnvironment, source: str, filename: str, context:
     except TemplateError as exc:
         file, line = _template_line(exc.__traceback__, filename)
         raise RenderError(f"template error: {exc}", file, line) from None
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
+    except (TypeError, ValueError, LookupError, AttributeError, ZeroDivisionError, OverflowError, RecursionError,
+            MemoryError) as exc:
         file, line = _template_line(exc.__traceback__, filename)
         raise RenderError(f"{type(exc).__name__} while filling placeholders: {exc}", file, line) from None
     return "".join(pieces)

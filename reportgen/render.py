@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import shutil
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -14,7 +14,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 
 from .commentary import environment, render_bounded
 from .errors import RenderError
-from .store import write_atomic
+from .store import temp_name, write_atomic
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 REPORT_TEMPLATE = "report.html.j2"
@@ -23,7 +23,17 @@ STYLESHEET = "style.css"
 
 def template_dirs(project_root: Path) -> list[Path]:
     """Project templates/ first (overrides), then the defaults shipped in the package."""
-    return [d for d in (project_root / "templates", PACKAGE_TEMPLATES) if d.is_dir()]
+    own = project_root / "templates"
+    if own.is_symlink():
+        raise RenderError("templates/ is a link to another folder; a project's templates must live in it", own)
+    return [d for d in (own, PACKAGE_TEMPLATES) if d.is_dir()]
+
+
+def check_output_folder(build_dir: Path) -> None:
+    """build/ and build/assets/ are written, emptied and served from: never through a link."""
+    for folder in (build_dir, build_dir / "assets"):
+        if folder.is_symlink():
+            raise RenderError("is a link to another folder; remove it (reportgen writes and deletes here)", folder)
 
 
 def _find(name: str, dirs: list[Path]) -> Path:
@@ -65,14 +75,68 @@ ALLOWED_ATTRIBUTES = {"*": {"class", "id", "title", "lang"}, "a": {"href"}, "img
 ALLOWED_STYLES = {"text-align", "width", "height", "vertical-align"}
 
 
+def _in_assets(url: str) -> bool:
+    """A relative URL into the report's assets folder, with no way out of it."""
+    path = unquote(url.split("#")[0].split("?")[0])
+    return path.startswith("assets/") and ".." not in path and "\\" not in path and "//" not in path
+
+
 def _url_allowed(tag: str, attribute: str, value: str) -> str | None:
-    """Images come from the report's assets or inline data; links may also point at the web."""
+    """Images come from the report's assets or inline data; links may also point at the web or
+    within the page. Nothing else survives, so a browser opening report.html fetches nothing else."""
     if attribute not in ("src", "href"):
         return value
-    scheme = urlsplit(value).scheme.lower()
+    url = value.strip()
     if tag == "img":
-        return value if scheme == "" or value.startswith("data:image/") else None
-    return value if scheme in ("", "http", "https", "mailto") else None
+        return value if _in_assets(url) or url.lower().startswith("data:image/") else None
+    scheme = urlsplit(url).scheme.lower()
+    return value if _in_assets(url) or url.startswith("#") or scheme in ("http", "https", "mailto") else None
+
+
+_CSS_IMPORT = re.compile(r"@import[^;]*;?", re.IGNORECASE)
+_CSS_URL = re.compile(r"url\(\s*(['\"]?)(.*?)\1\s*\)", re.IGNORECASE | re.DOTALL)
+
+
+def sanitize_css(css: str, removed: list[tuple[str, str]] | None = None) -> str:
+    """A project's stylesheet without @import and without url()s that leave the assets folder,
+    so neither WeasyPrint nor a browser opening the report fetches anything else. What is taken out
+    is added to `removed` as (what, text to find it by)."""
+    removed = removed if removed is not None else []
+
+    def drop_import(match: re.Match[str]) -> str:
+        removed.append(("an @import rule", f"{STYLESHEET}|{match.group(0)}"))
+        return "/* an import was taken out */"
+
+    def keep(match: re.Match[str]) -> str:
+        target = match.group(2).strip()
+        inside = (target.lower().startswith("data:image/") or
+                  (not urlsplit(target).scheme and not target.startswith(("/", "\\")) and ".." not in target))
+        if not inside:
+            removed.append((f"url({target[:120]})", f"{STYLESHEET}|{target}"))
+        return match.group(0) if inside else "none"
+
+    return _CSS_URL.sub(keep, _CSS_IMPORT.sub(drop_import, css))
+
+
+def disallowed(body: str) -> list[tuple[str, str]]:
+    """What sanitize() will take out of a page body, as (what, text to find it by): elements outside
+    the allowlist, event handlers, and addresses that lead out of the build."""
+    from html.parser import HTMLParser
+
+    found: list[tuple[str, str]] = []
+
+    class Scan(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag not in ALLOWED_TAGS:
+                found.append((f"a <{tag}> element", f"<{tag}"))
+            for name, value in attrs:
+                if name.startswith("on"):
+                    found.append((f"an {name} handler", name))
+                elif name in ("src", "href") and value is not None and _url_allowed(tag, name, value) is None:
+                    found.append((f"the address {value[:120]!r}", f"{name}={value}"))
+
+    Scan().feed(body)
+    return list(dict.fromkeys(found))
 
 
 def sanitize(document: str, title: str) -> str:
@@ -80,7 +144,6 @@ def sanitize(document: str, title: str) -> str:
     head: however a template override was written, no script, handler, external resource or embedded
     object survives into report.html or report.pdf."""
     import html as html_lib
-    import re
 
     import nh3
 
@@ -94,24 +157,31 @@ def sanitize(document: str, title: str) -> str:
             f'<link rel="stylesheet" href="assets/{STYLESHEET}">\n</head>\n<body>\n{clean}\n</body>\n</html>\n')
 
 
-def html(context: dict[str, Any], project_root: Path, build_dir: Path) -> Path:
-    """Write report.html (and its stylesheet into assets/) and return its path."""
+def html(context: dict[str, Any], project_root: Path, build_dir: Path,
+         removed: list[tuple[str, str]] | None = None) -> Path:
+    """Write report.html (and its stylesheet into assets/) and return its path. What the sanitizers
+    take out of the page and the stylesheet is added to `removed` as (what, text to find it by)."""
+    removed = removed if removed is not None else []
     dirs = template_dirs(project_root)
     assets = build_dir / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     style = _find(STYLESHEET, dirs)
-    shutil.copyfile(_contained(style, style.parent), assets / STYLESHEET)
+    css = _contained(style, style.parent).read_text(encoding="utf-8", errors="replace")
+    (assets / STYLESHEET).write_text(sanitize_css(css, removed) if style.parent != PACKAGE_TEMPLATES else css,
+                                     encoding="utf-8")
     main = _find(REPORT_TEMPLATE, dirs)
     _contained(main, main.parent)
     env = environment(loader=ChoiceLoader([ContainedLoader([str(d) for d in dirs])]))
-    text = sanitize(render_bounded(env, main.read_text(encoding="utf-8"), str(main), context),
-                    str(context["project"]["title"]))
+    page = render_bounded(env, main.read_text(encoding="utf-8"), str(main), context)
+    body = re.search(r"<body[^>]*>(.*)</body>", page, re.DOTALL | re.IGNORECASE)
+    removed.extend(disallowed(body.group(1) if body else page))
+    text = sanitize(page, str(context["project"]["title"]))
     out = build_dir / "report.html"
     write_atomic(out, text.encode())
     return out
 
 
-def make_fetcher(assets_dir: Path, refusals: list[str]) -> Any:
+def make_fetcher(assets_dir: Path, refusals: list[tuple[str, str]]) -> Any:
     """A WeasyPrint URL fetcher that serves files inside assets_dir and nothing else: no network
     scheme, no path outside (`../`, symlinks, a sibling `assets_evil/`), no device files."""
     from weasyprint.urls import URLFetcher, URLFetcherResponse
@@ -137,7 +207,7 @@ def make_fetcher(assets_dir: Path, refusals: list[str]) -> Any:
             return URLFetcherResponse(url, body=path.read_bytes(), headers={"Content-Type": kind})
 
         def _refuse(self, url: str, why: str) -> Any:
-            refusals.append(f"refused to fetch {url[:200]!r}: {why}")
+            refusals.append((url[:200], why))
             raise ValueError(f"refused: {why}")
 
     return AssetsOnly()
@@ -170,34 +240,69 @@ def attachment_pages(path: Path) -> int:
     return pages
 
 
-def source_of(url: str, files: list[Path]) -> str | None:
-    """FILE:LINE of the project file a refused URL came from (as written, or by its file name once the
-    page resolved it against the build folder), or None."""
-    name = Path(unquote(urlsplit(url).path)).name
-    for needle in dict.fromkeys(n for n in (url, unquote(url), name) if n):
+def source_of(url: str, files: list[Path], build_dir: Path) -> str | None:
+    """FILE:LINE of the project file a refused URL was written in: as written, or as written relative
+    to the build folder (the page resolved it against that), or None."""
+    needles = [url, unquote(url)]
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        path = Path(unquote(parts.path))
+        needles.append(os.path.relpath(path, build_dir))
+        if len(path.name) >= 6:  # a distinctive file name, where a src, href or url() names it
+            needles.append(path.name)
+    for needle in dict.fromkeys(needles):
         for file in files:
             try:
                 text = file.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            at = text.find(needle)
-            if at >= 0:
-                return f"{file}:{text.count(chr(10), 0, at) + 1}"
+            for found in re.finditer(re.escape(needle), text):
+                context = text[max(0, found.start() - 300):found.start()]
+                if needle in (url, needles[1]) or re.search(r"(src|href)\s*=\s*['\"]?[^'\"\s>]*$|url\(\s*['\"]?[^)]*$|"
+                                                            r"\]\([^)]*$", context):
+                    return f"{file}:{text.count(chr(10), 0, found.start()) + 1}"
     return None
 
 
-def locate(refusals: list[str], files: list[Path]) -> list[str]:
-    """Each refusal prefixed with where the URL was written."""
+def locate(refusals: list[tuple[str, str]], files: list[Path], build_dir: Path) -> list[str]:
+    """Each refused fetch as one message, first naming where the URL was written."""
     out = []
-    for refusal in refusals:
-        url = refusal.split("'")[1] if refusal.count("'") >= 2 else ""
-        where = source_of(url, files) if url else None
-        out.append(f"{where}: {refusal}" if where else f"{refusal} (not written in the project's files: "
-                   "a template or stylesheet built it)")
+    for url, why in refusals:
+        where = source_of(url, files, build_dir)
+        message = f"refused to fetch {url!r}: {why}"
+        out.append(f"{where}: {message}" if where else f"{message} (not found as written in the project's files)")
     return out
 
 
-def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = None) -> list[str]:
+def locate_removed(removed: list[tuple[str, str]], files: list[Path]) -> list[str]:
+    """Each thing the sanitizers took out, as one message naming the file and line it came from."""
+    out = []
+    for what, needle in removed:
+        # A needle is "name=value" for an attribute (found with either quote, or none), or
+        # "style.css|text" for what came out of the stylesheet, or the text itself.
+        candidates, where = list(files), None
+        if needle.startswith(f"{STYLESHEET}|"):
+            needle = needle.split("|", 1)[1]
+            candidates = [f for f in files if f.name == STYLESHEET]
+        forms = [needle]
+        if "=" in needle and not needle.startswith("<"):
+            name, value = needle.split("=", 1)
+            forms = [f'{name}="{value}"', f"{name}='{value}'", needle] + ([value] if len(value) >= 6 else [])
+        for form in forms:
+            for file in candidates:
+                text = file.read_text(encoding="utf-8", errors="replace")
+                at = text.find(form)
+                if at >= 0:
+                    where = f"{file}:{text.count(chr(10), 0, at) + 1}"
+                    break
+            if where:
+                break
+        message = f"took {what} out of the report (not allowed in a report page)"
+        out.append(f"{where}: {message}" if where else message)
+    return out
+
+
+def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
     """Render the HTML to PDF with WeasyPrint, merge attached PDFs into the pages the layout kept
     for them, and return the fetches that were refused."""
     import logging
@@ -207,10 +312,10 @@ def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = N
     # WeasyPrint logs every refused fetch and unsupported CSS property as a warning; we report
     # refusals ourselves, once each, with what was asked for.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    refusals: list[str] = []
+    refusals: list[tuple[str, str]] = []
     build_dir = html_path.parent
     fetcher = make_fetcher(build_dir / "assets", refusals)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # swept by the next build if this process dies
+    tmp = temp_name(out)  # swept by the next build if this process dies
     try:
         document = HTML(string=html_path.read_text(encoding="utf-8"),
                         base_url=build_dir.resolve().as_uri() + "/", url_fetcher=fetcher).render()

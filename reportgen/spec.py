@@ -30,7 +30,9 @@ DataName = Literal["auto", "mnist", "mnist-sample"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real types, so `epochs = true` or `seed = 1.5` is a mistake, not a 1;
+    # no inf or nan either (`learning_rate = 1e999`).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # --- experiments ------------------------------------------------------------------------------
@@ -43,7 +45,7 @@ class _Training(_Strict):
     learning_rate: Annotated[float, Field(gt=0)] | None = None  # None: the optimizer's default
     batch_size: Annotated[int, Field(gt=0, le=65536)] = 128
     epochs: Annotated[int, Field(gt=0, le=10000)] = 10
-    seed: int = 1
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 1
 
 
 Activation = Literal["relu", "tanh", "sigmoid", "elu", "gelu", "selu", "softplus", "linear"]
@@ -327,7 +329,9 @@ def _read_toml(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
         return None
 
 
-def _pydantic_problems(path: Path, prefix: str, exc: ValidationError) -> list[Problem]:
+def _pydantic_problems(path: Path, prefix: str, exc: ValidationError, tagged: bool = False) -> list[Problem]:
+    """One Problem per pydantic error. `tagged`: the value was validated as a tagged union (a model or
+    a view), whose member pydantic names by its tag in the error's location."""
     out = []
     for err in exc.errors():
         # Keys as written: list indices in brackets, and without the union tags pydantic inserts.
@@ -338,7 +342,7 @@ def _pydantic_problems(path: Path, prefix: str, exc: ValidationError) -> list[Pr
                 parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
             # pydantic names the member of a tagged union by its tag, first or right after a list
             # index; elsewhere the same word is a real key (a gan's `dropout`, not the dropout block).
-            elif not (part in _UNION_TAGS and (i == 0 or isinstance(loc[i - 1], int))):
+            elif not (tagged and part in _UNION_TAGS and (i == 0 or isinstance(loc[i - 1], int))):
                 parts.append(str(part))
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             parts.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
@@ -377,8 +381,11 @@ def _check_defaults(path: Path, defaults: dict[str, Any], problems: list[Problem
 
 def _expand_runs(
     path: Path, section: SectionFile, project_defaults: dict[str, Any], data: str,
-    problems: list[Problem],
+    problems: list[Problem], used: set[str] | None = None,
 ) -> list[Experiment]:
+    """The section's runs with grids expanded and defaults applied; `used` collects the default
+    settings some run took (a default no run takes is a mistake the caller reports)."""
+    used = used if used is not None else set()
     experiments: list[Experiment] = []
     for i, raw in enumerate(section.runs):
         where = _index_loc("runs", i)
@@ -415,6 +422,7 @@ def _expand_runs(
             accepted = _KIND_FIELDS.get(str(kind), None)
             defaults = {k: v for k, v in {**project_defaults, **section.defaults}.items()
                         if accepted is None or k in accepted}
+            used.update(defaults)
             merged = {**defaults, **explicit}
             try:
                 fields = {**dict.fromkeys(empty, ""), **{k: _name_part(v) for k, v in merged.items()}}
@@ -429,7 +437,7 @@ def _expand_runs(
             try:
                 model = _MODEL_ADAPTER.validate_python(merged)
             except ValidationError as exc:
-                for p in _pydantic_problems(path, "", exc):
+                for p in _pydantic_problems(path, "", exc, tagged=True):
                     top = p.key.split(".")[0].split("[")[0]
                     origin = (f"{where}.grid.{p.key}" if top in values else
                               f"{where}.{p.key}" if top in settings else
@@ -452,7 +460,7 @@ def _section_views(path: Path, section: SectionFile, kinds: dict[str, str], prob
         try:
             view = _VIEW_ADAPTER.validate_python(raw)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(path, _index_loc("views", i), exc))
+            problems.extend(_pydantic_problems(path, _index_loc("views", i), exc, tagged=True))
             continue
         if isinstance(view, MisclassifiedView) and view.run not in names:
             problems.append(Problem(path, f"views[{i}].run",
@@ -475,6 +483,8 @@ def load_project(root: Path, profile: str = "full") -> Project:
     exp_dir = root / EXPERIMENTS_DIR
     project_path = exp_dir / PROJECT_FILE
     problems: list[Problem] = []
+    if exp_dir.is_symlink():
+        raise SpecError([Problem(exp_dir, "", "is a link to another folder; a project's experiments must live in it")])
     if not project_path.is_file():
         raise SpecError([Problem(project_path, "", "not found: a project needs experiments/project.toml "
                                  "with at least `title = \"...\"` (is this the project folder?)")])
@@ -492,6 +502,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
         data = project_file.quick.data
 
     sections: list[Section] = []
+    used_project_defaults: set[str] = set()
     seen_names: dict[str, Path] = {}
     seen_numbers: dict[str, Path] = {}
     for path in sorted(exp_dir.glob("*.toml")):
@@ -513,7 +524,13 @@ def load_project(root: Path, profile: str = "full") -> Project:
                                     f"section {sf.number} is also declared in {seen_numbers[sf.number].name}"))
         seen_numbers[sf.number] = path
         _check_defaults(path, sf.defaults, problems)
-        experiments = _expand_runs(path, sf, project_defaults, data, problems)
+        taken: set[str] = set()
+        experiments = _expand_runs(path, sf, project_defaults, data, problems, taken)
+        used_project_defaults |= taken
+        for key in sorted(k for k in sf.defaults if k not in taken and k in SETTINGS and sf.runs):
+            kinds_here: list[str] = sorted({e.model.kind for e in experiments}) or ["none valid"]
+            problems.append(Problem(path, f"defaults.{key}", f"applies to no run of this section (its runs are "
+                                    f"of kind {kinds_here}); remove it or set it on the runs it is meant for"))
         local: dict[str, str] = {}
         for exp in experiments:
             if exp.name in seen_names:
@@ -541,6 +558,10 @@ def load_project(root: Path, profile: str = "full") -> Project:
         sections.append(Section(number=sf.number, title=sf.title, order=order, source=path,
                                 commentary=commentary, experiments=tuple(experiments),
                                 views=tuple(views), attach=attach))
+    if sections and not problems:
+        for key in sorted(k for k in project_defaults if k not in used_project_defaults and k in SETTINGS):
+            problems.append(Problem(project_path, f"defaults.{key}", "applies to no run of the project; remove it "
+                                    "or set it where it is meant to apply"))
     kinds = {e.name: e.model.kind for s in sections for e in s.experiments}
     for section in sections:
         for i, view in enumerate(section.views):

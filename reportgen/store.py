@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -284,13 +285,21 @@ class Store:
                 path.unlink()
 
 
+TEMP_FILE = re.compile(r"^\.(.+)\.reportgen-(\d{1,9})\.tmp$")
+
+
+def temp_name(path: Path) -> Path:
+    """Where write_atomic writes before renaming: hidden, named after the file and the writer's pid."""
+    return path.with_name(f".{path.name}.reportgen-{os.getpid()}.tmp")
+
+
 def sweep_temp_files(folder: Path) -> list[Path]:
-    """Remove the `<name>.<pid>.tmp` files write_atomic left in a folder when their process died
-    mid-write; those of live processes (another build writing now) stay."""
+    """Remove the temp files write_atomic left in a folder when their process died mid-write; those of
+    live processes (another build writing now) and anything not named like them stay."""
     removed = []
-    for path in folder.glob("*.tmp") if folder.is_dir() else []:
-        parts = path.name.split(".")
-        if len(parts) >= 3 and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
+    for path in folder.iterdir() if folder.is_dir() and not folder.is_symlink() else []:
+        found = TEMP_FILE.match(path.name)
+        if found and path.is_file() and not path.is_symlink() and not _pid_alive(int(found[2])):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -298,7 +307,7 @@ def sweep_temp_files(folder: Path) -> list[Path]:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace a file in one step: readers see the old bytes or the new, never a part."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = temp_name(path)
     _write_synced(tmp, data)
     os.replace(tmp, path)
 

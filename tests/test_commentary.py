@@ -103,3 +103,23 @@ def test_unsupported_math_fails_naming_file_and_line():
     assert str(info.value).startswith("s.md:4: math that mathtext cannot draw: $\\begin{align} x \\end{align}$")
     with pytest.raises(RenderError, match="s.md:3: math that mathtext cannot draw"):
         markdown_to_html("a\n\n$$\n\\frac{1}{\n$$\n", "s.md")
+
+
+@pytest.mark.parametrize("source", [
+    '{% set ns = namespace(s="ab") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}',
+    '{{ "x" | center(999999999) }}',
+    '{{ "%0999999999d" % 1 }}',
+    '{{ "{:>999999999}".format(1) }}',
+    '{{ ("a" * 999999) | replace("", "bb") }}',
+    '{{ "x\ny" | indent(999999999) }}',
+    '{{ "%0999999999d" | format(1) }}',
+])
+def test_values_that_would_fill_memory_are_refused_before_they_are_built(source):
+    with pytest.raises(RenderError, match=r"c\.md:\d+: refused by the template sandbox"):
+        render_bounded(environment(), source, "c.md", CONTEXT, NAMES)
+
+
+@pytest.mark.parametrize("source", ['{{ "{a}".format() }}', '{{ "%(a)s" % {} }}'])
+def test_format_errors_name_file_and_line_instead_of_a_traceback(source):
+    with pytest.raises(RenderError, match=r"c\.md:1: KeyError while filling placeholders"):
+        render_bounded(environment(), source, "c.md", CONTEXT, NAMES)

@@ -70,7 +70,7 @@ def cache_state(root: Path) -> dict[str, list[str]]:
     leftovers = [str(p) for p in (cache / "tmp").iterdir()]
     for folder in (root / "build", root / "experiments", cache / "index"):
         store.sweep_temp_files(folder)  # what a build does before it writes there
-        leftovers += [str(p) for p in folder.glob("*.tmp")] if folder.is_dir() else []
+        leftovers += [str(p) for p in folder.iterdir() if store.TEMP_FILE.match(p.name)] if folder.is_dir() else []
     return {"entries": [k for k in entries if k not in corrupt], "corrupt": corrupt, "leftovers": leftovers}
 
 
@@ -94,23 +94,27 @@ def test_kill_9_at_random_moments_loses_nothing_and_ends_with_the_same_report(tm
     root = write_project(tmp_path / "project", files)
     rng = random.Random(SEED)
     moments = sorted(rng.uniform(0.3, whole) for _ in range(KILLS))
+    phases = []
     for moment in moments:
         process = start(root)
         time.sleep(moment)
-        if process.poll() is None:
+        killed = process.poll() is None
+        if killed:
             os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate(timeout=120)
         tally("kill moments tried")
-        tally(f"  killed {phase(output)}")
+        phases.append(phase(output) if killed else "after it finished")
+        tally(f"  killed {phases[-1]}" if killed else "  too late: the build had finished")
         state = cache_state(root)
-        tally("corrupt or partial entries accepted", len(state["corrupt"]))
-        tally("temp files left after the next build's sweep", len(state["leftovers"]))
+        tally("damaged entries found after a kill (writes are atomic: expect none)", len(state["corrupt"]))
+        tally("temp files a build's own sweep left", len(state["leftovers"]))
         assert state["corrupt"] == [] and state["leftovers"] == [], (moment, state)
         for name in ("manifest.json", "results.json"):
             path = root / "build" / name
             if path.exists():
                 json.loads(path.read_text())  # complete or absent, never half-written
 
+    assert "while training or storing a result" in phases, phases  # the moment that matters most was hit
     before = set(cache_state(root)["entries"])
     final = subprocess.run(command(root), capture_output=True, text=True, timeout=600,
                            env={**os.environ, "COLUMNS": "200"})
@@ -121,6 +125,13 @@ def test_kill_9_at_random_moments_loses_nothing_and_ends_with_the_same_report(tm
     assert retrained == []
     assert comparable(root) == comparable(reference)  # same seeds, same numbers, same report
     assert list((root / ".reportgen-cache" / "locks").iterdir()) == []
+    from reportgen.store import TEMP_FILE
+
+    leftovers = [str(p) for p in root.rglob("*") if TEMP_FILE.match(p.name) or p.suffix == ".tmp"]
+    leftovers += [str(p) for p in (root / ".reportgen-cache" / "tmp").iterdir()]
+    leftovers += [str(p) for p in (root / ".reportgen-cache" / "partial").iterdir()]
+    tally("temp files or checkpoints left after the final build", len(leftovers))
+    assert leftovers == []
 
 
 def test_two_builds_at_once_train_each_experiment_once(tmp_path: Path) -> None:

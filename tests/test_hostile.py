@@ -1,6 +1,7 @@
 """Hostile input: every payload of a corpus, placed in commentary, in a section template override
 (and the project's stylesheet) and in a figure caption, is rendered into a real report. A canary
-file with a random token sits outside the project; a local HTTP server counts any fetch.
+file with a random token sits outside the project; a loopback HTTP server counts the renderer's
+network fetches; report.html and its stylesheet are scanned for anything a browser would load.
 
 The figures (inputs tried, canary bytes found, fetches, embedded files, payloads executed,
 refusals reported with file and line) are printed at the end of the test run."""
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -95,6 +97,9 @@ def passive(s: dict) -> dict[str, str]:
         "redirect to file:": f'<img src="http://127.0.0.1:{port}/redirect">',
         "http fetch": f'<img src="http://127.0.0.1:{port}/pixel.png">',
         "/dev/urandom": '<img src="file:///dev/urandom">',
+        "protocol-relative": '<img src="//evil.example/pixel.png">',
+        "absolute path": '<img src="/etc/hostname">',
+        "network share": '<img src="\\\\evil.example\\share\\pixel.png">',
         "script": "<script>document.write('PW' + 'NED')</script>",
         "on* attributes": '<p onclick="alert(1)" onmouseover="alert(2)">hover</p><img src=x onerror="alert(3)">',
         "iframe/object": f'<iframe src="{canary.as_uri()}"></iframe><object data="{canary.as_uri()}"></object>',
@@ -172,6 +177,31 @@ def executable(html: str) -> int:
     return len(found)
 
 
+def external_references(build: Path) -> list[str]:
+    """URLs in report.html and its stylesheet that a browser would fetch or follow outside the build:
+    anything but assets/..., inline images, in-page anchors and (for links only) web addresses."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Scan(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            for name, value in attrs:
+                if name not in ("src", "href", "srcset", "data", "poster", "xlink:href") or value is None:
+                    continue
+                inside = value.startswith("assets/") and ".." not in value and "\\" not in value
+                web_link = tag == "a" and urlsplit(value).scheme in ("http", "https", "mailto")
+                if not (inside or value.startswith(("data:image/", "#")) or web_link):
+                    found.append(f"<{tag} {name}={value!r}>")
+
+    Scan().feed((build / "report.html").read_text())
+    css = (build / "assets" / "style.css").read_text()
+    found += re.findall(r"@import[^;]*", css)
+    found += [u for u in re.findall(r"url\(\s*['\"]?([^'\")]*)", css)
+              if u and (urlsplit(u).scheme not in ("", "data") or u.startswith(("/", "\\")) or ".." in u)]
+    return found
+
+
 def render(runner, root: Path):
     from reportgen.cli import app
 
@@ -193,7 +223,7 @@ def test_passive_payloads_fetch_nothing_leak_nothing_and_refusals_name_their_fil
     text = "\n\n".join(payloads.values())
     if location == "caption":
         text = " ".join(payloads.values())[:2000]  # a caption is one line of at most 2,000 characters
-    path = place(root, location, text, setting)
+    place(root, location, text, setting)
     result, _ = render(runner, root)
     assert result.exit_code == 0, result.output
     tally("inputs tried", len(payloads))
@@ -205,21 +235,30 @@ def test_passive_payloads_fetch_nothing_leak_nothing_and_refusals_name_their_fil
     fetched = len(setting["server"].hits) - hits_before
     tally("fetches outside the build's assets", fetched)
     tally("files embedded in the PDF", out["embedded"])
-    executed = executable(out["html"]) + ("PWNED" in out["html"])
-    tally("payloads executed or left executable", executed)
+    executed = executable(out["html"])
+    tally("scripts, handlers or javascript: URLs left in report.html", executed)
+    external = external_references(root / "build")
+    tally("references a browser would follow out of the build", len(external))
+    assert external == [], external
     assert (found, fetched, out["embedded"], executed) == (0, 0, 0, 0)
 
-    manifest = json.loads((root / "build" / "manifest.json").read_text())
-    refusals = manifest["refused_fetches"]
-    tally("fetches refused", len(refusals))
+    refusals = json.loads((root / "build" / "manifest.json").read_text())["refused"]
     for refusal in refusals:
-        assert "refused to fetch" in refusal and " outside " in refusal or "only files" in refusal
-        if str(path) in refusal or "style.css" in refusal:
-            tally("refusals reported with file and line")
-        assert re.match(r"^/\S+:\d+: refused", refusal), refusal  # FILE:LINE first
+        where = re.match(r"^(/\S+):(\d+): (refused to fetch '([^']*)'|took (.*) out of the report)", refusal)
+        assert where, refusal  # FILE:LINE first, then what was refused
+        written = Path(where[1]).read_text().splitlines()[int(where[2]) - 1]
+        if where[4] is not None:  # a fetch: the line holds the address
+            assert where[4] in written or Path(unquote(urlsplit(where[4]).path)).name in written, (refusal, written)
         assert f"Warning: {refusal[:60]}" in result.output.replace("\n", "")
+        tally("refusals reported with file and line")
+    if location == "commentary":  # Markdown images to file: and ../ became <img> and were taken out
+        assert any("1-nets.md:" in r and "took the address" in r for r in refusals), refusals
     if location == "template":
-        assert refusals, "the stylesheet's url()s and the ../ image reach the fetcher and are refused"
+        assert any(re.search(r"sections/1-nets.html.j2:\d+: took a <script> element out", r) for r in refusals), \
+            refusals
+        assert any("style.css:1: took an @import rule out" in r for r in refusals), refusals
+    if location == "caption":
+        assert refusals == []  # a caption is text: nothing in it is markup
 
 
 @pytest.mark.parametrize("location", ["commentary", "template", "caption"])
@@ -250,7 +289,7 @@ def test_active_payloads_are_refused_with_file_and_line_or_stay_text(
             assert "stopped" in message and seconds < BOUND_SECONDS + 15, (message, seconds)
             tally("runaway renders stopped within the bound")
     executed = setting["marker"].exists()
-    tally("payloads executed or left executable", int(executed))
+    tally("template payloads executed", int(executed))
     assert not executed
 
 

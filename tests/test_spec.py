@@ -228,3 +228,32 @@ def test_a_gan_setting_named_like_a_block_keeps_its_name_in_errors(make_project)
     with pytest.raises(SpecError) as caught:
         load_project(root)
     assert "s.toml [runs[0].dropout]: Input should be greater than or equal to 0, got -1" in str(caught.value)
+
+
+@pytest.mark.parametrize("line, key, expected", [
+    ("epochs = true", "epochs", "Input should be a valid integer, got True"),
+    ("learning_rate = 1e999", "learning_rate", "Input should be a finite number"),
+    ("seed = -1", "seed", "Input should be greater than or equal to 0"),
+])
+def test_values_toml_would_coerce_are_rejected(make_project, line, key, expected):
+    root = make_project({"experiments/s.toml": f'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\nkind = "mlp"\n'
+                                               f'hidden_layers = [4]\n{line}\n'})
+    with pytest.raises(SpecError) as caught:
+        load_project(root)
+    assert f"s.toml [runs[0].{key}]: {expected}" in str(caught.value)
+
+
+def test_a_key_named_like_a_kind_keeps_its_name_and_a_default_no_run_takes_is_reported(make_project):
+    root = make_project({"experiments/project.toml": 'title = "t"\ndropout = 0.2\n',
+                         "experiments/s.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\nkind = "mlp"\n'
+                                               'hidden_layers = [4]\n'})
+    with pytest.raises(SpecError) as caught:
+        load_project(root)
+    assert "project.toml [dropout]: unknown key" in str(caught.value)
+    root = make_project({"experiments/project.toml": 'title = "t"\n',
+                         "experiments/s.toml": 'number = "1"\ntitle = "t"\n[defaults]\ndropout = 0.5\n'
+                                               '[[runs]]\nname = "a"\nkind = "mlp"\nhidden_layers = [4]\n'})
+    with pytest.raises(SpecError) as caught:
+        load_project(root)
+    assert "s.toml [defaults.dropout]: applies to no run of this section (its runs are of kind ['mlp'])" \
+        in str(caught.value)
