@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -309,6 +310,33 @@ def test_links_out_of_the_project_are_refused(setting: dict, runner, tmp_path: P
     template.symlink_to(setting["canary"])
     result = runner.invoke(app, ["render", "-C", str(root)])
     assert result.exit_code == 1 and "outside its templates folder; refused" in result.output
+    assert setting["token"] not in result.output
+    tally("inputs tried", 2)
+    tally("refusals reported with file and line", 2)
+
+
+def test_linked_folders_are_refused_and_nothing_outside_is_written_or_read(setting: dict, runner,
+                                                                         tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    root = copy_project(setting["built"], tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "style.css").write_text("keep me")
+    shutil.rmtree(root / "build" / "assets")
+    (root / "build" / "assets").symlink_to(victim)
+    result = runner.invoke(app, ["render", "-C", str(root)])
+    assert result.exit_code == 1 and "assets: is a link to another folder" in result.output.replace("\n", "")
+    assert (victim / "style.css").read_text() == "keep me"
+    (root / "build" / "assets").unlink()
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "section.html.j2").write_text("{% include 'secret.txt' %}")
+    (outside / "secret.txt").write_text(setting["token"])
+    (root / "templates").symlink_to(outside)
+    result = runner.invoke(app, ["render", "-C", str(root)])
+    assert result.exit_code == 1 and "templates/ is a link to another folder" in result.output.replace("\n", "")
     assert setting["token"] not in result.output
     tally("inputs tried", 2)
     tally("refusals reported with file and line", 2)
