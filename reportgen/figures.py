@@ -43,6 +43,15 @@ def svg_text(fig: Any) -> str:
     return buffer.getvalue()
 
 
+def _per_epoch(ax: Any, ylabel: str, title: str) -> None:
+    """Labels of a per-epoch plot: whole epochs on x, a legend without a frame."""
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(frameon=False)
+
+
 def compared_curves(name: str, histories: dict[str, dict[str, list[float]]], metrics: list[str]) -> Any:
     """One experiment's curves from two builds on shared axes: one panel per metric, one line per build."""
     plt = _plt()
@@ -53,11 +62,7 @@ def compared_curves(name: str, histories: dict[str, dict[str, list[float]]], met
             epochs = (history.get("epoch") or list(range(1, len(values) + 1)))[:len(values)]
             if values:
                 ax.plot(epochs, values, marker="os"[i % 2], ms=3, color=COLORS[i], label=label)
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric}: {name}")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(frameon=False)
+        _per_epoch(ax, metric, f"{metric}: {name}")
     fig.tight_layout()
     return fig
 
@@ -73,11 +78,7 @@ def learning_curves(name: str, history: dict[str, list[float]]) -> Any:
         if history.get(f"val_{metric}"):
             ax.plot(epochs, history[f"val_{metric}"], marker="s", ms=3, color=COLORS[1],
                     label="validation")
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(label)
-        ax.set_title(f"{label}: {name}")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(frameon=False)
+        _per_epoch(ax, label, f"{label}: {name}")
     fig.tight_layout()
     return fig
 
