@@ -1,0 +1,109 @@
+"""The assignment's runs, plain Keras against reportgen, per model kind and for the whole suite.
+
+    python benchmarks/suite.py                                   # every run, 10 epochs, 60,000 images
+    python benchmarks/suite.py --epochs 1 --images 12000 --only relu-200x100 cnn gan
+    KERAS_BACKEND=jax python benchmarks/suite.py                 # where JAX is installed
+
+The baseline is what a student writes: for a classifier, the same model (built by reportgen's own
+builder, so the networks are identical) compiled with the same optimizer and `model.fit` on NumPy
+arrays with `validation_data`; for a GAN, the `train_on_batch` loop of benchmarks/gan_speed.py.
+reportgen's side is `reportgen.run.train`, the path `reportgen build` takes (it also predicts the
+validation set for the misclassified-image grid, and a GAN draws its samples and checkpoints).
+Same data, batch size, epochs and seeds on both sides. Prints the seconds and final validation
+accuracy (GAN: losses) of each run, then a table per kind and for the suite, with the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gan_speed import baseline as gan_baseline  # noqa: E402
+from gan_speed import images  # noqa: E402
+
+from reportgen.data import Dataset  # noqa: E402
+from reportgen.spec import Experiment, GANSpec, load_project  # noqa: E402
+
+
+def plain_keras(exp: Experiment, data: Dataset) -> dict[str, float]:
+    """model.fit on NumPy arrays, the way a notebook does it."""
+    import keras
+
+    from reportgen import models
+
+    keras.utils.set_random_seed(exp.model.seed)
+    started = time.perf_counter()
+    model = models.build(exp, ROOT / "experiments")
+    model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(data.x_train / 255.0, data.y_train, batch_size=exp.model.batch_size, epochs=exp.model.epochs,
+                        validation_data=(data.x_val / 255.0, data.y_val), verbose=0)
+    return {"seconds": time.perf_counter() - started, "val_accuracy": history.history["val_accuracy"][-1]}
+
+
+def with_reportgen(exp: Experiment, data: Dataset) -> dict[str, float]:
+    from reportgen.run import train
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        outcome = train(exp, data, ROOT / "experiments", checkpoints=Path(tmp) / "ck", key="bench")
+    final = outcome.result["final"]
+    out = {"seconds": time.perf_counter() - started}
+    out.update({k: final[k] for k in ("val_accuracy", "d_loss", "g_loss") if k in final})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of every run (default 10)")
+    parser.add_argument("--images", type=int, default=60000, help="training images (default 60000)")
+    parser.add_argument("--only", nargs="*", default=[], help="run names or globs (default: every run)")
+    args = parser.parse_args()
+
+    import keras
+
+    from reportgen.run import device_info
+
+    data, described = images(args.images)
+    chosen = [e for e in load_project(ROOT).experiments
+              if not args.only or any(fnmatch.fnmatchcase(e.name, p) for p in args.only)]
+    chosen = [replace(e, model=e.model.model_copy(update={"epochs": args.epochs})) for e in chosen]
+    print(f"{len(chosen)} run(s), {args.epochs} epoch(s), {described}; backend {keras.backend.backend()} "
+          f"{keras.__version__}; device {device_info()['name']}", flush=True)
+
+    rows = []
+    for exp in chosen:
+        if isinstance(exp.model, GANSpec):
+            base = gan_baseline(exp.model, data.x_train, args.epochs)
+            base = {"seconds": sum(base["seconds"]), "d_loss": base["d_loss"], "g_loss": base["g_loss"]}
+        else:
+            base = plain_keras(exp, data)
+        ours = with_reportgen(exp, data)
+        rows.append((exp, base, ours))
+        quality = (f"val_accuracy {base['val_accuracy']:.4f} / {ours['val_accuracy']:.4f}" if "val_accuracy" in ours
+                   else f"d_loss {base['d_loss']:.3f} / {ours['d_loss']:.3f}")
+        print(f"  {exp.name:24} baseline {base['seconds']:7.1f} s   reportgen {ours['seconds']:7.1f} s   "
+              f"x{base['seconds'] / ours['seconds']:.2f}   {quality}", flush=True)
+
+    print()
+    print(f"{'kind':8} {'runs':>5} {'baseline s':>11} {'reportgen s':>12} {'speed-up':>9}")
+    kinds = sorted({e.model.kind for e, _, _ in rows})
+    for kind in [*kinds, "suite"]:
+        picked = [(b, o) for e, b, o in rows if kind in ("suite", e.model.kind)]
+        base_s, ours_s = sum(b["seconds"] for b, _ in picked), sum(o["seconds"] for _, o in picked)
+        print(f"{kind:8} {len(picked):5d} {base_s:11.1f} {ours_s:12.1f} {base_s / ours_s:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
