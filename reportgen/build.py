@@ -505,9 +505,7 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     from . import render
 
     out = session.options.out
-    from .render import check_output_folder
-
-    check_output_folder(out)
+    render.check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     store.sweep_temp_files(out)  # left by a build killed while writing
     store.sweep_temp_files(session.project.experiments_dir)
