@@ -9,15 +9,19 @@ builder, so the networks are identical) compiled with the same optimizer and `mo
 arrays with `validation_data`; for a GAN, the `train_on_batch` loop of benchmarks/gan_speed.py.
 reportgen's side is `reportgen.run.train`, the path `reportgen build` takes (it also predicts the
 validation set for the misclassified-image grid, and a GAN draws its samples and checkpoints).
-Same data, batch size, epochs and seeds on both sides. Prints the seconds and final validation
-accuracy (GAN: losses) of each run, then a table per kind and for the suite, with the ratio.
+Same data, batch size, epochs and seeds on both sides. Each side of each run trains in a fresh
+interpreter, so neither inherits the other's state (TensorFlow's determinism switch, allocator,
+thread pools), timed from model construction to the end of training. Prints the seconds and final
+validation accuracy (GAN: losses) of each run, then a table per kind and for the suite, with the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,32 +68,46 @@ def with_reportgen(exp: Experiment, data: Dataset) -> dict[str, float]:
     return out
 
 
+def one_side(exp: Experiment, data: Dataset, side: str) -> dict[str, float]:
+    if side == "reportgen":
+        return with_reportgen(exp, data)
+    if isinstance(exp.model, GANSpec):
+        base = gan_baseline(exp.model, data.x_train, exp.model.epochs)
+        return {"seconds": sum(base["seconds"]), "d_loss": base["d_loss"], "g_loss": base["g_loss"]}
+    return plain_keras(exp, data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=10, help="epochs of every run (default 10)")
     parser.add_argument("--images", type=int, default=60000, help="training images (default 60000)")
     parser.add_argument("--only", nargs="*", default=[], help="run names or globs (default: every run)")
+    parser.add_argument("--side", choices=["baseline", "reportgen"], help=argparse.SUPPRESS)  # one child run
     args = parser.parse_args()
-
-    import keras
-
-    from reportgen.run import device_info
 
     data, described = images(args.images)
     chosen = [e for e in load_project(ROOT).experiments
               if not args.only or any(fnmatch.fnmatchcase(e.name, p) for p in args.only)]
     chosen = [replace(e, model=e.model.model_copy(update={"epochs": args.epochs})) for e in chosen]
+    if args.side:  # a child: one side of one run, its figures as JSON on the last line
+        print(json.dumps(one_side(chosen[0], data, args.side)))
+        return
+
+    import keras
+
+    from reportgen.run import device_info
+
     print(f"{len(chosen)} run(s), {args.epochs} epoch(s), {described}; backend {keras.backend.backend()} "
           f"{keras.__version__}; device {device_info()['name']}", flush=True)
 
+    def child(exp: Experiment, side: str) -> dict[str, float]:
+        done = subprocess.run([sys.executable, __file__, "--epochs", str(args.epochs), "--images", str(args.images),
+                               "--only", exp.name, "--side", side], capture_output=True, text=True, check=True)
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
     rows = []
     for exp in chosen:
-        if isinstance(exp.model, GANSpec):
-            base = gan_baseline(exp.model, data.x_train, args.epochs)
-            base = {"seconds": sum(base["seconds"]), "d_loss": base["d_loss"], "g_loss": base["g_loss"]}
-        else:
-            base = plain_keras(exp, data)
-        ours = with_reportgen(exp, data)
+        base, ours = child(exp, "baseline"), child(exp, "reportgen")
         rows.append((exp, base, ours))
         quality = (f"val_accuracy {base['val_accuracy']:.4f} / {ours['val_accuracy']:.4f}" if "val_accuracy" in ours
                    else f"d_loss {base['d_loss']:.3f} / {ours['d_loss']:.3f}")
