@@ -240,28 +240,43 @@ def attachment_pages(path: Path) -> int:
     return pages
 
 
+def _first_place(forms: list[str], files: list[Path], accept: Any = None) -> str | None:
+    """FILE:LINE of the first of `forms` (tried in order) written in one of `files`; `accept(text, at)`
+    may turn down a match by its context."""
+    texts = {}
+    for file in files:
+        try:
+            texts[file] = file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+    for form in dict.fromkeys(f for f in forms if f):
+        for file, text in texts.items():
+            for found in re.finditer(re.escape(form), text):
+                if accept is None or accept(form, text, found.start()):
+                    return f"{file}:{text.count(chr(10), 0, found.start()) + 1}"
+    return None
+
+
+# Where a bare file name counts as the address: inside src=, href=, url( or a Markdown link target.
+_ADDRESS_BEFORE = re.compile(r"(src|href)\s*=\s*['\"]?[^'\"\s>]*$|url\(\s*['\"]?[^)]*$|\]\([^)]*$")
+
+
 def source_of(url: str, files: list[Path], build_dir: Path) -> str | None:
     """FILE:LINE of the project file a refused URL was written in: as written, or as written relative
     to the build folder (the page resolved it against that), or None."""
-    needles = [url, unquote(url)]
+    whole = [url, unquote(url)]
+    forms = list(whole)
     parts = urlsplit(url)
     if parts.scheme == "file":
         path = Path(unquote(parts.path))
-        needles.append(os.path.relpath(path, build_dir))
+        forms.append(os.path.relpath(path, build_dir))
         if len(path.name) >= 6:  # a distinctive file name, where a src, href or url() names it
-            needles.append(path.name)
-    for needle in dict.fromkeys(needles):
-        for file in files:
-            try:
-                text = file.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            for found in re.finditer(re.escape(needle), text):
-                context = text[max(0, found.start() - 300):found.start()]
-                if needle in (url, needles[1]) or re.search(r"(src|href)\s*=\s*['\"]?[^'\"\s>]*$|url\(\s*['\"]?[^)]*$|"
-                                                            r"\]\([^)]*$", context):
-                    return f"{file}:{text.count(chr(10), 0, found.start()) + 1}"
-    return None
+            forms.append(path.name)
+
+    def accept(form: str, text: str, at: int) -> bool:
+        return form in whole or _ADDRESS_BEFORE.search(text[max(0, at - 300):at]) is not None
+
+    return _first_place(forms, files, accept)
 
 
 def locate(refusals: list[tuple[str, str]], files: list[Path], build_dir: Path) -> list[str]:
@@ -280,7 +295,7 @@ def locate_removed(removed: list[tuple[str, str]], files: list[Path]) -> list[st
     for what, needle in removed:
         # A needle is "name=value" for an attribute (found with either quote, or none), or
         # "style.css|text" for what came out of the stylesheet, or the text itself.
-        candidates, where = list(files), None
+        candidates = files
         if needle.startswith(f"{STYLESHEET}|"):
             needle = needle.split("|", 1)[1]
             candidates = [f for f in files if f.name == STYLESHEET]
@@ -288,15 +303,7 @@ def locate_removed(removed: list[tuple[str, str]], files: list[Path]) -> list[st
         if "=" in needle and not needle.startswith("<"):
             name, value = needle.split("=", 1)
             forms = [f'{name}="{value}"', f"{name}='{value}'", needle] + ([value] if len(value) >= 6 else [])
-        for form in forms:
-            for file in candidates:
-                text = file.read_text(encoding="utf-8", errors="replace")
-                at = text.find(form)
-                if at >= 0:
-                    where = f"{file}:{text.count(chr(10), 0, at) + 1}"
-                    break
-            if where:
-                break
+        where = _first_place(forms, candidates)
         message = f"took {what} out of the report (not allowed in a report page)"
         out.append(f"{where}: {message}" if where else message)
     return out
