@@ -46,6 +46,9 @@ class Options:
     build_dir: Path | None = None
     train_limit: int | None = None
     val_limit: int | None = None
+    precision: str | None = None  # --precision: every experiment in it
+    jobs: int = 1  # experiments trained at once in local worker processes
+    scheduler: str | None = None  # a Dask scheduler's address: train there instead
 
     @property
     def out(self) -> Path:
@@ -91,6 +94,8 @@ class Session:
 
 def open_session(options: Options, say: Callable[[str], None] = print) -> Session:
     project = spec.load_project(options.root, options.profile)
+    if options.precision:
+        project = spec.with_precision(project, options.precision)
     selected = {e.name for e in spec.select(project, options.only)}
     data = load(project.data, options.data_file)
     if options.train_limit or options.val_limit:
@@ -118,27 +123,72 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
 
 
 def train_stale(session: Session, console: Any) -> list[Planned]:
-    """Train every selected experiment that has no fresh result (all selected with --force).
+    """Train every selected experiment that has no fresh result (all selected with --force):
+    one after another, in local worker processes (--jobs) or on a Dask cluster (--scheduler).
     A failing experiment is recorded and the others go on; Ctrl-C stops with nothing half-written
     and raises BuildInterrupted saying what finished."""
     todo = [p for p in session.planned
             if p.exp.name in session.selected and (p.entry is None or session.options.force)]
     if not todo:
         return []
+    running: set[str] = set()
     try:
-        _train_each(session, todo, console)
+        from .parallel import scheduler_address
+
+        address = scheduler_address(session.options.scheduler)
+        if address or (session.options.jobs > 1 and len(todo) > 1):
+            _train_side_by_side(session, todo, console, address, running)
+        else:
+            _train_each(session, todo, console)
     except KeyboardInterrupt:
         finished = [p.exp.name for p in todo if p.entry is not None and not p.error]
-        current = next((p for p in todo if p.entry is None and not p.error), None)
-        resumable = current is not None and (session.store.partial(current.key) / "checkpoint.npz").is_file()
-        pending = [p.exp.name for p in todo[todo.index(current) + 1:]] if current is not None else []
-        raise BuildInterrupted(finished, current.exp.name if current else None, resumable, pending) from None
+        cut = [p for p in todo if p.exp.name in running] or \
+            [p for p in todo if p.entry is None and not p.error][:1]
+        resumable = any((session.store.partial(p.key) / "checkpoint.npz").is_file() for p in cut)
+        pending = [p.exp.name for p in todo if p.entry is None and not p.error and p not in cut]
+        raise BuildInterrupted(finished, ", ".join(p.exp.name for p in cut) or None, resumable,
+                               pending) from None
     return todo
 
 
-def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
+def _store_outcome(session: Session, planned: Planned, outcome: Any, started: float) -> None:
+    planned.seconds = time.perf_counter() - started
+    outcome.result["config"] = planned.exp.config()
+    planned.entry = session.store.put(planned.key, planned.inputs, outcome.result, outcome.arrays, outcome.files)
+    shutil.rmtree(session.store.partial(planned.key), ignore_errors=True)  # stored: the checkpoint has served
+    planned.cache_hit, planned.reasons = False, []
+
+
+def _finished_line(planned: Planned, i: int, total: int) -> str:
     from rich.markup import escape
 
+    head = f"  [{i}/{total}] {escape(planned.exp.name)}: "
+    if planned.error:
+        return head + f"[red]failed[/red]: {escape(planned.error)}"
+    assert planned.entry is not None
+    result = planned.entry.result
+    if planned.cache_hit:
+        return head + "trained by another build, using its result"
+    final = result.get("final", {})
+    status = (f"[yellow]diverged at epoch {result['diverged']['epoch']}[/yellow]"
+              if result["status"] == "diverged" else
+              f"val_accuracy {final['val_accuracy']:.4f}" if "val_accuracy" in final else
+              f"d_loss {final['d_loss']:.4f}, g_loss {final['g_loss']:.4f}" if "d_loss" in final else "done")
+    if result.get("resumed"):
+        status += f" (resumed after epoch {result['resumed'][-1]['from_epoch']})"
+    return head + f"{status} ({planned.seconds:.1f} s)"
+
+
+def _already_done(session: Session, planned: Planned) -> bool:
+    """Under the key's lock: whether the build we waited for has stored it meanwhile."""
+    done = None if session.options.force else session.store.get(planned.key)
+    if done is None:
+        return False
+    planned.entry, planned.cache_hit, planned.reasons = done, True, []
+    return True
+
+
+def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
     from .progress import TrainingProgress
     from .run import train
 
@@ -150,40 +200,111 @@ def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
                 console.print(f"  {name}: another build (pid {pid}) is training it; waiting")
 
             with session.store.lock(planned.key, wait_message=waiting):
-                done = None if session.options.force else session.store.get(planned.key)
-                if done is not None:  # finished by the build we waited for
-                    planned.entry, planned.cache_hit, planned.reasons = done, True, []
-                    progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: "
-                                               "trained by another build, using its result")
-                    continue
-                started = time.perf_counter()
-                partial = session.store.partial(planned.key)
-                if session.options.force:
-                    shutil.rmtree(partial, ignore_errors=True)
+                if not _already_done(session, planned):
+                    started = time.perf_counter()
+                    partial = session.store.partial(planned.key)
+                    if session.options.force:
+                        shutil.rmtree(partial, ignore_errors=True)
+                    try:
+                        outcome = train(planned.exp, session.data, session.project.experiments_dir, progress,
+                                        checkpoints=partial, key=planned.key)
+                    except Exception as exc:  # one broken experiment must not sink the others
+                        planned.error = f"{type(exc).__name__}: {exc}"
+                    else:
+                        _store_outcome(session, planned, outcome, started)
+            progress.finish_experiment(_finished_line(planned, i, len(todo)))
+
+
+def _train_side_by_side(session: Session, todo: list[Planned], console: Any, address: str | None,
+                        running: set[str]) -> None:
+    """Every experiment at once as a task of a Runner (local processes or Dask), each waited for
+    by a thread of this process that holds its key's lock and stores what comes back."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import wait as wait_all
+
+    from rich.markup import escape
+
+    from .parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining
+    from .progress import RunBar, TrainingProgress
+    from .run import device_info
+
+    runner: Runner
+    if address:
+        runner = DaskRunner(address, session.data)
+    else:
+        gpus = int(device_info().get("count", "0")) if device_info()["kind"] == "gpu" else 0
+        runner = LocalRunner(min(session.options.jobs, len(todo)), session.data, gpus)
+    console.print(f"Training {len(todo)} experiment(s) on {escape(runner.description)}.")
+    total = len(todo)
+    bars: dict[int, RunBar] = {}
+    starts: dict[int, int] = {}
+    lock = threading.Lock()
+    stopping = threading.Event()
+
+    with TrainingProgress(console, total) as progress:
+
+        def on_event(index: int, what: str, args: tuple[Any, ...]) -> None:
+            planned = todo[index - 1]
+            with lock:
+                if what == "started":
+                    starts[index] = starts.get(index, 0) + 1
+                    if starts[index] > 1:
+                        console.print(f"  {escape(planned.exp.name)}: its worker was lost; "
+                                      f"running it again on {escape(str(args[0]))}")
+                    else:
+                        console.print(f"  {escape(planned.exp.name)}: started on {escape(str(args[0]))}")
+                    if index not in bars:
+                        bars[index] = progress.bar(index, total, planned.exp.name)
+                    return
+                bar = bars.get(index)
+            if bar is not None and what in ("epoch_start", "batch_end", "epoch_end", "note"):
+                getattr(bar, what)(*args)
+
+        def one(index: int, planned: Planned) -> None:
+            def waiting(pid: int) -> None:
+                console.print(f"  {planned.exp.name}: another build (pid {pid}) is training it; waiting")
+
+            with session.store.lock(planned.key, wait_message=waiting):
+                if not _already_done(session, planned):
+                    partial = session.store.partial(planned.key)
+                    if session.options.force:
+                        shutil.rmtree(partial, ignore_errors=True)
+                    started = time.perf_counter()
+                    running.add(planned.exp.name)
+                    try:
+                        outcome = runner.submit(Task(index, planned.exp, session.project.experiments_dir,
+                                                     partial, planned.key)).result()
+                    except Exception as exc:  # the worker pool itself broke (out of memory, killed)
+                        if stopping.is_set():
+                            return  # Ctrl-C: it stays in `running`, reported as cut short
+                        outcome = Failure(f"worker failed: {type(exc).__name__}: {exc}")
+                    running.discard(planned.exp.name)
+                    if isinstance(outcome, Failure):
+                        planned.error = outcome.error
+                    else:
+                        _store_outcome(session, planned, outcome, started)
+            with lock:
+                bar = bars.pop(index, None)
+            progress.finish(bar, _finished_line(planned, index, total))
+
+        interrupted = False
+        try:
+            with draining(runner.events, on_event), ThreadPoolExecutor(max_workers=total) as threads:
+                futures = [threads.submit(one, i, p) for i, p in enumerate(todo, start=1)]
                 try:
-                    outcome = train(planned.exp, session.data, session.project.experiments_dir, progress,
-                                    checkpoints=partial, key=planned.key)
-                except Exception as exc:  # one broken experiment must not sink the others
-                    planned.error = f"{type(exc).__name__}: {exc}"
-                    progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: "
-                                               f"[red]failed[/red]: {escape(planned.error)}")
-                    continue
-                planned.seconds = time.perf_counter() - started
-                outcome.result["config"] = planned.exp.config()
-                planned.entry = session.store.put(planned.key, planned.inputs, outcome.result,
-                                                  outcome.arrays, outcome.files)
-                shutil.rmtree(partial, ignore_errors=True)  # stored: the checkpoint has served
-                planned.cache_hit, planned.reasons = False, []
-            result = planned.entry.result
-            final = result.get("final", {})
-            status = (f"[yellow]diverged at epoch {result['diverged']['epoch']}[/yellow]"
-                      if result["status"] == "diverged" else
-                      f"val_accuracy {final['val_accuracy']:.4f}" if "val_accuracy" in final else
-                      f"d_loss {final['d_loss']:.4f}, g_loss {final['g_loss']:.4f}" if "d_loss" in final else "done")
-            if result.get("resumed"):
-                status += f" (resumed after epoch {result['resumed'][-1]['from_epoch']})"
-            progress.finish_experiment(f"  [{i}/{len(todo)}] {planned.exp.name}: {status} "
-                                       f"({planned.seconds:.1f} s)")
+                    while wait_all(futures, timeout=0.5).not_done:
+                        pass
+                except KeyboardInterrupt:
+                    interrupted = True
+                    stopping.set()
+                    runner.close(cancel=True)
+                    raise
+                for future in futures:
+                    future.result()
+        finally:
+            if not interrupted:
+                runner.close()
 
 
 # --- stage 5: measurements that need more than one result ---------------------------------------------
@@ -477,6 +598,7 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "profile": session.project.profile,
         "limits": {"train": session.options.train_limit, "val": session.options.val_limit},
+        "precision_override": session.options.precision,
         "backend": backend_name(),
         "versions": versions(),
         "devices": _distinct(r["device"] for r in results),

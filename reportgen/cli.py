@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +55,27 @@ LimitTrainOpt = Annotated[int | None, typer.Option(
     "--limit-train", min=1, help="Use only the first N training images (smoke runs).")]
 LimitValOpt = Annotated[int | None, typer.Option(
     "--limit-val", min=1, help="Use only the first N validation images (smoke runs).")]
+JobsOpt = Annotated[int, typer.Option(
+    "--jobs", "-j", min=1, help="Train up to N experiments at once, each in a worker process of its own "
+    "(on a CPU each gets its share of the cores; on a GPU they share it). Results equal a sequential build's.")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="Train on a Dask cluster: the scheduler's address, e.g. tcp://10.0.0.5:8786 "
+    "(also read from REPORTGEN_SCHEDULER). Results come back into this project's cache.")]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="auto (the backend's GPU when it sees one, else the CPU), cpu, gpu, or gpu:N.")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    "--precision", help="Train every experiment in float32 or mixed_bfloat16 (bfloat16 compute, float32 "
+    "weights), overriding `precision` in the experiment files. Needs bfloat16 hardware.")]
+
+
+@dataclass
+class Speed:
+    """Where and how fast training runs: the options build and run share."""
+
+    jobs: int = 1
+    scheduler: str | None = None
+    device: str = "auto"
+    precision: str | None = None
 
 
 def _version(value: bool) -> None:
@@ -98,13 +120,58 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _set_backend(backend: str | None) -> None:
+def _set_backend(backend: str | None, speed: Speed | None = None) -> None:
+    """Backend and device go into the environment before keras is first imported."""
     if backend:
         if backend not in ("tensorflow", "jax", "torch"):
             raise typer.BadParameter(f"expected one of ['tensorflow', 'jax', 'torch'], got {backend!r}",
                                      param_hint="--backend")
-        os.environ["KERAS_BACKEND"] = backend  # must be set before keras is first imported
+        os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if speed is None:
+        return
+    if speed.precision is not None and speed.precision not in ("float32", "mixed_bfloat16"):
+        raise typer.BadParameter(f"expected float32 or mixed_bfloat16, got {speed.precision!r}",
+                                 param_hint="--precision")
+    device = speed.device.strip().lower()
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # TensorFlow, PyTorch and JAX all honour it
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    elif device.startswith("gpu:") and device[4:].isdigit():
+        os.environ["CUDA_VISIBLE_DEVICES"] = device[4:]
+    elif device not in ("auto", "gpu"):
+        raise typer.BadParameter(f"expected auto, cpu, gpu or gpu:N, got {speed.device!r}", param_hint="--device")
+    if speed.jobs > 1:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX here must not take the GPU's memory
+
+
+def _check_accelerator(session: Any, speed: Speed, stale: list[Any]) -> None:
+    """Before anything trains: the device asked for exists, a GPU the backend cannot see is named,
+    and bfloat16 experiments have bfloat16 hardware."""
+    from .errors import ReportgenError
+    from .run import bf16_supported, device_info, physical_gpus
+
+    device = device_info()
+    present = physical_gpus()
+    if speed.device.lower().startswith("gpu") and device["kind"] != "gpu":
+        seen = f" (the driver lists: {', '.join(present)})" if present else ""
+        raise ReportgenError(f"--device {speed.device}: the {device['backend']} backend sees no GPU{seen}. "
+                             "Use --device cpu, or a backend built with GPU support.")
+    if device["kind"] == "cpu" and present and speed.device.lower() != "cpu":
+        console.print(f"[yellow]Warning:[/yellow] this machine has a GPU ({escape(', '.join(present))}) but the "
+                      f"{escape(device['backend'])} backend does not use it; training runs on the CPU. "
+                      "Install the backend's GPU build (e.g. pip install 'tensorflow[and-cuda]') or use "
+                      "--backend jax/torch with CUDA.", soft_wrap=True)
+    if device.get("note"):
+        console.print(f"[yellow]Warning:[/yellow] {escape(device['note'])}", soft_wrap=True)
+    wanting = [p for p in stale if p.exp.model.precision == "mixed_bfloat16"]
+    if wanting and not bf16_supported(device):
+        where = ("--precision mixed_bfloat16" if speed.precision else
+                 ", ".join(f"{p.exp.source.name} (run {p.exp.name}, key precision)" for p in wanting[:3])
+                 + (f" and {len(wanting) - 3} more" if len(wanting) > 3 else ""))
+        raise ReportgenError(f"{where}: mixed_bfloat16 needs bfloat16 hardware, and {device['name']} has none "
+                             "(a CPU needs AVX512_BF16 or AMX, an NVIDIA GPU compute capability 8.0 or later). "
+                             "Expected precision = \"float32\" on this machine. Nothing was trained.")
 
 
 def _options(project: Path, quick: bool | None, only: list[str] | None, force: bool,
@@ -122,9 +189,11 @@ def _options(project: Path, quick: bool | None, only: list[str] | None, force: b
             pass
     limits = last.get("limits") or {}
     profile = ("quick" if quick else "full") if quick is not None else str(last.get("profile", "full"))
+    override = last.get("precision_override")
     return Options(root=project.resolve(), profile=profile, only=only or [], force=force,
                    data_file=data_file, cache_dir=cache_dir, train_limit=limit_train or limits.get("train"),
-                   val_limit=limit_val or limits.get("val"))
+                   val_limit=limit_val or limits.get("val"),
+                   precision=override if override in ("float32", "mixed_bfloat16") else None)
 
 
 def _say(message: str) -> None:
@@ -148,14 +217,16 @@ def _print_status(session: Any, title: str) -> None:
 def _train_and_render(project: Path, quick: bool | None, only: list[str] | None, force: bool,
                       data_file: Path | None, backend: str | None, strict: bool, dry_run: bool,
                       cache_dir: Path | None, limit_train: int | None, limit_val: int | None,
-                      train: bool, render: bool, like_last_build: bool) -> None:
-    _set_backend(backend)
+                      train: bool, render: bool, like_last_build: bool, speed: Speed | None = None) -> None:
+    speed = speed or Speed()
+    _set_backend(backend, speed)
     started = time.perf_counter()
     with _errors():
         from .build import open_session, render_report, train_stale
 
         options = _options(project, quick, only, force, data_file, cache_dir, limit_train, limit_val,
                            like_last_build)
+        options.jobs, options.scheduler, options.precision = speed.jobs, speed.scheduler, speed.precision
         session = open_session(options, say=_say)
         stale = [p for p in session.planned if p.exp.name in session.selected and (p.entry is None or force)]
         console.print(f"{escape(session.project.title)}: {len(session.planned)} experiments in "
@@ -165,6 +236,8 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
             _print_status(session, "Plan (nothing is trained with --dry-run)")
             return
         failed = []
+        if train and stale:
+            _check_accelerator(session, speed, stale)
         if train:
             trained = train_stale(session, console)
             failed = [p for p in trained if p.error]
@@ -191,11 +264,13 @@ def build(
     project: ProjectOpt = Path("."), only: OnlyOpt = None, force: ForceOpt = False,
     quick: QuickOpt = None, data_file: DataFileOpt = None, backend: BackendOpt = None,
     strict: StrictOpt = False, dry_run: DryRunOpt = False, cache_dir: CacheOpt = None,
-    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None,
+    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None, jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
 ) -> None:
     """Train what is stale, reuse what is cached, and render build/report.html and report.pdf."""
     _train_and_render(project, quick, only, force, data_file, backend, strict, dry_run, cache_dir,
-                      limit_train, limit_val, train=True, render=True, like_last_build=False)
+                      limit_train, limit_val, train=True, render=True, like_last_build=False,
+                      speed=Speed(jobs, scheduler, device, precision))
 
 
 @app.command()
@@ -203,11 +278,13 @@ def run(
     project: ProjectOpt = Path("."), only: OnlyOpt = None, force: ForceOpt = False,
     quick: QuickOpt = None, data_file: DataFileOpt = None, backend: BackendOpt = None,
     dry_run: DryRunOpt = False, cache_dir: CacheOpt = None,
-    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None,
+    limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None, jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
 ) -> None:
     """Train what is stale into the cache, without rendering the report."""
     _train_and_render(project, quick, only, force, data_file, backend, False, dry_run, cache_dir,
-                      limit_train, limit_val, train=True, render=False, like_last_build=False)
+                      limit_train, limit_val, train=True, render=False, like_last_build=False,
+                      speed=Speed(jobs, scheduler, device, precision))
 
 
 @app.command()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
-from .models import optimizer, regularizer
+from .models import optimizer, precision, regularizer
 from .spec import Experiment, GANSpec
 from .store import write_atomic
 
@@ -42,7 +42,7 @@ def build_generator(spec: GANSpec) -> Any:
     for width in spec.generator:
         layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec)), _activation(spec)]
     layers += [keras.layers.Dense(IMAGE_PIXELS, kernel_regularizer=regularizer(spec)),
-               keras.layers.Activation(spec.generator_output)]
+               keras.layers.Activation(spec.generator_output, dtype="float32")]
     return keras.Sequential(layers, name="generator")
 
 
@@ -56,7 +56,8 @@ def build_discriminator(spec: GANSpec) -> Any:
             # An explicit seed keeps the dropout masks in Keras' own seed state, which checkpoints
             # save; unseeded dropout under PyTorch draws from torch's global generator instead.
             layers.append(keras.layers.Dropout(spec.dropout, seed=spec.seed * 1000 + i))
-    layers += [keras.layers.Dense(1, kernel_regularizer=regularizer(spec)), keras.layers.Activation("sigmoid")]
+    layers += [keras.layers.Dense(1, kernel_regularizer=regularizer(spec)),
+               keras.layers.Activation("sigmoid", dtype="float32")]
     return keras.Sequential(layers, name="discriminator")
 
 
@@ -83,8 +84,9 @@ class GanNets:
 
         self.spec = spec
         self.backend = keras.backend.backend()
-        self.generator = build_generator(spec)
-        self.discriminator = build_discriminator(spec)
+        with precision(spec.precision):
+            self.generator = build_generator(spec)
+            self.discriminator = build_discriminator(spec)
         self.g_opt = optimizer(spec)
         self.d_opt = optimizer(spec)
         self.g_opt.build(self.generator.trainable_variables)
@@ -444,7 +446,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         "final": {k: history[k][-1] for k in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake") if history[k]},
         "resumed": resumed,
         "weights_sha256": weights_hash(nets.generator, nets.discriminator),
-        **provenance(flags, started, data),
+        **provenance(flags, started, data, spec.precision),
     }
     arrays = {"samples": np.stack(samples) if samples else np.zeros((0, 28, 28), np.uint8)}
     return Outcome(result=result, arrays=arrays, files={"output.txt": classic_log(history).encode()})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,18 @@ def regularizer(spec: MLPSpec | GANSpec) -> Any:
 
 
 def build(exp: Experiment, experiments_dir: Path) -> Any:
-    """A fresh, uncompiled keras.Model for one experiment. Layer names restart at dense, dense_1..."""
+    """A fresh, uncompiled keras.Model for one experiment, its layers in the experiment's precision.
+    Layer names restart at dense, dense_1..."""
     import keras
 
-    keras.backend.clear_session()
+    keras.backend.clear_session()  # (this also resets the dtype policy: set it after)
+    with precision(exp.model.precision):
+        return _build(exp, experiments_dir)
+
+
+def _build(exp: Experiment, experiments_dir: Path) -> Any:
+    import keras
+
     spec = exp.model
     if isinstance(spec, MLPSpec):
         layers: list[Any] = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
@@ -35,7 +45,7 @@ def build(exp: Experiment, experiments_dir: Path) -> Any:
             # A separate Activation layer after each Dense, as the assignment's summaries show.
             layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec)),
                        keras.layers.Activation(spec.activation)]
-        layers += [keras.layers.Dense(NUM_CLASSES), keras.layers.Activation("softmax")]
+        layers += [keras.layers.Dense(NUM_CLASSES), keras.layers.Activation("softmax", dtype="float32")]
         return keras.Sequential(layers)
     if isinstance(spec, CNNSpec):
         layers = [keras.Input(INPUT_SHAPE), keras.layers.Reshape((*INPUT_SHAPE, 1))]
@@ -48,7 +58,7 @@ def build(exp: Experiment, experiments_dir: Path) -> Any:
             elif isinstance(block, DropoutBlock):
                 layers.append(keras.layers.Dropout(block.rate))
         layers += [keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES),
-                   keras.layers.Activation("softmax")]
+                   keras.layers.Activation("softmax", dtype="float32")]
         return keras.Sequential(layers)
     if isinstance(spec, CustomSpec):
         function = load_builder(spec.builder, experiments_dir)
@@ -61,6 +71,21 @@ def build(exp: Experiment, experiments_dir: Path) -> Any:
                            "expected a keras.Model")
         return model
     raise AssertionError(f"unhandled model kind {spec!r}")
+
+
+@contextmanager
+def precision(policy: str) -> Iterator[None]:
+    """Layers built inside compute in `policy`: "float32", or "mixed_bfloat16" (bfloat16 matmuls
+    and activations, float32 weights). The output activations above are float32 under either, so
+    softmax, sigmoid and the losses keep full precision. The global policy is restored after."""
+    import keras
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def builder_path(builder: str, experiments_dir: Path) -> Path:

@@ -90,21 +90,61 @@ def _quiet_keras() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+THREADS_ENV = "REPORTGEN_THREADS"
+
+
+def cpu_threads() -> int:
+    """The size of the backend's CPU thread pool for every run of a build: REPORTGEN_THREADS, else
+    the cores this process may use. How TensorFlow splits a matmul or a sum depends on this number,
+    and with it the last bits of the weights; so side-by-side runs (--jobs, each pinned to its
+    own cores) keep the pool of a sequential build and give the same weights."""
+    try:
+        return max(1, int(os.environ.get(THREADS_ENV, "")))
+    except ValueError:
+        pass
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def set_seeds(seed: int) -> dict[str, Any]:
-    """Seed Python, NumPy and the backend in one place and make TensorFlow ops deterministic.
-    https://keras.io/examples/keras_recipes/reproducibility_recipes/"""
+    """Seed Python, NumPy and the backend in one place, make TensorFlow ops deterministic and fix
+    the CPU thread pool's size. https://keras.io/examples/keras_recipes/reproducibility_recipes/"""
     _quiet_keras()
     import keras
 
     keras.utils.set_random_seed(seed)
     flags: dict[str, Any] = {"seed": seed}
+    threads = cpu_threads()
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")  # retracing notices: expected, one model after another
         tf.config.experimental.enable_op_determinism()
         flags["tf_op_determinism"] = True
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already running with another size (set before this build)
+            threads = tf.config.threading.get_intra_op_parallelism_threads() or threads
+        _share_gpu_memory(tf)
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    flags["cpu_threads"] = threads
     return flags
+
+
+def _share_gpu_memory(tf: Any) -> None:
+    """Let TensorFlow take GPU memory as it needs it instead of all at once, so several runs can
+    share one GPU (--jobs). JAX is told the same by XLA_PYTHON_CLIENT_PREALLOCATE (parallel.py)."""
+    try:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except (RuntimeError, ValueError):  # already initialised: it keeps its first setting
+        pass
 
 
 def device_info() -> dict[str, str]:
@@ -121,25 +161,80 @@ def device_info() -> dict[str, str]:
             gpus = tf.config.list_physical_devices("GPU")
             if gpus:
                 details = tf.config.experimental.get_device_details(gpus[0])
+                capability = details.get("compute_capability") or (0, 0)
                 return {"kind": "gpu", "name": str(details.get("device_name", gpus[0].name)),
-                        "count": str(len(gpus)), "backend": backend}
+                        "count": str(len(gpus)), "backend": backend,
+                        "compute_capability": ".".join(str(c) for c in capability)}
         elif backend == "jax":
             import jax
 
             devices = jax.devices()
             if devices and devices[0].platform != "cpu":
-                return {"kind": devices[0].platform, "name": str(devices[0].device_kind),
-                        "count": str(len(devices)), "backend": backend}
+                return {"kind": "gpu" if devices[0].platform in ("gpu", "cuda", "rocm") else devices[0].platform,
+                        "name": str(devices[0].device_kind), "count": str(len(devices)), "backend": backend,
+                        "compute_capability": str(getattr(devices[0], "compute_capability", "0"))}
         elif backend == "torch":
             import torch
 
             if torch.cuda.is_available():
+                major, minor = torch.cuda.get_device_capability(0)
                 return {"kind": "gpu", "name": torch.cuda.get_device_name(0),
-                        "count": str(torch.cuda.device_count()), "backend": backend}
+                        "count": str(torch.cuda.device_count()), "backend": backend,
+                        "compute_capability": f"{major}.{minor}"}
     except Exception as exc:  # a broken driver must not stop a CPU run; say what happened
         return {"kind": "cpu", "name": cpu, "count": "1", "backend": backend,
                 "note": f"accelerator query failed: {exc}"}
     return {"kind": "cpu", "name": cpu, "count": "1", "backend": backend}
+
+
+def physical_gpus() -> list[str]:
+    """GPUs the machine has, whatever the backend sees: the NVIDIA driver's list (no backend
+    import). Empty when there is no driver, no nvidia-smi, or it fails."""
+    import shutil
+    import subprocess
+
+    names = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    names.append(line.split(":", 1)[1].strip())
+        except OSError:
+            continue
+    if names:
+        return names
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20, check=True).stdout
+            return [line.strip() for line in out.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            return []
+    return []
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX); without it the backend
+    emulates bfloat16, measured ten times slower than float32 for the CNN on such a CPU."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def gpu_has_bf16(device: dict[str, str]) -> bool:
+    """Whether the GPU named in device_info() has bfloat16 units (NVIDIA compute capability 8.0
+    or later: A100, H100, RTX 30xx on)."""
+    try:
+        return float(device.get("compute_capability", "0")) >= 8.0
+    except ValueError:
+        return False
+
+
+def bf16_supported(device: dict[str, str]) -> bool:
+    return gpu_has_bf16(device) if device.get("kind") == "gpu" else cpu_has_bf16()
 
 
 def _cpu_name() -> str:
@@ -286,17 +381,18 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
         "final": {k: log[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
         "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else {},
         "misclassified": misclassified,
-        **provenance(flags, started, data),
+        **provenance(flags, started, data, spec.precision),
     }
     return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
 
 
-def provenance(flags: dict[str, Any], started: float, data: Dataset) -> dict[str, Any]:
-    """Where and how a result was made: device, backend, versions, determinism, time, data."""
+def provenance(flags: dict[str, Any], started: float, data: Dataset, precision: str) -> dict[str, Any]:
+    """Where and how a result was made: device, backend, precision, versions, determinism, time, data."""
     import keras
 
     return {
         "device": device_info(),
+        "precision": precision,
         "backend": keras.backend.backend(),
         "versions": versions(),
         "determinism": flags,

@@ -46,6 +46,9 @@ class _Training(_Strict):
     batch_size: Annotated[int, Field(gt=0, le=65536)] = 128
     epochs: Annotated[int, Field(gt=0, le=10000)] = 10
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 1
+    # Opt-in mixed precision: bfloat16 compute, float32 weights and outputs. Fast where the
+    # hardware has bfloat16 units (recent x86 CPUs with AVX512_BF16/AMX, GPUs from Ampere on).
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"
 
 
 Activation = Literal["relu", "tanh", "sigmoid", "elu", "gelu", "selu", "softplus", "linear"]
@@ -583,6 +586,15 @@ def load_project(root: Path, profile: str = "full") -> Project:
     sections.sort(key=lambda s: s.order)
     return Project(root=root, title=project_file.title, author=project_file.author, data=data,
                    profile=profile, sections=tuple(sections), page_limit=project_file.page_limit)
+
+
+def with_precision(project: Project, precision: str) -> Project:
+    """Every experiment in `precision` (a build's --precision): part of each configuration, so
+    results in one precision never stand in for the other."""
+    sections = tuple(replace(s, experiments=tuple(
+        replace(e, model=e.model.model_copy(update={"precision": precision})) for e in s.experiments))
+        for s in project.sections)
+    return replace(project, sections=sections)
 
 
 def _quick(exp: Experiment, epochs: int) -> Experiment:

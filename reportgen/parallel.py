@@ -1,0 +1,283 @@
+"""Experiments side by side: in local worker processes (`--jobs N`) or as tasks on a Dask cluster
+(`--scheduler ADDRESS`).
+
+The build process stays the only one that reads and writes the cache: a worker gets the
+experiment, the data and where its checkpoint lives, trains it with run.train, and sends back the
+Outcome (result, arrays, files). The build stores it under the key it computed, holding the key's
+lock for the whole time, as a sequential build does. Progress travels back as small events on a
+queue and is drawn by the build, one line per running experiment.
+
+Equal results: every run, sequential or not, uses a CPU thread pool of the same size
+(run.cpu_threads, passed to workers in REPORTGEN_THREADS). On a CPU, local workers are pinned
+to disjoint sets of cores, so runs do not fight over them, without changing how any run splits
+its arithmetic. Several workers may share one GPU: they allocate its memory as they go.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .data import Dataset
+from .spec import Experiment
+
+SCHEDULER_ENV = "REPORTGEN_SCHEDULER"
+EVENT_INTERVAL = 0.25  # seconds between two batch events of one run: enough for a smooth bar
+
+
+@dataclass(frozen=True)
+class Task:
+    """One experiment to train somewhere else."""
+
+    index: int
+    exp: Experiment
+    experiments_dir: Path
+    checkpoints: Path | None
+    key: str
+
+
+@dataclass
+class Failure:
+    """An experiment that raised on its worker: recorded as failed, like in a sequential build.
+    (A worker that dies is different: the task is run again elsewhere.)"""
+
+    error: str
+
+
+class EventReporter:
+    """A run.Reporter in the worker: forwards progress to the build as (index, what, args) tuples."""
+
+    def __init__(self, events: Any, index: int):
+        self.events, self.index = events, index
+        self._sent = 0.0
+
+    def _put(self, what: str, *args: Any) -> None:
+        try:
+            self.events.put((self.index, what, args))
+        except Exception:  # progress is not worth failing a run for (the build may be gone)
+            pass
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self._put("epoch_start", epoch, epochs, steps)
+
+    def batch_end(self, step: int, logs: dict[str, float]) -> None:
+        now = time.monotonic()
+        if now - self._sent >= EVENT_INTERVAL:
+            self._sent = now
+            self._put("batch_end", step, logs)
+
+    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self._put("epoch_end", epoch, logs)
+
+    def note(self, message: str) -> None:
+        self._put("note", message)
+
+
+def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
+    """Run in a worker: train one experiment and return its run.Outcome, or a Failure when the
+    experiment itself raised."""
+    if not where:
+        try:
+            from distributed import get_worker
+
+            where = get_worker().address
+        except (ImportError, ValueError):
+            where = f"pid {os.getpid()}"
+    reporter = EventReporter(events, task.index)
+    reporter._put("started", where)
+    from .run import train
+
+    try:
+        return train(task.exp, data, task.experiments_dir, reporter, checkpoints=task.checkpoints, key=task.key)
+    except Exception as exc:
+        return Failure(f"{type(exc).__name__}: {exc}")
+
+
+# --- where workers run ------------------------------------------------------------------------------
+
+
+def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
+    """Environment for worker processes: the build's backend and device choice (already in
+    os.environ), the sequential thread-pool size, and GPU memory taken as needed when shared."""
+    from .run import THREADS_ENV, cpu_threads
+
+    env = {THREADS_ENV: str(cpu_threads()), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    if gpus and jobs > 1:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX: several processes on one GPU
+    return env
+
+
+def core_sets(jobs: int) -> list[list[int]]:
+    """This process's cores, dealt out into `jobs` disjoint sets as even as can be (a worker gets
+    them all when there are fewer cores than jobs)."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return [[] for _ in range(jobs)]
+    if len(cores) < jobs:
+        return [cores for _ in range(jobs)]
+    return [cores[i::jobs] for i in range(jobs)]
+
+
+def _init_worker(env: dict[str, str], slots: Any) -> None:
+    """Start of a local worker process: environment first (before keras is imported), then its cores."""
+    os.environ.update(env)
+    cores = slots.get()
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+
+
+class Runner:
+    """Somewhere to train tasks: submit returns a Future of what `work` returns; events holds
+    the progress the tasks send."""
+
+    events: Any
+    description: str
+
+    def submit(self, task: Task) -> Future[Any]:
+        raise NotImplementedError
+
+    def close(self, cancel: bool = False) -> None:
+        raise NotImplementedError
+
+
+class LocalRunner(Runner):
+    """`jobs` worker processes on this machine (spawned, so each starts its backend afresh)."""
+
+    def __init__(self, jobs: int, data: Dataset, gpus: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        self._manager = context.Manager()
+        self.events = self._manager.Queue()
+        slots = self._manager.Queue()
+        on_gpu = gpus > 0 and os.environ.get("CUDA_VISIBLE_DEVICES", None) != ""
+        for cores in core_sets(jobs):
+            slots.put([] if on_gpu else cores)  # GPU runs: the GPU is what is shared, not cores
+        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                                         initargs=(worker_environment(jobs, gpus), slots))
+        self._data = data
+        where = f"{gpus} GPU(s) shared" if on_gpu else "cores split between them"
+        self.description = f"{jobs} local worker processes ({where})"
+
+    def submit(self, task: Task) -> Future[Any]:
+        return self._pool.submit(work, task, self._data, self.events)
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()  # a run cut short keeps its checkpoint; nothing is half-stored
+        self._pool.shutdown(wait=not cancel, cancel_futures=True)
+        self._manager.shutdown()
+
+
+class DaskRunner(Runner):
+    """Tasks on a Dask distributed cluster. The data set is sent to the workers once. A worker
+    lost mid-run makes the scheduler run its task again on another worker (Dask retries a task
+    whose worker died up to `distributed.scheduler.allowed-failures` times, 3 by default); an
+    experiment that raises is not retried, it is reported as failed."""
+
+    def __init__(self, address: str, data: Dataset):
+        try:
+            from distributed import Client, Queue
+        except ImportError as exc:
+            from .errors import ReportgenError
+
+            raise ReportgenError("--scheduler needs Dask: pip install 'reportgen[dask]'") from exc
+        from .errors import ReportgenError
+
+        try:
+            self._client = Client(address, timeout="20s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ReportgenError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+        workers = self._client.scheduler_info().get("workers", {})
+        if not workers:
+            self._client.close()
+            raise ReportgenError(f"the Dask scheduler at {address} has no workers")
+        self.events = Queue(f"reportgen-events-{os.getpid()}-{time.time_ns()}", client=self._client)
+        self._data = self._client.scatter(data, broadcast=True)
+        self._env = worker_environment(1, 0)
+        self._submitted: list[Future[Any]] = []
+        self.description = f"Dask scheduler {address} ({len(workers)} workers)"
+
+    def submit(self, task: Task) -> Future[Any]:
+        future: Future[Any] = Future()
+        dask_future = self._client.submit(_dask_work, task, self._data, self.events, self._env,
+                                          key=f"reportgen-{task.exp.name}-{task.key[:12]}-{time.time_ns()}",
+                                          pure=False)
+
+        def done(f: Any) -> None:
+            if future.cancelled():
+                return
+            try:
+                future.set_result(f.result())
+            except BaseException as exc:  # noqa: B036 - handed on to whoever waits for it
+                future.set_exception(exc)
+
+        dask_future.add_done_callback(done)
+        future.dask_future = dask_future  # type: ignore[attr-defined]  # kept alive while it runs
+        self._submitted.append(future)
+        return future
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            for future in self._submitted:
+                future.dask_future.cancel()  # type: ignore[attr-defined]
+                future.cancel()
+        self._client.close()
+
+
+def _dask_work(task: Task, data: Dataset, events: Any, env: dict[str, str]) -> Any:
+    """Run on a Dask worker: its backend and thread pool follow the build's settings."""
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
+    return work(task, data, events)
+
+
+def scheduler_address(option: str | None) -> str | None:
+    return option or os.environ.get(SCHEDULER_ENV) or None
+
+
+@contextmanager
+def draining(events: Any, handle: Callable[[int, str, tuple[Any, ...]], None]) -> Iterator[None]:
+    """Read progress events in a thread of their own while the body runs; drain what is left."""
+    stop = threading.Event()
+
+    def pump() -> None:
+        while True:
+            try:
+                item = events.get(timeout=0.2)
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            except Exception:  # Dask: its own timeout error; a closed manager: the build is ending
+                if stop.is_set():
+                    return
+                time.sleep(0.2)
+                continue
+            try:
+                index, what, args = item
+                handle(index, what, tuple(args))
+            except Exception:  # one malformed event must not stop the display
+                continue
+
+    thread = threading.Thread(target=pump, name="reportgen-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
