@@ -504,11 +504,14 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
 
     devices = sorted({f"{p.entry.result['device']['name']} ({p.entry.result['backend']})"
                       for p in session.planned if p.entry is not None})
+    precisions = {p.exp.name: p.entry.result.get("precision", "float32")
+                  for p in session.planned if p.entry is not None}
     context = {
         "project": {"title": session.project.title, "author": session.project.author,
                     "profile": session.project.profile},
         "data": session.data.summary(),
         "devices": devices,
+        "precision": _precision_line(precisions),
         "tool_version": __version__,
         "date": dt.date.today().isoformat(),
         "sections": sections,
@@ -579,6 +582,19 @@ def _git(root: Path) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def _precision_line(precisions: dict[str, str]) -> str:
+    """The title page's precision: one word when every run agrees, else which ran in bfloat16."""
+    if not precisions:
+        return "float32"
+    mixed = sorted(name for name, p in precisions.items() if p != "float32")
+    if not mixed:
+        return "float32 throughout"
+    if len(mixed) == len(precisions):
+        return "mixed_bfloat16 throughout (bfloat16 compute, float32 weights and outputs)"
+    return (f"float32, except mixed_bfloat16 (bfloat16 compute, float32 weights) in {len(mixed)} run(s): "
+            + ", ".join(mixed))
+
+
 def _distinct(dicts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each distinct dict once, in a stable order (most builds ran on one device)."""
     unique = {json.dumps(d, sort_keys=True): d for d in dicts}
@@ -602,6 +618,7 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
         "backend": backend_name(),
         "versions": versions(),
         "devices": _distinct(r["device"] for r in results),
+        "precisions": sorted({str(r.get("precision", "float32")) for r in results}),
         "data": session.data.summary(),
         "seeds": sorted({p.exp.model.seed for p in session.planned}),
         "determinism": _distinct(r.get("determinism", {}) for r in results),

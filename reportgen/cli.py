@@ -226,7 +226,8 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
 
         options = _options(project, quick, only, force, data_file, cache_dir, limit_train, limit_val,
                            like_last_build)
-        options.jobs, options.scheduler, options.precision = speed.jobs, speed.scheduler, speed.precision
+        options.jobs, options.scheduler = speed.jobs, speed.scheduler
+        options.precision = speed.precision or options.precision  # render: the last build's
         session = open_session(options, say=_say)
         stale = [p for p in session.planned if p.exp.name in session.selected and (p.entry is None or force)]
         console.print(f"{escape(session.project.title)}: {len(session.planned)} experiments in "

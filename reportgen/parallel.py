@@ -15,6 +15,7 @@ its arithmetic. Several workers may share one GPU: they allocate its memory as t
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -240,10 +241,76 @@ class DaskRunner(Runner):
 
 
 def _dask_work(task: Task, data: Dataset, events: Any, env: dict[str, str]) -> Any:
-    """Run on a Dask worker: its backend and thread pool follow the build's settings."""
-    for name, value in env.items():
-        os.environ.setdefault(name, value)
-    return work(task, data, events)
+    """Run on a Dask worker: train in a child process of its own, with the build's backend and
+    thread pool. Not in the worker itself: Keras draws its default seeds from Python's global
+    `random`, which the worker's own threads (heartbeats, retries) draw from too, so the same
+    seed gave other weights there; and each run gets a fresh backend, as in a sequential build."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    from distributed import get_worker
+
+    where = get_worker().address
+    with tempfile.TemporaryDirectory(prefix="reportgen-task-") as tmp:
+        folder = Path(tmp)
+        (folder / "task.pkl").write_bytes(pickle.dumps((task, data, where)))
+        log = (folder / "stderr.txt").open("w")  # a file, not a pipe nobody reads while it trains
+        child = subprocess.Popen([sys.executable, "-m", "reportgen.parallel", str(folder)],
+                                 stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **env})
+        assert child.stdout is not None
+        for line in child.stdout:  # progress, one JSON event a line
+            try:
+                index, what, args = json.loads(line)
+            except ValueError:
+                continue
+            try:
+                events.put((index, what, args))
+            except Exception:  # progress is not worth failing a run for
+                pass
+        child.wait()
+        log.close()
+        errors = (folder / "stderr.txt").read_text(errors="replace")
+        if child.returncode != 0 or not (folder / "outcome.pkl").is_file():
+            return Failure(f"the training process exited with {child.returncode}: {errors.strip()[-2000:]}")
+        return pickle.loads((folder / "outcome.pkl").read_bytes())
+
+
+class _LineEvents:
+    """Progress of a child process: JSON lines on its stdout, read by _dask_work."""
+
+    def put(self, item: tuple[int, str, tuple[Any, ...]]) -> None:
+        print(json.dumps(item), flush=True)
+
+
+def _watch_parent() -> None:
+    """End this child when the worker that started it dies (kill -9 leaves no one to wait for it)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _child_main(folder: Path) -> None:
+    import pickle
+
+    _watch_parent()
+    task, data, where = pickle.loads((folder / "task.pkl").read_bytes())
+    outcome = work(task, data, _LineEvents(), where)
+    partial = folder / "outcome.pkl.part"
+    partial.write_bytes(pickle.dumps(outcome))
+    partial.replace(folder / "outcome.pkl")
+
+
+if __name__ == "__main__":
+    import sys
+
+    _child_main(Path(sys.argv[1]))
 
 
 def scheduler_address(option: str | None) -> str | None:

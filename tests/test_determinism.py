@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from reportgen.run import cpu_threads
+
 from .conftest import write_project
 
 pytestmark = pytest.mark.slow
@@ -63,7 +65,8 @@ def test_two_fresh_processes_with_the_same_seed_train_identical_weights_and_metr
         assert len(first[name]["weights_sha256"]) == 64
         assert first[name]["weights_sha256"] == second[name]["weights_sha256"], name
         assert first[name]["history"] == {**second[name]["history"], "seconds": first[name]["history"]["seconds"]}
-        assert first[name]["determinism"] == {"seed": 3, "tf_op_determinism": True}  # tests/conftest.py sets seed 3
+        # tests/conftest.py sets seed 3; the thread pool is this machine's cores (or REPORTGEN_THREADS)
+        assert first[name]["determinism"] == {"seed": 3, "tf_op_determinism": True, "cpu_threads": cpu_threads()}
     # A different seed gives different weights: the hash is not a constant.
     toml = tmp_path / "b" / "experiments" / "1-nets.toml"
     toml.write_text(toml.read_text().replace('name = "dense"', 'name = "dense"\nseed = 4'))

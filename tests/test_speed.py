@@ -1,0 +1,245 @@
+"""Training side by side and on other machines, and what a build does with the devices it finds.
+
+--jobs and --scheduler must give the results of a sequential build, bit for bit, into the same
+cache; a Dask worker lost mid-run must cost a retry, not the experiment. Device detection must
+fall back to the CPU, say so, and refuse what the hardware cannot do before anything trains."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import write_project
+
+SECTION = """
+number = "1"
+title = "Three nets"
+[defaults]
+kind = "mlp"
+[[runs]]
+name = "net-{hidden_layers}"
+[runs.grid]
+hidden_layers = [[8], [16], [24]]
+"""
+LIMITS = ["--limit-train", "1500", "--limit-val", "200"]
+
+
+def project(root: Path, section: str = SECTION) -> Path:
+    return write_project(root, {"experiments/1-nets.toml": section, "experiments/1-nets.md": "Three nets.\n"})
+
+
+def reportgen(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`reportgen run` in a fresh interpreter, as a user starts it."""
+    return subprocess.run([sys.executable, "-m", "reportgen", "run", "-C", str(root), *LIMITS, *args],
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+def stored(root: Path) -> dict[str, dict]:
+    """Each stored result by experiment name: weights hash and history, less the timings."""
+    out = {}
+    for path in (root / ".reportgen-cache" / "results").glob("*/result.json"):
+        result = json.loads(path.read_text())
+        history = {k: v for k, v in result["history"].items() if k != "seconds"}
+        out[result["name"]] = {"key": path.parent.name, "weights": result["weights_sha256"], "history": history,
+                               "threads": result["determinism"]["cpu_threads"]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    root = project(tmp_path_factory.mktemp("sequential"))
+    done = reportgen(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = stored(root)
+    assert sorted(results) == ["net-16", "net-24", "net-8"]
+    return results
+
+
+@pytest.mark.slow
+def test_jobs_train_side_by_side_into_the_same_cache_with_identical_results(
+        tmp_path: Path, sequential: dict[str, dict]) -> None:
+    root = project(tmp_path)
+    done = reportgen(root, "--jobs", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Training 3 experiment(s) on 2 local worker processes" in done.stdout
+    assert done.stdout.count("started on pid") == 3
+    # Bit-identical weights and identical curves, under the same keys as the sequential build.
+    assert stored(root) == sequential
+    # The same cache: a sequential build afterwards finds everything fresh.
+    again = reportgen(root)
+    assert again.returncode == 0 and "0 to train" in again.stdout, again.stdout
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_trains_the_experiments_and_a_lost_worker_costs_a_retry(
+        tmp_path: Path, sequential: dict[str, dict]) -> None:
+    distributed = pytest.importorskip("distributed")
+    root = project(tmp_path)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+        build = subprocess.Popen([sys.executable, "-m", "reportgen", "run", "-C", str(root), *LIMITS,
+                                  "--scheduler", cluster.scheduler_address],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, "COLUMNS": "200"})
+        assert build.stdout is not None
+        lines, killed = [], None
+        for line in build.stdout:
+            lines.append(line)
+            if killed is None and "started on tcp://" in line:
+                address = line.split("started on ", 1)[1].strip()
+                time.sleep(1.0)  # let it get into the run
+                os.kill(pids[address], signal.SIGKILL)
+                killed = line.split(":", 1)[0].strip()
+        output = "".join(lines)
+        assert build.wait(timeout=600) == 0, output
+    assert killed is not None, output
+    assert f"{killed}: its worker was lost; running it again on tcp://" in output
+    assert "failed" not in output
+    # Every experiment came back into this project's cache, equal to the sequential build's.
+    assert stored(root) == sequential
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_before_training(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from typer.testing import CliRunner
+
+    from reportgen.cli import app
+
+    root = project(tmp_path)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["run", "-C", str(root), *LIMITS, "--scheduler", "tcp://127.0.0.1:9"])
+    assert result.exit_code == 1, result.output
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
+    assert not (root / ".reportgen-cache" / "results").exists() or not any(
+        (root / ".reportgen-cache" / "results").iterdir())
+
+
+# --- devices -----------------------------------------------------------------------------------------
+
+
+def fake_nvidia_smi(folder: Path, script: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    tool = folder / "nvidia-smi"
+    tool.write_text("#!/bin/sh\n" + script)
+    tool.chmod(0o755)
+    return str(folder)
+
+
+def test_physical_gpus_come_from_the_driver_and_fall_back_to_none(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen import run
+
+    if Path("/proc/driver/nvidia/gpus").is_dir():
+        pytest.skip("this machine has an NVIDIA driver: the fallbacks cannot be staged")
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "ok", "echo 'NVIDIA H100 80GB HBM3'\n"))
+    assert run.physical_gpus() == ["NVIDIA H100 80GB HBM3"]
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "broken", "echo 'NVIDIA-SMI has failed' >&2; exit 9\n"))
+    assert run.physical_gpus() == []
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert run.physical_gpus() == []
+
+
+def test_a_failing_accelerator_query_falls_back_to_the_cpu_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorflow as tf
+
+    from reportgen import run
+
+    def broken(kind: str | None = None) -> list:
+        raise RuntimeError("CUDA driver version is insufficient")
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", broken)
+    info = run.device_info()
+    assert info["kind"] == "cpu" and info["name"].startswith("CPU:")
+    assert "accelerator query failed: CUDA driver version is insufficient" in info["note"]
+
+
+def test_a_gpu_the_backend_does_not_use_is_named_and_training_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from reportgen import run
+    from reportgen.cli import app
+
+    monkeypatch.setattr(run, "physical_gpus", lambda: ["NVIDIA H100 80GB HBM3"])
+    root = project(tmp_path, SECTION.replace("[[8], [16], [24]]", "[[8]]"))
+    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["run", "-C", str(root), *LIMITS])
+    assert result.exit_code == 0, result.output
+    assert ("this machine has a GPU (NVIDIA H100 80GB HBM3) but the tensorflow backend does not use it; "
+            "training runs on the CPU") in result.output
+    assert "net-8: val_accuracy" in result.output
+
+
+def test_asking_for_a_gpu_that_is_not_there_stops_before_training(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from reportgen.cli import app
+
+    root = project(tmp_path)
+    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["run", "-C", str(root), *LIMITS, "--device", "gpu"])
+    assert result.exit_code == 1, result.output
+    assert "--device gpu: the tensorflow backend sees no GPU" in result.output
+    assert not (root / ".reportgen-cache" / "results").exists() or not any(
+        (root / ".reportgen-cache" / "results").iterdir())
+    bad = CliRunner().invoke(app, ["run", "-C", str(root), "--device", "tpu9"])
+    assert bad.exit_code == 2 and "expected auto, cpu, gpu or gpu:N" in bad.output
+
+
+def test_bfloat16_without_bfloat16_hardware_names_the_file_and_trains_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from reportgen import run
+    from reportgen.cli import app
+
+    monkeypatch.setattr(run, "cpu_has_bf16", lambda: False)
+    root = project(tmp_path, SECTION.replace('kind = "mlp"', 'kind = "mlp"\nprecision = "mixed_bfloat16"'))
+    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["run", "-C", str(root), *LIMITS])
+    assert result.exit_code == 1, result.output
+    assert "1-nets.toml (run net-8, key precision)" in result.output
+    assert 'Expected precision = "float32" on this machine. Nothing was trained.' in result.output
+    flag = CliRunner(env={"COLUMNS": "240"}).invoke(
+        app, ["run", "-C", str(project(tmp_path / "b")), *LIMITS, "--precision", "mixed_bfloat16"])
+    assert flag.exit_code == 1 and "--precision mixed_bfloat16: mixed_bfloat16 needs bfloat16 hardware" in flag.output
+
+
+@pytest.mark.slow
+def test_bfloat16_runs_where_supported_and_the_report_says_so(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from reportgen import run
+    from reportgen.cli import app
+
+    monkeypatch.setattr(run, "cpu_has_bf16", lambda: True)  # emulated here: slow, but the same arithmetic
+    section = SECTION.replace("[[8], [16], [24]]", "[[16]]")
+    root = project(tmp_path, section)
+    plain = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["build", "-C", str(root), *LIMITS])
+    assert plain.exit_code == 0, plain.output
+    mixed = CliRunner(env={"COLUMNS": "240"}).invoke(
+        app, ["build", "-C", str(root), *LIMITS, "--precision", "mixed_bfloat16"])
+    assert mixed.exit_code == 0, mixed.output
+    assert "1 to train" in mixed.output  # a bfloat16 result is not the float32 one
+    results = {r["precision"]: r for r in (json.loads(p.read_text()) for p in
+                                           (root / ".reportgen-cache" / "results").glob("*/result.json"))}
+    assert set(results) == {"float32", "mixed_bfloat16"}
+    assert results["float32"]["weights_sha256"] != results["mixed_bfloat16"]["weights_sha256"]
+    # Both learned (chance is 0.1), and bfloat16 compute stays within a few points of float32.
+    accs = {p: r["final"]["val_accuracy"] for p, r in results.items()}
+    assert accs["mixed_bfloat16"] > 0.3 and abs(accs["mixed_bfloat16"] - accs["float32"]) < 0.1, accs
+    html = (root / "build" / "report.html").read_text()
+    assert "<th>Precision</th><td>mixed_bfloat16 throughout" in html
+    assert "(tensorflow, mixed_bfloat16)." in html
+    manifest = json.loads((root / "build" / "manifest.json").read_text())
+    assert manifest["precisions"] == ["mixed_bfloat16"] and manifest["precision_override"] == "mixed_bfloat16"
+    # render (no flag) follows the last build's precision and finds its results.
+    again = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["render", "-C", str(root)])
+    assert again.exit_code == 0 and "mixed_bfloat16 throughout" in (root / "build" / "report.html").read_text()
