@@ -2,6 +2,7 @@
 
     python benchmarks/suite.py                                   # every run, 10 epochs, 60,000 images
     python benchmarks/suite.py --epochs 1 --images 12000 --only relu-200x100 cnn gan
+    python benchmarks/suite.py --bf16 --only relu-200x100 cnn   # also reportgen in mixed_bfloat16
     KERAS_BACKEND=jax python benchmarks/suite.py                 # where JAX is installed
 
 The baseline is what a student writes: for a classifier, the same model (built by reportgen's own
@@ -69,6 +70,8 @@ def with_reportgen(exp: Experiment, data: Dataset) -> dict[str, float]:
 
 
 def one_side(exp: Experiment, data: Dataset, side: str) -> dict[str, float]:
+    if side == "reportgen-bf16":
+        return with_reportgen(replace(exp, model=exp.model.model_copy(update={"precision": "mixed_bfloat16"})), data)
     if side == "reportgen":
         return with_reportgen(exp, data)
     if isinstance(exp.model, GANSpec):
@@ -82,7 +85,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="epochs of every run (default 10)")
     parser.add_argument("--images", type=int, default=60000, help="training images (default 60000)")
     parser.add_argument("--only", nargs="*", default=[], help="run names or globs (default: every run)")
-    parser.add_argument("--side", choices=["baseline", "reportgen"], help=argparse.SUPPRESS)  # one child run
+    parser.add_argument("--bf16", action="store_true", help="also time reportgen in mixed_bfloat16 precision")
+    parser.add_argument("--side", choices=["baseline", "reportgen", "reportgen-bf16"],
+                        help=argparse.SUPPRESS)  # one child run
     args = parser.parse_args()
 
     data, described = images(args.images)
@@ -102,10 +107,12 @@ def main() -> None:
 
     def child(exp: Experiment, side: str) -> dict[str, float]:
         done = subprocess.run([sys.executable, __file__, "--epochs", str(args.epochs), "--images", str(args.images),
-                               "--only", exp.name, "--side", side], capture_output=True, text=True, check=True)
+                               "--only", exp.name, "--side", side], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{exp.name} ({side}) failed:\n{done.stderr[-3000:]}")
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
-    rows = []
+    rows, mixed = [], []
     for exp in chosen:
         base, ours = child(exp, "baseline"), child(exp, "reportgen")
         rows.append((exp, base, ours))
@@ -113,6 +120,13 @@ def main() -> None:
                    else f"d_loss {base['d_loss']:.3f} / {ours['d_loss']:.3f}")
         print(f"  {exp.name:24} baseline {base['seconds']:7.1f} s   reportgen {ours['seconds']:7.1f} s   "
               f"x{base['seconds'] / ours['seconds']:.2f}   {quality}", flush=True)
+        if args.bf16:
+            bf = child(exp, "reportgen-bf16")
+            mixed.append((exp, ours, bf))
+            quality = (f"val_accuracy {bf['val_accuracy']:.4f}" if "val_accuracy" in bf
+                       else f"d_loss {bf['d_loss']:.3f}")
+            print(f"  {'':24} reportgen mixed_bfloat16 {bf['seconds']:7.1f} s "
+                  f"(x{ours['seconds'] / bf['seconds']:.2f} against float32)   {quality}", flush=True)
 
     print()
     print(f"{'kind':8} {'runs':>5} {'baseline s':>11} {'reportgen s':>12} {'speed-up':>9}")
@@ -121,6 +135,13 @@ def main() -> None:
         picked = [(b, o) for e, b, o in rows if kind in ("suite", e.model.kind)]
         base_s, ours_s = sum(b["seconds"] for b, _ in picked), sum(o["seconds"] for _, o in picked)
         print(f"{kind:8} {len(picked):5d} {base_s:11.1f} {ours_s:12.1f} {base_s / ours_s:8.2f}x")
+    if mixed:
+        print()
+        print(f"{'run':24} {'float32 s':>10} {'bf16 s':>8} {'speed-up':>9} {'float32 acc':>12} {'bf16 acc':>9}")
+        for exp, ours, bf in mixed:
+            acc = [f"{r.get('val_accuracy', float('nan')):.4f}" for r in (ours, bf)]
+            print(f"{exp.name:24} {ours['seconds']:10.1f} {bf['seconds']:8.1f} {ours['seconds'] / bf['seconds']:8.2f}x "
+                  f"{acc[0]:>12} {acc[1]:>9}")
 
 
 if __name__ == "__main__":
