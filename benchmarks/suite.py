@@ -3,6 +3,7 @@
     python benchmarks/suite.py                                   # every run, 10 epochs, 60,000 images
     python benchmarks/suite.py --epochs 1 --images 12000 --only relu-200x100 cnn gan
     python benchmarks/suite.py --bf16 --only relu-200x100 cnn   # also reportgen in mixed_bfloat16
+    python benchmarks/suite.py --jobs 4                          # also `reportgen run --jobs 4`, per kind
     KERAS_BACKEND=jax python benchmarks/suite.py                 # where JAX is installed
 
 The baseline is what a student writes: for a classifier, the same model (built by reportgen's own
@@ -14,6 +15,11 @@ Same data, batch size, epochs and seeds on both sides. Each side of each run tra
 interpreter, so neither inherits the other's state (TensorFlow's determinism switch, allocator,
 thread pools), timed from model construction to the end of training. Prints the seconds and final
 validation accuracy (GAN: losses) of each run, then a table per kind and for the suite, with the ratio.
+
+With --jobs N, each kind's runs are then also trained by the command a user types,
+`reportgen run --force --jobs N --only <those runs>`, on a copy of the project reading the same
+images from a file, timed from the command's start to its end (interpreters, data loading and
+worker start-up included); that wall time is the last column.
 """
 
 from __future__ import annotations
@@ -69,6 +75,33 @@ def with_reportgen(exp: Experiment, data: Dataset) -> dict[str, float]:
     return out
 
 
+def command_wall(names: list[str], data: Dataset, epochs: int, jobs: int) -> float:
+    """Seconds of `reportgen run --force --jobs N --only NAMES` on a copy of the project whose
+    runs all train `epochs` epochs, reading `data` from an .npz in Keras' MNIST format."""
+    import re
+    import shutil
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="reportgen-bench-") as tmp:
+        root = Path(tmp) / "project"
+        shutil.copytree(ROOT / "experiments", root / "experiments")
+        for toml in (root / "experiments").glob("*.toml"):
+            toml.write_text(re.sub(r"(?m)^epochs = \d+", f"epochs = {epochs}", toml.read_text()))
+        npz = Path(tmp) / "mnist.npz"
+        np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_test=data.x_val, y_test=data.y_val)
+        command = [sys.executable, "-m", "reportgen", "run", "-C", str(root), "--force", "--full",
+                   "--data-file", str(npz), "--jobs", str(jobs)]
+        for name in names:
+            command += ["--only", name]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.exit(f"reportgen run --jobs {jobs} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return seconds
+
+
 def one_side(exp: Experiment, data: Dataset, side: str) -> dict[str, float]:
     if side == "reportgen-bf16":
         return with_reportgen(replace(exp, model=exp.model.model_copy(update={"precision": "mixed_bfloat16"})), data)
@@ -86,6 +119,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60000, help="training images (default 60000)")
     parser.add_argument("--only", nargs="*", default=[], help="run names or globs (default: every run)")
     parser.add_argument("--bf16", action="store_true", help="also time reportgen in mixed_bfloat16 precision")
+    parser.add_argument("--jobs", type=int, default=0, help="also time `reportgen run --jobs N` per kind")
     parser.add_argument("--side", choices=["baseline", "reportgen", "reportgen-bf16"],
                         help=argparse.SUPPRESS)  # one child run
     args = parser.parse_args()
@@ -128,13 +162,26 @@ def main() -> None:
             print(f"  {'':24} reportgen mixed_bfloat16 {bf['seconds']:7.1f} s "
                   f"(x{ours['seconds'] / bf['seconds']:.2f} against float32)   {quality}", flush=True)
 
-    print()
-    print(f"{'kind':8} {'runs':>5} {'baseline s':>11} {'reportgen s':>12} {'speed-up':>9}")
     kinds = sorted({e.model.kind for e, _, _ in rows})
+    walls: dict[str, float] = {}
+    if args.jobs:
+        for kind in kinds:
+            names = [e.name for e, _, _ in rows if e.model.kind == kind]
+            walls[kind] = command_wall(names, data, args.epochs, args.jobs)
+            print(f"  reportgen run --jobs {args.jobs} --only <{len(names)} {kind} run(s)>: {walls[kind]:.1f} s",
+                  flush=True)
+        walls["suite"] = sum(walls.values())
+
+    print()
+    jobs_head = f" {'--jobs ' + str(args.jobs) + ' s':>12} {'speed-up':>9}" if args.jobs else ""
+    print(f"{'kind':8} {'runs':>5} {'baseline s':>11} {'reportgen s':>12} {'speed-up':>9}{jobs_head}")
     for kind in [*kinds, "suite"]:
         picked = [(b, o) for e, b, o in rows if kind in ("suite", e.model.kind)]
         base_s, ours_s = sum(b["seconds"] for b, _ in picked), sum(o["seconds"] for _, o in picked)
-        print(f"{kind:8} {len(picked):5d} {base_s:11.1f} {ours_s:12.1f} {base_s / ours_s:8.2f}x")
+        line = f"{kind:8} {len(picked):5d} {base_s:11.1f} {ours_s:12.1f} {base_s / ours_s:8.2f}x"
+        if args.jobs:
+            line += f" {walls[kind]:12.1f} {base_s / walls[kind]:8.2f}x"
+        print(line)
     if mixed:
         print()
         print(f"{'run':24} {'float32 s':>10} {'bf16 s':>8} {'speed-up':>9} {'float32 acc':>12} {'bf16 acc':>9}")

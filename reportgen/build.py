@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -103,6 +104,9 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
     if data.notice:
         say(f"Note: {data.notice}")
     results = store.Store(options.cache_dir or store.default_root(project.root))
+    from .run import XLA_CACHE_ENV
+
+    os.environ[XLA_CACHE_ENV] = str(results.root / "xla")
     from .run import backend_name, versions
 
     backend, vers = backend_name(), versions()
@@ -233,7 +237,8 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
     if address:
         runner = DaskRunner(address, session.data)
     else:
-        gpus = int(device_info().get("count", "0")) if device_info()["kind"] == "gpu" else 0
+        device = device_info()
+        gpus = int(device.get("count", "0")) if device["kind"] == "gpu" else 0
         runner = LocalRunner(min(session.options.jobs, len(todo)), session.data, gpus)
     console.print(f"Training {len(todo)} experiment(s) on {escape(runner.description)}.")
     total = len(todo)
@@ -248,6 +253,7 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
             planned = todo[index - 1]
             with lock:
                 if what == "started":
+                    runner.started(index, str(args[0]))
                     starts[index] = starts.get(index, 0) + 1
                     if starts[index] > 1:
                         console.print(f"  {escape(planned.exp.name)}: its worker was lost; "
@@ -279,6 +285,8 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
                         if stopping.is_set():
                             return  # Ctrl-C: it stays in `running`, reported as cut short
                         outcome = Failure(f"worker failed: {type(exc).__name__}: {exc}")
+                    finally:
+                        runner.finished(index)
                     running.discard(planned.exp.name)
                     if isinstance(outcome, Failure):
                         planned.error = outcome.error

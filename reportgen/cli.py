@@ -396,6 +396,7 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     device = device_info()
     console.print(f"Device: {escape(device['name'])} ({device['kind']}, backend {device['backend']})"
                   + (f"; {escape(device['note'])}" if device.get("note") else ""))
+    _doctor_devices(chosen, device, version)
     found = local_mnist(data_file)
     if found is not None and found.is_file():
         console.print(f"Full MNIST: available from {escape(str(found))}")
@@ -410,6 +411,57 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     cache = default_root(project.resolve())
     entries = len(list((cache / "results").iterdir())) if (cache / "results").is_dir() else 0
     console.print(f"Result cache: {escape(str(cache))} ({entries} stored result(s))")
+
+
+def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:
+    """What each installed backend sees (each asked in a fresh interpreter, so one that hangs or
+    crashes on a broken driver cannot take doctor with it), the GPUs the driver lists, bfloat16
+    support, the CPU thread pool of a run, and the Dask scheduler if one is configured."""
+    import subprocess
+    import sys
+
+    from .parallel import scheduler_address
+    from .run import bf16_supported, cpu_threads, physical_gpus
+
+    table = Table(title="Devices each backend sees", title_justify="left")
+    for col in ("backend", "device", "kind", "count", "bfloat16"):
+        table.add_column(col)
+    probe = ("import json; from reportgen.run import device_info, bf16_supported; d = device_info(); "
+             "d['bf16'] = str(bf16_supported(d)); print(json.dumps(d))")
+    for backend in ("tensorflow", "jax", "torch"):
+        if version(backend) == "not installed":
+            table.add_row(backend, "not installed", "", "", "")
+            continue
+        try:
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            seen = json.loads(done.stdout.strip().splitlines()[-1])
+            table.add_row(backend + (" (in use)" if backend == chosen else ""), escape(seen["name"]), seen["kind"],
+                          seen["count"], "yes" if seen["bf16"] == "True" else "no")
+        except (subprocess.SubprocessError, ValueError, IndexError, KeyError, OSError) as exc:
+            table.add_row(backend, f"[red]could not be asked[/red]: {escape(type(exc).__name__)}", "", "", "")
+    console.print(table)
+    present = physical_gpus()
+    console.print(f"GPUs the NVIDIA driver lists: {escape(', '.join(present)) if present else 'none'}")
+    if present and device["kind"] == "cpu":
+        console.print(f"[yellow]Warning:[/yellow] a GPU is present but the {escape(chosen)} backend does not see it: "
+                      "builds would train on the CPU. Install its GPU build or choose another --backend.")
+    console.print(f"bfloat16 (precision = \"mixed_bfloat16\") on {escape(device['name'])}: "
+                  + ("supported" if bf16_supported(device) else "not supported (builds refuse it here)"))
+    console.print(f"CPU threads per run: {cpu_threads()} (the same with --jobs: workers split the cores instead)")
+    address = scheduler_address(None)
+    if address:
+        try:
+            from distributed import Client
+
+            with Client(address, timeout="10s", set_as_default=False) as client:
+                workers = len(client.scheduler_info().get("workers", {}))
+            console.print(f"Dask scheduler {escape(address)} (REPORTGEN_SCHEDULER): reachable, {workers} worker(s)")
+        except ImportError:
+            console.print("[red]Problem:[/red] REPORTGEN_SCHEDULER is set but Dask is not installed "
+                          "(pip install 'reportgen[dask]')")
+        except (OSError, TimeoutError) as exc:
+            console.print(f"[red]Problem:[/red] Dask scheduler {escape(address)}: {escape(str(exc))}")
 
 
 AccuracyTolOpt = Annotated[float | None, typer.Option(

@@ -8,9 +8,11 @@ lock for the whole time, as a sequential build does. Progress travels back as sm
 queue and is drawn by the build, one line per running experiment.
 
 Equal results: every run, sequential or not, uses a CPU thread pool of the same size
-(run.cpu_threads, passed to workers in REPORTGEN_THREADS). On a CPU, local workers are pinned
-to disjoint sets of cores, so runs do not fight over them, without changing how any run splits
-its arithmetic. Several workers may share one GPU: they allocate its memory as they go.
+(run.cpu_threads, passed to workers in REPORTGEN_THREADS). On a CPU, the cores are dealt out
+among the local workers that are training (affinity, set again whenever a run starts or ends),
+so runs do not fight over them and the last run standing gets them all, without changing how
+any run splits its arithmetic. Several workers may share one GPU: they allocate its memory as
+they go.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
     from .run import THREADS_ENV, cpu_threads
 
     env = {THREADS_ENV: str(cpu_threads()), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS"):
+    for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "REPORTGEN_XLA_CACHE"):
         if name in os.environ:
             env[name] = os.environ[name]
     if gpus and jobs > 1:
@@ -119,35 +121,50 @@ def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
     return env
 
 
-def core_sets(jobs: int) -> list[list[int]]:
-    """This process's cores, dealt out into `jobs` disjoint sets as even as can be (a worker gets
-    them all when there are fewer cores than jobs)."""
+def core_sets(cores: list[int], busy: int) -> list[list[int]]:
+    """`cores` dealt out into `busy` disjoint sets as even as can be (each gets them all when there
+    are fewer cores than busy workers)."""
+    if busy <= 0:
+        return []
+    if len(cores) < busy:
+        return [list(cores) for _ in range(busy)]
+    return [cores[i::busy] for i in range(busy)]
+
+
+def pin(pid: int, cores: list[int]) -> None:
+    """Confine every thread of a process to `cores` (affinity is per thread on Linux, and the
+    backend's thread pool already exists). Best effort: a thread may end meanwhile."""
     try:
-        cores = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return [[] for _ in range(jobs)]
-    if len(cores) < jobs:
-        return [cores for _ in range(jobs)]
-    return [cores[i::jobs] for i in range(jobs)]
+        threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        threads = [pid]
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except OSError:
+            pass
 
 
-def _init_worker(env: dict[str, str], slots: Any) -> None:
-    """Start of a local worker process: environment first (before keras is imported), then its cores."""
+def _init_worker(env: dict[str, str]) -> None:
+    """Start of a local worker process: the environment, before keras is imported."""
     os.environ.update(env)
-    cores = slots.get()
-    if cores and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cores)
 
 
 class Runner:
     """Somewhere to train tasks: submit returns a Future of what `work` returns; events holds
-    the progress the tasks send."""
+    the progress the tasks send; started/finished tell it which tasks are running where."""
 
     events: Any
     description: str
 
     def submit(self, task: Task) -> Future[Any]:
         raise NotImplementedError
+
+    def started(self, index: int, where: str) -> None:
+        pass
+
+    def finished(self, index: int) -> None:
+        pass
 
     def close(self, cancel: bool = False) -> None:
         raise NotImplementedError
@@ -163,15 +180,41 @@ class LocalRunner(Runner):
         context = multiprocessing.get_context("spawn")
         self._manager = context.Manager()
         self.events = self._manager.Queue()
-        slots = self._manager.Queue()
-        on_gpu = gpus > 0 and os.environ.get("CUDA_VISIBLE_DEVICES", None) != ""
-        for cores in core_sets(jobs):
-            slots.put([] if on_gpu else cores)  # GPU runs: the GPU is what is shared, not cores
         self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                                         initargs=(worker_environment(jobs, gpus), slots))
+                                         initargs=(worker_environment(jobs, gpus),))
         self._data = data
-        where = f"{gpus} GPU(s) shared" if on_gpu else "cores split between them"
+        # On a CPU the cores are dealt out among the workers that are training, again whenever
+        # one starts or finishes: two runs get a core each, the last run left gets them all.
+        self._on_cpu = not (gpus > 0 and os.environ.get("CUDA_VISIBLE_DEVICES", None) != "")
+        try:
+            self._cores = sorted(os.sched_getaffinity(0)) if self._on_cpu else []
+        except AttributeError:  # not Linux: the operating system schedules them
+            self._cores = []
+        self._busy: dict[int, int] = {}
+        self._done: set[int] = set()  # a late "started" event of a finished task is ignored
+        self._lock = threading.Lock()
+        where = "cores dealt out among the running ones" if self._cores else f"{gpus} GPU(s) shared"
         self.description = f"{jobs} local worker processes ({where})"
+
+    def started(self, index: int, where: str) -> None:
+        if where.startswith("pid ") and where[4:].isdigit():
+            with self._lock:
+                if index not in self._done:
+                    self._busy[index] = int(where[4:])
+                    self._deal()
+
+    def finished(self, index: int) -> None:
+        with self._lock:
+            self._done.add(index)
+            if self._busy.pop(index, None) is not None:
+                self._deal()
+
+    def _deal(self) -> None:
+        if not self._cores:
+            return
+        pids = sorted(set(self._busy.values()))
+        for pid, cores in zip(pids, core_sets(self._cores, len(pids)), strict=True):
+            pin(pid, cores)
 
     def submit(self, task: Task) -> Future[Any]:
         return self._pool.submit(work, task, self._data, self.events)
