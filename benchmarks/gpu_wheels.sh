@@ -14,6 +14,6 @@ done
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${platforms[@]}" -d .whl \
   "keras==$(python3 -c 'import keras; print(keras.__version__)' 2>/dev/null || echo 3.15.1)" \
-  namex optree pydantic pydantic-core annotated-types typing-inspection mlxtend
+  namex optree pydantic pydantic-core annotated-types typing-inspection typing-extensions mlxtend
 ls -1 .whl
 du -sh .whl

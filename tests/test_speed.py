@@ -279,7 +279,9 @@ def test_ctrl_c_with_jobs_stops_the_workers_and_keeps_what_finished(make_project
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
     assert "Interrupted. Nothing half-written was stored." in output
-    assert "cut short: long-gan (its checkpoint is kept and the next build resumes it)" in output
+    # Both may still be running when Ctrl-C lands (the dense one waits for its worker to start).
+    cut = next(line for line in output.splitlines() if line.strip().startswith("cut short:"))
+    assert "long-gan" in cut and cut.endswith("(its checkpoint is kept and the next build resumes it)"), output
     assert checkpoint.is_file()
     cache = root / ".reportgen-cache"
     assert list((cache / "locks").iterdir()) == []
