@@ -31,6 +31,19 @@ seed = 3
 """
 
 
+# A section of three small dense runs, for tests that train several experiments.
+THREE_NETS = """
+number = "1"
+title = "Three nets"
+[defaults]
+kind = "mlp"
+[[runs]]
+name = "net-{hidden_layers}"
+[runs.grid]
+hidden_layers = [[8], [16], [24]]
+"""
+
+
 def build_or_fail(root: Path, args: list[str]) -> str:
     """`reportgen build` on a project through the CLI; fail the test unless it succeeds."""
     from typer.testing import CliRunner

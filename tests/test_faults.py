@@ -16,23 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_project
+from .conftest import THREE_NETS, write_project
 
 pytestmark = pytest.mark.slow
 FIGURES: dict[str, int] = {}  # read by conftest.pytest_terminal_summary
 SEED = 20261127
 KILLS = 8
 
-SECTION = """
-number = "1"
-title = "Three nets"
-[defaults]
-kind = "mlp"
-[[runs]]
-name = "net-{hidden_layers}"
-[runs.grid]
-hidden_layers = [[8], [16], [24]]
-"""
+SECTION = THREE_NETS
 
 
 def tally(name: str, amount: int = 1) -> None:

@@ -3,10 +3,12 @@ what finished, what was cut short and what never started."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,31 +16,34 @@ from .conftest import run_command, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow
 
+# A run that finishes at once, a GAN that would train for minutes, and one that waits its turn.
+RUNS = {
+    "experiments/a.toml": """
+        number = "1"
+        title = "Runs"
+        [[runs]]
+        name = "quick-dense"
+        kind = "mlp"
+        hidden_layers = [8]
+        [[runs]]
+        name = "long-gan"
+        kind = "gan"
+        generator = [16]
+        discriminator = [16]
+        noise_dim = 8
+        samples = 16
+        epochs = 500
+        [[runs]]
+        name = "never-started"
+        kind = "mlp"
+        hidden_layers = [4]
+    """,
+    "experiments/a.md": "Runs.\n",
+}
+
 
 def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make_project):
-    root = make_project({
-        "experiments/a.toml": """
-            number = "1"
-            title = "Runs"
-            [[runs]]
-            name = "quick-dense"
-            kind = "mlp"
-            hidden_layers = [8]
-            [[runs]]
-            name = "long-gan"
-            kind = "gan"
-            generator = [16]
-            discriminator = [16]
-            noise_dim = 8
-            samples = 16
-            epochs = 500
-            [[runs]]
-            name = "never-started"
-            kind = "mlp"
-            hidden_layers = [4]
-        """,
-        "experiments/a.md": "Runs.\n",
-    })
+    root = make_project(RUNS)
     process = subprocess.Popen(run_command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "COLUMNS": "200"})
     cache = root / ".reportgen-cache"
@@ -54,3 +59,31 @@ def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make
     assert list((cache / "locks").iterdir()) == []  # the lock of the interrupted run is released
     assert len(list((cache / "results").iterdir())) == 1  # only the finished run was stored
     assert list((cache / "tmp").iterdir()) == []
+
+
+def test_ctrl_c_with_jobs_stops_the_workers_and_keeps_what_finished(make_project):
+    root = make_project(RUNS)
+    process = subprocess.Popen([*run_command(root), "--jobs", "2"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+    checkpoint = wait_for_checkpoint(root, process)
+    workers = [int(p) for t in Path(f"/proc/{process.pid}/task").iterdir()
+               for p in (t / "children").read_text().split()]
+    assert workers, "the build started no worker processes"
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "Interrupted. Nothing half-written was stored." in output
+    # Both may still be running when Ctrl-C lands (the dense one waits for its worker to start).
+    cut = next(line for line in output.splitlines() if line.strip().startswith("cut short:"))
+    assert "long-gan" in cut and cut.endswith("(its checkpoint is kept and the next build resumes it)"), output
+    assert checkpoint.is_file()
+    cache = root / ".reportgen-cache"
+    assert list((cache / "locks").iterdir()) == []
+    assert list((cache / "tmp").iterdir()) == []
+    names = {json.loads(p.read_text())["name"] for p in (cache / "results").glob("*/result.json")}
+    assert "long-gan" not in names
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "a worker outlived the build"

@@ -16,18 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_project
+from .conftest import THREE_NETS, write_project
 
-SECTION = """
-number = "1"
-title = "Three nets"
-[defaults]
-kind = "mlp"
-[[runs]]
-name = "net-{hidden_layers}"
-[runs.grid]
-hidden_layers = [[8], [16], [24]]
-"""
+SECTION = THREE_NETS
 LIMITS = ["--limit-train", "1500", "--limit-val", "200"]
 
 
@@ -244,51 +235,3 @@ def test_bfloat16_runs_where_supported_and_the_report_says_so(tmp_path: Path,
     again = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["render", "-C", str(root)])
     assert again.exit_code == 0 and "mixed_bfloat16 throughout" in (root / "build" / "report.html").read_text()
 
-
-@pytest.mark.slow
-def test_ctrl_c_with_jobs_stops_the_workers_and_keeps_what_finished(make_project) -> None:
-    from .conftest import run_command, wait_for_checkpoint
-
-    root = make_project({
-        "experiments/a.toml": """
-            number = "1"
-            title = "Runs"
-            [[runs]]
-            name = "quick-dense"
-            kind = "mlp"
-            hidden_layers = [8]
-            [[runs]]
-            name = "long-gan"
-            kind = "gan"
-            generator = [16]
-            discriminator = [16]
-            noise_dim = 8
-            samples = 16
-            epochs = 500
-        """,
-        "experiments/a.md": "Runs.\n",
-    })
-    process = subprocess.Popen([*run_command(root), "--jobs", "2"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
-    checkpoint = wait_for_checkpoint(root, process)
-    workers = [int(p) for t in Path(f"/proc/{process.pid}/task").iterdir()
-               for p in (t / "children").read_text().split()]
-    assert workers, "the build started no worker processes"
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output
-    assert "Interrupted. Nothing half-written was stored." in output
-    # Both may still be running when Ctrl-C lands (the dense one waits for its worker to start).
-    cut = next(line for line in output.splitlines() if line.strip().startswith("cut short:"))
-    assert "long-gan" in cut and cut.endswith("(its checkpoint is kept and the next build resumes it)"), output
-    assert checkpoint.is_file()
-    cache = root / ".reportgen-cache"
-    assert list((cache / "locks").iterdir()) == []
-    assert list((cache / "tmp").iterdir()) == []
-    names = {json.loads(p.read_text())["name"] for p in (cache / "results").glob("*/result.json")}
-    assert "long-gan" not in names
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
-        time.sleep(0.2)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "a worker outlived the build"
