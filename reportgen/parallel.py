@@ -193,7 +193,8 @@ class LocalRunner(Runner):
         self._busy: dict[int, int] = {}
         self._done: set[int] = set()  # a late "started" event of a finished task is ignored
         self._lock = threading.Lock()
-        where = "cores dealt out among the running ones" if self._cores else f"{gpus} GPU(s) shared"
+        where = ("cores dealt out among the running ones" if self._cores else
+                 "cores scheduled by the operating system" if self._on_cpu else f"{gpus} GPU(s) shared")
         self.description = f"{jobs} local worker processes ({where})"
 
     def started(self, index: int, where: str) -> None:
