@@ -42,10 +42,16 @@ RUNS = {
 }
 
 
+def ctrl_c_delivered() -> None:
+    """In the build's process, before Python starts: Ctrl-C handled, even when these tests run in
+    the background of a shell, whose jobs inherit SIGINT ignored (and Python then keeps ignoring it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make_project):
     root = make_project(RUNS)
     process = subprocess.Popen(run_command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "COLUMNS": "200"})
+                               env={**os.environ, "COLUMNS": "200"}, preexec_fn=ctrl_c_delivered)
     cache = root / ".reportgen-cache"
     wait_for_checkpoint(root, process)
     time.sleep(0.3)
@@ -64,7 +70,8 @@ def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make
 def test_ctrl_c_with_jobs_stops_the_workers_and_keeps_what_finished(make_project):
     root = make_project(RUNS)
     process = subprocess.Popen([*run_command(root), "--jobs", "2"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+                               preexec_fn=ctrl_c_delivered)
     checkpoint = wait_for_checkpoint(root, process)
     workers = [int(p) for t in Path(f"/proc/{process.pid}/task").iterdir()
                for p in (t / "children").read_text().split()]
