@@ -1,0 +1,133 @@
+"""Training under the JAX backend, where a classifier trains through reportgen's own compiled loop
+(fused.py) instead of Keras' fit. It must report what Keras would: the validation figures of the
+stored weights, a short last batch trained, a penalty counted in the loss, the same weights for
+the same seed, and a run that blows up marked as diverged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import write_project
+
+SECTION = """
+number = "1"
+title = "Under JAX"
+[defaults]
+epochs = 2
+[[runs]]
+name = "plain"
+kind = "mlp"
+hidden_layers = [16]
+[[runs]]
+name = "penalised"
+kind = "mlp"
+hidden_layers = [16]
+regularizer = "l2"
+strength = 0.01
+[[runs]]
+name = "dropout"
+kind = "custom"
+builder = "nets:dropout"
+[[runs]]
+name = "explodes"
+kind = "mlp"
+hidden_layers = [8]
+optimizer = "sgd"
+learning_rate = 1e30
+"""
+
+NETS = """
+import keras
+
+def dropout():
+    return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(32, activation="relu"),
+                             keras.layers.Dropout(0.3, seed=7), keras.layers.Dense(10, activation="softmax")])
+"""
+
+# 1000 training images in batches of 64: 15 whole batches and a short one of 40.
+CHECK = r"""
+import json, sys, tempfile
+from pathlib import Path
+
+import keras
+
+from reportgen import data, models, run
+from reportgen.spec import load_project
+
+root = Path(sys.argv[1])
+images = data.subset(data.load("mnist-sample"), 1000, 300)
+out = {"backend": keras.backend.backend()}
+
+
+class Steps(run.SilentReporter):
+    def __init__(self):
+        self.last = []
+
+    def batch_end(self, step, logs):
+        self.last.append(step)
+
+
+for exp in load_project(root).experiments:
+    steps = Steps()
+    first, again = run.train(exp, images, root / "experiments", steps), run.train(exp, images, root / "experiments")
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / run.WEIGHTS_FILE
+        weights.write_bytes(first.files[run.WEIGHTS_FILE])
+        model = models.build(exp, root / "experiments")
+        model.load_weights(weights)
+        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        evaluated = model.evaluate(images.x_val / 255.0, images.y_val, batch_size=64, verbose=0, return_dict=True)
+    out[exp.name] = {"result": first.result, "again": again.result["weights_sha256"],
+                     "evaluated": {k: float(v) for k, v in evaluated.items()},
+                     "grid": len(first.arrays.get("misclassified_images", [])), "steps": steps.last}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = write_project(tmp_path_factory.mktemp("jax"), {
+        "experiments/1-jax.toml": SECTION, "experiments/1-jax.md": "Under JAX.\n", "experiments/nets.py": NETS})
+    done = subprocess.run([sys.executable, "-c", CHECK, str(root)], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["plain", "penalised", "dropout"])
+def test_the_history_ends_with_what_keras_evaluates_on_the_stored_weights(trained: dict, name: str) -> None:
+    assert trained["backend"] == "jax"
+    result, evaluated = trained[name]["result"], trained[name]["evaluated"]
+    assert result["backend"] == "jax" and result["status"] == "ok" and result["epochs_run"] == 2
+    history = result["history"]
+    assert history["val_accuracy"][-1] == pytest.approx(evaluated["accuracy"], abs=1e-6)
+    assert history["val_loss"][-1] == pytest.approx(evaluated["loss"], rel=1e-4)
+    # The misclassified grid comes from the same last-epoch predictions.
+    wrong = round((1 - evaluated["accuracy"]) * 300)
+    assert result["misclassified"]["count"] == wrong and result["misclassified"]["total"] == 300
+    assert trained[name]["grid"] == min(wrong, 100)
+    assert history["loss"][1] < history["loss"][0]
+    # Each epoch trains 16 batches, the last a short one, with progress every tenth of an epoch.
+    assert result["steps_trained"] == 32
+    assert trained[name]["steps"] == [2, 4, 6, 8, 10, 12, 14, 16] * 2
+    assert trained[name]["again"] == result["weights_sha256"]  # same seed, same weights
+
+
+@pytest.mark.slow
+def test_the_penalty_is_part_of_the_validation_loss(trained: dict) -> None:
+    plain, penalised = trained["plain"]["result"]["history"], trained["penalised"]["result"]["history"]
+    # An L2 of 0.01 on 12,700 weights adds a visible amount that the cross-entropy alone would not show.
+    assert penalised["val_loss"][-1] - plain["val_loss"][-1] > 0.05
+
+
+@pytest.mark.slow
+def test_a_run_that_blows_up_under_jax_is_marked_diverged(trained: dict) -> None:
+    result = trained["explodes"]["result"]
+    assert result["status"] == "diverged" and result["diverged"]["epoch"] == 1
+    assert result["epochs_run"] == 1
