@@ -12,7 +12,8 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,26 @@ def _already_done(session: Session, planned: Planned) -> bool:
     return True
 
 
+@contextmanager
+def _claimed(session: Session, planned: Planned, console: Any) -> Iterator[Path | None]:
+    """Hold the experiment's key lock while it trains (another build training it is waited for)
+    and give its checkpoint folder, emptied under --force; None when a build that held the lock
+    meanwhile left a result, which then stands."""
+    from rich.markup import escape
+
+    def waiting(pid: int) -> None:
+        console.print(f"  {escape(planned.exp.name)}: another build (pid {pid}) is training it; waiting")
+
+    with session.store.lock(planned.key, wait_message=waiting):
+        if _already_done(session, planned):
+            yield None
+            return
+        partial = session.store.partial(planned.key)
+        if session.options.force:
+            shutil.rmtree(partial, ignore_errors=True)
+        yield partial
+
+
 def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
     from .progress import TrainingProgress
     from .run import train
@@ -199,16 +220,9 @@ def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
     with TrainingProgress(console, len(todo)) as progress:
         for i, planned in enumerate(todo, start=1):
             progress.start_experiment(i, len(todo), planned.exp.name, planned.exp.model.epochs)
-
-            def waiting(pid: int, name: str = planned.exp.name) -> None:
-                console.print(f"  {name}: another build (pid {pid}) is training it; waiting")
-
-            with session.store.lock(planned.key, wait_message=waiting):
-                if not _already_done(session, planned):
+            with _claimed(session, planned, console) as partial:
+                if partial is not None:
                     started = time.perf_counter()
-                    partial = session.store.partial(planned.key)
-                    if session.options.force:
-                        shutil.rmtree(partial, ignore_errors=True)
                     try:
                         outcome = train(planned.exp, session.data, session.project.experiments_dir, progress,
                                         checkpoints=partial, key=planned.key)
@@ -268,14 +282,8 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
                 getattr(bar, what)(*args)
 
         def one(index: int, planned: Planned) -> None:
-            def waiting(pid: int) -> None:
-                console.print(f"  {planned.exp.name}: another build (pid {pid}) is training it; waiting")
-
-            with session.store.lock(planned.key, wait_message=waiting):
-                if not _already_done(session, planned):
-                    partial = session.store.partial(planned.key)
-                    if session.options.force:
-                        shutil.rmtree(partial, ignore_errors=True)
+            with _claimed(session, planned, console) as partial:
+                if partial is not None:
                     started = time.perf_counter()
                     running.add(planned.exp.name)
                     try:
