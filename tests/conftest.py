@@ -44,6 +44,17 @@ hidden_layers = [[8], [16], [24]]
 """
 
 
+# A run whose loss overflows in its first steps: the build must mark it diverged, not fail.
+EXPLODING_RUN = """
+[[runs]]
+name = "explodes"
+kind = "mlp"
+hidden_layers = [8]
+optimizer = "sgd"
+learning_rate = 1e30
+"""
+
+
 def build_or_fail(root: Path, args: list[str]) -> str:
     """`reportgen build` on a project through the CLI; fail the test unless it succeeds."""
     from typer.testing import CliRunner

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from pypdf import PdfReader
 
 from reportgen.cli import app
 
-from .conftest import build_or_fail, copy_project, read_manifest, write_project
+from .conftest import EXPLODING_RUN, build_or_fail, copy_project, read_manifest, write_project
 
 pytestmark = pytest.mark.slow
 LIMITS = ["--limit-train", "300", "--limit-val", "100"]
@@ -179,20 +180,14 @@ def test_empty_slot_is_a_visible_box_and_strict_fails(runner, copy):
 
 def test_diverging_and_failing_runs_are_marked_and_the_report_still_builds(runner, make_project):
     root = make_project({
-        "experiments/a.toml": """
+        "experiments/a.toml": textwrap.dedent("""
             number = "1"
             title = "Trouble"
-            [[runs]]
-            name = "explodes"
-            kind = "mlp"
-            hidden_layers = [8]
-            optimizer = "sgd"
-            learning_rate = 1e30
             [[runs]]
             name = "broken"
             kind = "custom"
             builder = "nets:broken"
-        """,
+        """) + EXPLODING_RUN,
         "experiments/a.md": "Some text.\n",
         "experiments/nets.py": "def broken():\n    raise ValueError('no such layer')\n",
     })

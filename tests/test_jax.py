@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .conftest import write_project
+from .conftest import EXPLODING_RUN, write_project
 
 SECTION = """
 number = "1"
@@ -33,13 +33,7 @@ strength = 0.01
 name = "dropout"
 kind = "custom"
 builder = "nets:dropout"
-[[runs]]
-name = "explodes"
-kind = "mlp"
-hidden_layers = [8]
-optimizer = "sgd"
-learning_rate = 1e30
-"""
+""" + EXPLODING_RUN
 
 NETS = """
 import keras
