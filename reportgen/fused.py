@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-PROGRESS_TICKS = 10  # times an epoch the host waits for the device and reports progress
+from .run import PROGRESS_TICKS  # times an epoch the host waits for the device and reports progress
 
 
 def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,

@@ -350,7 +350,7 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
     model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], steps_per_execution=steps_per_execution(steps, backend))
     watch = _callback(reporter, spec.epochs, steps)
-    if backend == "jax":  # data on the device, a chunk of steps per compiled loop (fused.py)
+    if backend == "jax":  # data on the device, batches gathered there (fused.py)
         from . import fused
 
         watch.set_model(model)
