@@ -4,6 +4,8 @@
     python benchmarks/suite.py --epochs 1 --images 12000 --only relu-200x100 cnn gan
     python benchmarks/suite.py --bf16 --only relu-200x100 cnn   # also reportgen in mixed_bfloat16
     python benchmarks/suite.py --jobs 4                          # also `reportgen run --jobs 4`, per kind
+    python benchmarks/suite.py --sides reportgen                 # reportgen alone (no baseline, no ratios)
+    python benchmarks/suite.py --sides --jobs 8                  # `reportgen run --jobs 8` alone
     KERAS_BACKEND=jax python benchmarks/suite.py                 # where JAX is installed
 
 The baseline is what a student writes: for a classifier, the same model (built by reportgen's own
@@ -130,6 +132,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[], help="run names or globs (default: every run)")
     parser.add_argument("--bf16", action="store_true", help="also time reportgen in mixed_bfloat16 precision")
     parser.add_argument("--jobs", type=int, default=0, help="also time `reportgen run --jobs N` per kind")
+    parser.add_argument("--sides", nargs="*", choices=["baseline", "reportgen"], default=["baseline", "reportgen"],
+                        help="which sides to time per run (default both; one alone gives no ratios, none with "
+                             "--jobs times the command alone)")
     parser.add_argument("--side", choices=["baseline", "reportgen", "reportgen-bf16"],
                         help=argparse.SUPPRESS)  # one child run
     args = parser.parse_args()
@@ -156,11 +161,16 @@ def main() -> None:
             sys.exit(f"{exp.name} ({side}) failed:\n{done.stderr[-3000:]}")
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
+    nan = {"seconds": float("nan"), "val_accuracy": float("nan"), "d_loss": float("nan")}  # a side not timed
     rows, mixed = [], []
     for exp in chosen:
-        base, ours = child(exp, "baseline"), child(exp, "reportgen")
+        base = child(exp, "baseline") if "baseline" in args.sides else nan
+        ours = child(exp, "reportgen") if "reportgen" in args.sides else nan
         rows.append((exp, base, ours))
-        quality = (f"val_accuracy {base['val_accuracy']:.4f} / {ours['val_accuracy']:.4f}" if "val_accuracy" in ours
+        if not args.sides:
+            continue
+        quality = (f"val_accuracy {base['val_accuracy']:.4f} / {ours['val_accuracy']:.4f}"
+                   if "val_accuracy" in base and "val_accuracy" in ours
                    else f"d_loss {base['d_loss']:.3f} / {ours['d_loss']:.3f}")
         print(f"  {exp.name:24} baseline {base['seconds']:7.1f} s   reportgen {ours['seconds']:7.1f} s   "
               f"x{base['seconds'] / ours['seconds']:.2f}   {quality}", flush=True)

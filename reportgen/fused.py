@@ -20,6 +20,7 @@ regularization losses, as `evaluate` reports it.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -87,35 +88,45 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     probs = np.zeros((0, 0), dtype="float32")
     rng = np.random.default_rng(seed)
     model.stop_training = False
-    for epoch in range(epochs):
-        model.reset_metrics()
-        watch.on_epoch_begin(epoch)
-        state = (_values(model.trainable_variables), _values(model.non_trainable_variables),
-                 _values(model.optimizer.variables), _values(model.metrics_variables))
-        order = jax.device_put(rng.permutation(n).astype("int32"))
-        logs: Any = {}
-        for first in range(0, max(full, 1), chunk):  # fewer images than a batch: the short batch alone
-            last = min(first + chunk, full)
-            for index in range(first, last):  # dispatched ahead; the host waits only for the logs
-                logs, state = step(state, train, order, index)
-            if last == full and short:
-                logs, state = short_step(state, train, order)
-            watch.on_train_batch_end(last - 1 if last < full or not short else full, _floats(logs))
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reportgen-compile") as pool:
+        # The short step and the validation pass compile on other cores while the first steps
+        # compile and run here: compiling, not arithmetic, is most of a small model's run on a GPU.
+        state = _state(model)
+        later_short = pool.submit(short_step.lower(state, train, train[1]).compile) if short else None
+        later_validate = pool.submit(validate.lower(state[0], state[1], xv_dev, yv_dev).compile)
+        for epoch in range(epochs):
+            model.reset_metrics()
+            watch.on_epoch_begin(epoch)
+            state = _state(model)
+            order = jax.device_put(rng.permutation(n).astype("int32"))
+            logs: Any = {}
+            for first in range(0, max(full, 1), chunk):  # fewer images than a batch: the short batch alone
+                last = min(first + chunk, full)
+                for index in range(first, last):  # dispatched ahead; the host waits only for the logs
+                    logs, state = step(state, train, order, index)
+                if last == full and later_short is not None:
+                    logs, state = later_short.result()(state, train, order)
+                watch.on_train_batch_end(last - 1 if last < full or not short else full, _floats(logs))
+                if model.stop_training:
+                    break
+            _assign(model, state)
+            epoch_logs = _floats(logs)
+            probs_dev, val_logs = later_validate.result()(_values(model.trainable_variables),
+                                                          _values(model.non_trainable_variables), xv_dev, yv_dev)
+            epoch_logs.update(_floats(val_logs))
+            probs = np.asarray(probs_dev)
+            for key, value in epoch_logs.items():
+                history.setdefault(key, []).append(value)
+            watch.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
                 break
-        _assign(model, state)
-        epoch_logs = _floats(logs)
-        probs_dev, val_logs = validate(_values(model.trainable_variables), _values(model.non_trainable_variables),
-                                       xv_dev, yv_dev)
-        epoch_logs.update(_floats(val_logs))
-        probs = np.asarray(probs_dev)
-        for key, value in epoch_logs.items():
-            history.setdefault(key, []).append(value)
-        watch.on_epoch_end(epoch, epoch_logs)
-        if model.stop_training:
-            break
     model.optimizer.finalize_variable_values(model.trainable_weights)  # as fit ends (optimizers with EMA)
     return history, probs
+
+
+def _state(model: Any) -> tuple[list[Any], ...]:
+    return (_values(model.trainable_variables), _values(model.non_trainable_variables),
+            _values(model.optimizer.variables), _values(model.metrics_variables))
 
 
 def _values(variables: list[Any]) -> list[Any]:
