@@ -9,8 +9,15 @@ device. The host waits only at a tenth of an epoch, to move the progress bar and
 One program more trains the short last batch, and one the whole validation pass, whose class
 probabilities from the last epoch feed the misclassified-image grid, so no prediction pass follows.
 
-The steps are separate calls, not a loop inside one program: XLA's CPU compiler ran the CNN's
-step ten times slower inside a loop (434 s against 44 s for an epoch of 2,000 images).
+On a GPU (or any accelerator) each tenth of an epoch is one call of a program that loops over its
+steps on the device, since one call per step leaves such a device idle between the host's
+dispatches. On the CPU the steps are separate calls: XLA's CPU compiler ran the CNN's step ten
+times slower inside a loop (434 s against 44 s for an epoch of 2,000 images).
+REPORTGEN_DEVICE_LOOP=1 or 0 chooses either way on any device.
+
+On a GPU the programs are compiled without XLA's autotuning (REPORTGEN_XLA_AUTOTUNE, default 0):
+it times candidate kernels for each new shape, which costs seconds per program and gains little
+for models this small, where a run's time is mostly compilation.
 
 The semantics are Keras': the same model, loss, optimizer, metrics, batch size, a fresh shuffle
 each epoch and a short last batch. Validation loss is the mean cross-entropy plus the model's
@@ -20,13 +27,41 @@ regularization losses, as `evaluate` reports it.
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 import numpy as np
 
+from .errors import ReportgenError
 from .run import PROGRESS_TICKS  # times an epoch the host waits for the device and reports progress
+
+LOOP_ENV = "REPORTGEN_DEVICE_LOOP"  # 1: a tenth of an epoch per call, 0: a step per call; default by device
+AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # XLA's GPU autotuning level, 0-4 (default 0)
+
+
+def _switch(name: str, allowed: tuple[str, ...]) -> str | None:
+    value = os.environ.get(name, "").strip()
+    if value and value not in allowed:
+        raise ReportgenError(f"environment variable {name}={value!r}: expected one of {', '.join(allowed)}")
+    return value or None
+
+
+def device_loop() -> bool:
+    """Whether steps loop inside one compiled program (accelerators) or are one call each (CPU)."""
+    import jax
+
+    chosen = _switch(LOOP_ENV, ("0", "1"))
+    return chosen == "1" if chosen else jax.default_backend() != "cpu"
+
+
+def compiler_options() -> dict[str, Any]:
+    """XLA options for reportgen's JAX programs: on a GPU, autotuning off unless asked for."""
+    import jax
+
+    level = _switch(AUTOTUNE_ENV, ("0", "1", "2", "3", "4")) or "0"
+    return {"xla_gpu_autotune_level": int(level)} if jax.default_backend() == "gpu" else {}
 
 
 def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
@@ -54,18 +89,36 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         index = jax.lax.dynamic_slice_in_dim(order, start, size)
         return scaled(jnp.take(data[0], index, axis=0)), jnp.take(data[1], index, axis=0)
 
-    @partial(jax.jit, donate_argnums=0)
-    def step(state: Any, data: Any, order: Any, index: Any) -> tuple[Any, Any]:
+    options = compiler_options()
+    jit = partial(jax.jit, compiler_options=options or None)
+
+    def one_step(state: Any, data: Any, order: Any, index: Any) -> tuple[Any, Any]:
         return model.train_step(state, batch(data, order, index * batch_size, batch_size))
 
-    @partial(jax.jit, donate_argnums=0)
+    def looped(state: Any, data: Any, order: Any, first: Any, last: Any) -> tuple[Any, Any]:
+        """Steps first..last-1 (first < last) in one call, looping on the device."""
+        logs_shape = jax.eval_shape(one_step, state, data, order, first)[0]
+        logs = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), logs_shape)
+        return jax.lax.fori_loop(first, last, lambda i, carry: one_step(carry[1], data, order, i), (logs, state))
+
+    in_loop = device_loop()
+    stepped = jit(looped if in_loop else one_step, donate_argnums=0)
+
+    def steps(state: Any, data: Any, order: Any, first: int, last: int) -> tuple[Any, Any]:
+        if in_loop:
+            return stepped(state, data, order, first, last)
+        for index in range(first, last):  # dispatched ahead; the host waits only for the logs
+            logs, state = stepped(state, data, order, index)
+        return logs, state
+
+    @partial(jit, donate_argnums=0)
     def short_step(state: Any, data: Any, order: Any) -> tuple[Any, Any]:
         return model.train_step(state, batch(data, order, full * batch_size, short))
 
     val_chunk = min(len(x_val), 2000)
     val_pad = -len(x_val) % val_chunk
 
-    @jax.jit
+    @jit
     def validate(trainable: Any, non_trainable: Any, xv_dev: Any, yv_dev: Any) -> tuple[Any, Any]:
         images = jnp.pad(xv_dev, [(0, val_pad)] + [(0, 0)] * (xv_dev.ndim - 1))
         images = images.reshape((-1, val_chunk, *xv_dev.shape[1:]))
@@ -102,8 +155,8 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
             logs: Any = {}
             for first in range(0, max(full, 1), chunk):  # fewer images than a batch: the short batch alone
                 last = min(first + chunk, full)
-                for index in range(first, last):  # dispatched ahead; the host waits only for the logs
-                    logs, state = step(state, train, order, index)
+                if last > first:
+                    logs, state = steps(state, train, order, first, last)
                 if last == full and later_short is not None:
                     logs, state = later_short.result()(state, train, order)
                 watch.on_train_batch_end(last - 1 if last < full or not short else full, _floats(logs))

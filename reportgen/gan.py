@@ -256,7 +256,10 @@ class GanNets:
             g_tv, g_ov = self.g_opt.stateless_apply(g_ov, grads, g_tv)
             return (g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov), ops.stack([d_loss, g_loss, acc_real, acc_fake])
 
-        compiled = jax.jit(lambda state, xs: ops.scan(body, state, xs), donate_argnums=0)
+        from .fused import compiler_options  # the classifiers' XLA options (no autotuning on a GPU)
+
+        compiled = jax.jit(lambda state, xs: ops.scan(body, state, xs), donate_argnums=0,
+                           compiler_options=compiler_options() or None)
 
         def chunk(reals: Any, z1: Any, z2: Any) -> Any:
             if self._state is None:

@@ -45,7 +45,7 @@ def dropout():
 
 # 1000 training images in batches of 64: 15 whole batches and a short one of 40.
 CHECK = r"""
-import json, sys, tempfile
+import json, os, sys, tempfile
 from pathlib import Path
 
 import keras
@@ -67,8 +67,11 @@ class Steps(run.SilentReporter):
 
 
 for exp in load_project(root).experiments:
-    steps = Steps()
+    steps, looped_steps = Steps(), Steps()
     first, again = run.train(exp, images, root / "experiments", steps), run.train(exp, images, root / "experiments")
+    os.environ["REPORTGEN_DEVICE_LOOP"] = "1"  # as on a GPU: a tenth of an epoch per call
+    looped = run.train(exp, images, root / "experiments", looped_steps)
+    del os.environ["REPORTGEN_DEVICE_LOOP"]
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / run.WEIGHTS_FILE
         weights.write_bytes(first.files[run.WEIGHTS_FILE])
@@ -78,7 +81,8 @@ for exp in load_project(root).experiments:
         evaluated = model.evaluate(images.x_val / 255.0, images.y_val, batch_size=64, verbose=0, return_dict=True)
     out[exp.name] = {"result": first.result, "again": again.result["weights_sha256"],
                      "evaluated": {k: float(v) for k, v in evaluated.items()},
-                     "grid": len(first.arrays.get("misclassified_images", [])), "steps": steps.last}
+                     "grid": len(first.arrays.get("misclassified_images", [])), "steps": steps.last,
+                     "looped": {"result": looped.result, "steps": looped_steps.last}}
 print(json.dumps(out))
 """
 
@@ -87,8 +91,9 @@ print(json.dumps(out))
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = write_project(tmp_path_factory.mktemp("jax"), {
         "experiments/1-jax.toml": SECTION, "experiments/1-jax.md": "Under JAX.\n", "experiments/nets.py": NETS})
+    env = {k: v for k, v in os.environ.items() if k != "REPORTGEN_DEVICE_LOOP"}  # one call per step, as on a CPU
     done = subprocess.run([sys.executable, "-c", CHECK, str(root)], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "KERAS_BACKEND": "jax"})
+                          env={**env, "KERAS_BACKEND": "jax"})
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -125,3 +130,25 @@ def test_a_run_that_blows_up_under_jax_is_marked_diverged(trained: dict) -> None
     result = trained["explodes"]["result"]
     assert result["status"] == "diverged" and result["diverged"]["epoch"] == 1
     assert result["epochs_run"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["plain", "penalised", "dropout", "explodes"])
+def test_looping_on_the_device_trains_the_same_steps_to_the_same_weights(trained: dict, name: str) -> None:
+    # A GPU runs a tenth of an epoch per call, looping on the device; the CPU a step per call.
+    stepped, looped = trained[name]["result"], trained[name]["looped"]["result"]
+    assert looped["weights_sha256"] == stepped["weights_sha256"]
+    assert looped["steps_trained"] == stepped["steps_trained"]
+    assert looped["history"]["val_accuracy"] == stepped["history"]["val_accuracy"]
+    assert looped["status"] == stepped["status"]
+    assert trained[name]["looped"]["steps"] == trained[name]["steps"]
+
+
+@pytest.mark.parametrize("variable", ["REPORTGEN_DEVICE_LOOP", "REPORTGEN_XLA_AUTOTUNE"])
+def test_a_bad_jax_switch_is_named_with_what_it_takes(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen import fused
+    from reportgen.errors import ReportgenError
+
+    monkeypatch.setenv(variable, "yes")
+    with pytest.raises(ReportgenError, match=f"{variable}='yes': expected one of 0, 1"):
+        fused.device_loop() if variable.endswith("LOOP") else fused.compiler_options()
