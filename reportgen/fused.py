@@ -15,9 +15,10 @@ dispatches. On the CPU the steps are separate calls: XLA's CPU compiler ran the 
 times slower inside a loop (434 s against 44 s for an epoch of 2,000 images).
 REPORTGEN_DEVICE_LOOP=1 or 0 chooses either way on any device.
 
-On a GPU the programs are compiled without XLA's autotuning (REPORTGEN_XLA_AUTOTUNE, default 0):
-it times candidate kernels for each new shape, which costs seconds per program and gains little
-for models this small, where a run's time is mostly compilation.
+On a GPU, a model without convolutions is compiled without XLA's autotuning, which times candidate
+kernels for each new shape. On an H100 that cost 1-3 s per dense run, most of such a run. A model
+with convolutions keeps it: without it, the CNN became several times slower, since cuDNN's untimed
+default was a slow algorithm. REPORTGEN_XLA_AUTOTUNE=0-4 sets XLA's level for every model.
 
 The semantics are Keras': the same model, loss, optimizer, metrics, batch size, a fresh shuffle
 each epoch and a short last batch. Validation loss is the mean cross-entropy plus the model's
@@ -38,7 +39,7 @@ from .errors import ReportgenError
 from .run import PROGRESS_TICKS  # times an epoch the host waits for the device and reports progress
 
 LOOP_ENV = "REPORTGEN_DEVICE_LOOP"  # 1: a tenth of an epoch per call, 0: a step per call; default by device
-AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # XLA's GPU autotuning level, 0-4 (default 0)
+AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # XLA's GPU autotuning level, 0-4, for every model
 
 
 def _switch(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -56,12 +57,29 @@ def device_loop() -> bool:
     return chosen == "1" if chosen else jax.default_backend() != "cpu"
 
 
-def compiler_options() -> dict[str, Any]:
-    """XLA options for reportgen's JAX programs: on a GPU, autotuning off unless asked for."""
+def compiler_options(*models: Any, platform: str | None = None) -> dict[str, Any]:
+    """XLA options for the JAX programs that train `models` on `platform` (default: JAX's own).
+    On a GPU: no autotuning for models without convolutions, XLA's default for the rest, unless
+    REPORTGEN_XLA_AUTOTUNE says otherwise. Elsewhere: none."""
     import jax
 
-    level = _switch(AUTOTUNE_ENV, ("0", "1", "2", "3", "4")) or "0"
-    return {"xla_gpu_autotune_level": int(level)} if jax.default_backend() == "gpu" else {}
+    level = _switch(AUTOTUNE_ENV, ("0", "1", "2", "3", "4"))
+    if (platform or jax.default_backend()) != "gpu":
+        return {}
+    if level is None:
+        return {} if any(_convolves(m) for m in models) else {"xla_gpu_autotune_level": 0}
+    return {"xla_gpu_autotune_level": int(level)}
+
+
+CONVOLUTIONS = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+                "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D")
+
+
+def _convolves(model: Any) -> bool:
+    import keras
+
+    kinds = tuple(getattr(keras.layers, name) for name in CONVOLUTIONS if hasattr(keras.layers, name))
+    return any(isinstance(layer, kinds) for layer in model._flatten_layers(include_self=True))
 
 
 def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
@@ -89,7 +107,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         index = jax.lax.dynamic_slice_in_dim(order, start, size)
         return scaled(jnp.take(data[0], index, axis=0)), jnp.take(data[1], index, axis=0)
 
-    options = compiler_options()
+    options = compiler_options(model)
     jit = partial(jax.jit, compiler_options=options or None)
 
     def one_step(state: Any, data: Any, order: Any, index: Any) -> tuple[Any, Any]:

@@ -256,10 +256,10 @@ class GanNets:
             g_tv, g_ov = self.g_opt.stateless_apply(g_ov, grads, g_tv)
             return (g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov), ops.stack([d_loss, g_loss, acc_real, acc_fake])
 
-        from .fused import compiler_options  # the classifiers' XLA options (no autotuning on a GPU)
+        from .fused import compiler_options  # the classifiers' XLA options (autotuning for convolutions only)
 
         compiled = jax.jit(lambda state, xs: ops.scan(body, state, xs), donate_argnums=0,
-                           compiler_options=compiler_options() or None)
+                           compiler_options=compiler_options(G, D) or None)
 
         def chunk(reals: Any, z1: Any, z2: Any) -> Any:
             if self._state is None:

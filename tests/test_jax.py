@@ -152,3 +152,22 @@ def test_a_bad_jax_switch_is_named_with_what_it_takes(variable: str, monkeypatch
     monkeypatch.setenv(variable, "yes")
     with pytest.raises(ReportgenError, match=f"{variable}='yes': expected one of 0, 1"):
         fused.device_loop() if variable.endswith("LOOP") else fused.compiler_options()
+
+
+def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    from reportgen import fused
+
+    dense = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    inner = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3)])
+    nested = keras.Sequential([keras.Input((28, 28, 1)), inner, keras.layers.Flatten(), keras.layers.Dense(10)])
+    generator = keras.Sequential([keras.Input((7, 7, 8)), keras.layers.Conv2DTranspose(1, 4, strides=4)])
+    monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
+    assert fused.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 0}
+    # Without autotuning cuDNN's default convolution algorithm made the CNN several times slower.
+    assert fused.compiler_options(nested, platform="gpu") == {}
+    assert fused.compiler_options(dense, generator, platform="gpu") == {}
+    assert fused.compiler_options(dense, platform="cpu") == {}
+    monkeypatch.setenv("REPORTGEN_XLA_AUTOTUNE", "4")
+    assert fused.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 4}
