@@ -3,11 +3,12 @@
 Keras' own `fit` under JAX slices every batch from host memory and copies it to the device, and
 rebuilds its data pipeline and evaluation each epoch; on a GPU that, not arithmetic, is most of a
 small model's epoch. Here the training and validation images go to the device once, as uint8; an
-epoch's shuffled order goes once per epoch; and each step is a call of one compiled program (Keras'
-own `train_step` with the batch gathered on the device), dispatched ahead without waiting for the
-device. The host waits only at a tenth of an epoch, to move the progress bar and stop on a NaN.
-One program more trains the short last batch, and one the whole validation pass, whose class
-probabilities from the last epoch feed the misclassified-image grid, so no prediction pass follows.
+epoch's shuffled order goes once per epoch; and each step is Keras' own `train_step` with the batch
+gathered on the device, dispatched ahead without waiting for the device. The host waits only at a
+tenth of an epoch, to move the progress bar and stop on a NaN. One program more trains the short
+last batch, and one the whole validation pass, whose class probabilities from the last epoch feed
+the misclassified-image grid, so no prediction pass follows. Those two compile on other threads
+while the first steps compile and run.
 
 On a GPU (or any accelerator) each tenth of an epoch is one call of a program that loops over its
 steps on the device, since one call per step leaves such a device idle between the host's
@@ -16,9 +17,9 @@ times slower inside a loop (434 s against 44 s for an epoch of 2,000 images).
 REPORTGEN_DEVICE_LOOP=1 or 0 chooses either way on any device.
 
 On a GPU, a model without convolutions is compiled without XLA's autotuning, which times candidate
-kernels for each new shape. On an H100 that cost 1-3 s per dense run, most of such a run. A model
-with convolutions keeps it: without it, the CNN became several times slower, since cuDNN's untimed
-default was a slow algorithm. REPORTGEN_XLA_AUTOTUNE=0-4 sets XLA's level for every model.
+kernels for each new shape. On an H100 that cost 1-3 s per dense run, about half of such a run.
+A model with convolutions keeps it: without it, the CNN ran several times slower there.
+REPORTGEN_XLA_AUTOTUNE=0-4 sets XLA's level for every model.
 
 The semantics are Keras': the same model, loss, optimizer, metrics, batch size, a fresh shuffle
 each epoch and a short last batch. Validation loss is the mean cross-entropy plus the model's
