@@ -163,8 +163,8 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reportgen-compile") as pool:
         # The short step and the validation pass compile on other cores while the first steps
         # compile and run here: compiling, not arithmetic, is most of a small model's run on a GPU.
-        state = _state(model)
-        later_short = pool.submit(short_step.lower(state, train, train[1]).compile) if short else None
+        state, any_order = _state(model), jax.ShapeDtypeStruct((n,), jnp.int32)  # shapes, for compiling
+        later_short = pool.submit(short_step.lower(state, train, any_order).compile) if short else None
         later_validate = pool.submit(validate.lower(state[0], state[1], xv_dev, yv_dev).compile)
         for epoch in range(epochs):
             model.reset_metrics()
