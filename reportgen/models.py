@@ -118,4 +118,8 @@ def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec) -> Any:
     kwargs: dict[str, Any] = {} if spec.learning_rate is None else {"learning_rate": spec.learning_rate}
     if isinstance(spec, GANSpec) and spec.optimizer in ("adam", "adamw", "nadam"):
         kwargs["beta_1"] = spec.beta_1
+    if spec.optimizer == "adam" and keras.backend.backend() == "tensorflow":
+        from .tf_adam import FusedAdam  # the same update in one TensorFlow kernel per variable
+
+        return FusedAdam(**kwargs)
     return classes[spec.optimizer](**kwargs)

@@ -36,10 +36,11 @@ SCHEMA = 1
 PACKAGE_DIR = Path(__file__).parent
 # The code that turns a configuration into numbers, per model kind: a change here invalidates
 # every result of that kind.
-# fused.py is the classifiers' training loop under JAX.
-_CLASSIFIER_SOURCES = ("run.py", "models.py", "fused.py")
+# fused.py is the classifiers' training loop under JAX (and sets the GAN's XLA options there);
+# tf_adam.py is Adam under TensorFlow.
+_CLASSIFIER_SOURCES = ("run.py", "models.py", "fused.py", "tf_adam.py")
 TRAINING_SOURCES = {"mlp": _CLASSIFIER_SOURCES, "cnn": _CLASSIFIER_SOURCES, "custom": _CLASSIFIER_SOURCES,
-                    "gan": ("run.py", "models.py", "gan.py")}
+                    "gan": ("run.py", "models.py", "gan.py", "fused.py", "tf_adam.py")}
 
 
 def default_root(project_root: Path) -> Path:
