@@ -40,7 +40,7 @@ PACKAGE_DIR = Path(__file__).parent
 # tf_adam.py is Adam under TensorFlow.
 _CLASSIFIER_SOURCES = ("run.py", "models.py", "fused.py", "tf_adam.py")
 TRAINING_SOURCES = {"mlp": _CLASSIFIER_SOURCES, "cnn": _CLASSIFIER_SOURCES, "custom": _CLASSIFIER_SOURCES,
-                    "gan": ("run.py", "models.py", "gan.py", "fused.py", "tf_adam.py")}
+                    "gan": (*_CLASSIFIER_SOURCES, "gan.py")}
 
 
 def default_root(project_root: Path) -> Path:
