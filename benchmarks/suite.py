@@ -52,7 +52,8 @@ from reportgen.spec import Experiment, GANSpec, load_project  # noqa: E402
 
 
 def plain_keras(exp: Experiment, data: Dataset) -> dict[str, float]:
-    """model.fit on NumPy arrays, the way a notebook does it."""
+    """model.fit on NumPy arrays, the way a notebook does it: Keras' own optimizer classes, and
+    TensorFlow with the environment this machine gives it."""
     import keras
 
     from reportgen import models
@@ -60,7 +61,7 @@ def plain_keras(exp: Experiment, data: Dataset) -> dict[str, float]:
     keras.utils.set_random_seed(exp.model.seed)
     started = time.perf_counter()
     model = models.build(exp, ROOT / "experiments")
-    model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=models.optimizer(exp.model, fused=False), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     history = model.fit(data.x_train / 255.0, data.y_train, batch_size=exp.model.batch_size, epochs=exp.model.epochs,
                         validation_data=(data.x_val / 255.0, data.y_val), verbose=0)
@@ -138,6 +139,10 @@ def main() -> None:
     parser.add_argument("--side", choices=["baseline", "reportgen", "reportgen-bf16"],
                         help=argparse.SUPPRESS)  # one child run
     args = parser.parse_args()
+    if args.side and args.side.startswith("reportgen"):
+        from reportgen.run import tensorflow_environment
+
+        tensorflow_environment()  # before anything imports keras, as `reportgen` does
 
     data, described = images(args.images)
     chosen = [e for e in load_project(ROOT).experiments

@@ -127,7 +127,9 @@ def _set_backend(backend: str | None, speed: Speed | None = None) -> None:
             raise typer.BadParameter(f"expected one of ['tensorflow', 'jax', 'torch'], got {backend!r}",
                                      param_hint="--backend")
         os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .run import tensorflow_environment
+
+    tensorflow_environment()
     if speed is None:
         return
     if speed.precision is not None and speed.precision not in ("float32", "mixed_bfloat16"):

@@ -109,7 +109,9 @@ def load_builder(builder: str, experiments_dir: Path) -> Any:
     return function
 
 
-def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec) -> Any:
+def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec, fused: bool = True) -> Any:
+    """The run's optimizer; Adam under TensorFlow as one fused kernel per variable unless `fused`
+    is False (the benchmark's baseline is Keras' own class, as a notebook has it)."""
     import keras
 
     classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
@@ -118,7 +120,7 @@ def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec) -> Any:
     kwargs: dict[str, Any] = {} if spec.learning_rate is None else {"learning_rate": spec.learning_rate}
     if isinstance(spec, GANSpec) and spec.optimizer in ("adam", "adamw", "nadam"):
         kwargs["beta_1"] = spec.beta_1
-    if spec.optimizer == "adam" and keras.backend.backend() == "tensorflow":
+    if fused and spec.optimizer == "adam" and keras.backend.backend() == "tensorflow":
         from .tf_adam import FusedAdam  # the same update in one TensorFlow kernel per variable
 
         return FusedAdam(**kwargs)

@@ -110,10 +110,10 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
 def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
     """Environment for worker processes: the build's backend and device choice (already in
     os.environ), the sequential thread-pool size, and GPU memory taken as needed when shared."""
-    from .run import THREADS_ENV, cpu_threads
+    from .run import ONEDNN_ENV, THREADS_ENV, cpu_threads
 
     env = {THREADS_ENV: str(cpu_threads()), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "REPORTGEN_XLA_CACHE"):
+    for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "REPORTGEN_XLA_CACHE", ONEDNN_ENV):
         if name in os.environ:
             env[name] = os.environ[name]
     if gpus and jobs > 1:

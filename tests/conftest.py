@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-# Set before keras can be imported anywhere in the test session.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from reportgen.run import tensorflow_environment
+
+# Set before keras can be imported anywhere in the test session, as the CLI sets them: the runs
+# trained in this process and those of worker processes must use the same kernels.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+tensorflow_environment()
 
 REPO = Path(__file__).resolve().parent.parent
 
