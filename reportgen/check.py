@@ -148,9 +148,9 @@ def matches(typed: Typed, value: float) -> bool:
 
 
 def nearest(typed: Typed, found: list[Candidate]) -> Candidate | None:
-    def fits(value: float, c_path: str) -> bool:  # a percentage quotes a fraction, a count an integer
+    def fits(value: float, c_path: str) -> bool:  # a percentage quotes a fraction (not a time), a count an integer
         if typed.unit == "%":
-            return 0 <= value <= 1 and (not value.is_integer() or "acc" in c_path)
+            return 0 <= value <= 1 and "seconds" not in c_path and (not value.is_integer() or "acc" in c_path)
         return value.is_integer() if typed.unit == "count" else not value.is_integer()
 
     results = [c for c in found if c.is_result and fits(c.value, c.path)]
