@@ -17,16 +17,7 @@ from .data import Dataset
 from .spec import Experiment, GANSpec
 
 MISCLASSIFIED_IMAGES_KEPT = 100  # the most confident mistakes, enough for any grid the report draws
-PROGRESS_TICKS = 10  # compiled calls per epoch: each runs many steps, and the progress bar moves after each
-
-
-def steps_per_execution(steps: int, backend: str) -> int:
-    """Steps run by one compiled call. One step per call spends most of a small model's epoch in
-    Python and in feeding the next batch (3.0 s of a dense epoch that needs 0.45 s of arithmetic on
-    2 CPU cores; 1.2 s with this); ten calls an epoch still let the progress bar move and a NaN stop
-    the run early. The steps, their order and the weights are the same either way. Keras' PyTorch
-    backend runs one step per call only; under JAX a classifier trains through fused.py instead."""
-    return 1 if backend == "torch" else max(1, math.ceil(steps / PROGRESS_TICKS))
+PROGRESS_TICKS = 10  # calls per epoch (TensorFlow, JAX): each runs many steps, and the progress bar moves after each
 
 
 class Reporter(Protocol):
@@ -368,15 +359,16 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
     model = models.build(exp, experiments_dir)
     backend = keras.backend.backend()
     model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], steps_per_execution=steps_per_execution(steps, backend))
+                  metrics=["accuracy"])
     watch = _callback(reporter, spec.epochs, steps)
-    if backend == "jax":  # data on the device, batches gathered there (fused.py)
-        from . import fused
+    if backend in ("tensorflow", "jax"):  # the data held by the backend, many steps a call
+        from . import fused, tf_fit
 
+        fit = fused.fit if backend == "jax" else tf_fit.fit
         watch.set_model(model)
-        fitted, probs = fused.fit(model, data.x_train, data.y_train, data.x_val, data.y_val, spec.batch_size,
-                                  spec.epochs, spec.seed, watch)
-    else:
+        fitted, probs = fit(model, data.x_train, data.y_train, data.x_val, data.y_val, spec.batch_size, spec.epochs,
+                            spec.seed, watch)
+    else:  # PyTorch: Keras' fit, one step a call
         x_val = data.x_val.astype("float32") / 255.0
         fitted = model.fit(data.x_train.astype("float32") / 255.0, data.y_train, batch_size=spec.batch_size,
                            epochs=spec.epochs, validation_data=(x_val, data.y_val), callbacks=[watch],
