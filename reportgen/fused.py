@@ -178,19 +178,16 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                     logs, state = steps(state, train, order, first, last)
                 if last == full and later_short is not None:
                     logs, state = later_short.result()(state, train, order)
-                watch.on_train_batch_end(last - 1 if last < full or not short else full, _floats(logs))
+                watch.on_train_batch_end(last - 1 if last < full or not short else full, floats(logs))
                 if model.stop_training:
                     break
             _assign(model, state)
-            epoch_logs = _floats(logs)
+            epoch_logs = floats(logs)
             probs_dev, val_logs = later_validate.result()(_values(model.trainable_variables),
                                                           _values(model.non_trainable_variables), xv_dev, yv_dev)
-            epoch_logs.update(_floats(val_logs))
+            epoch_logs.update(floats(val_logs))
             probs = np.asarray(probs_dev)
-            for key, value in epoch_logs.items():
-                history.setdefault(key, []).append(value)
-            watch.on_epoch_end(epoch, epoch_logs)
-            if model.stop_training:
+            if end_epoch(model, watch, history, epoch, epoch_logs):
                 break
     model.optimizer.finalize_variable_values(model.trainable_weights)  # as fit ends (optimizers with EMA)
     return history, probs
@@ -213,5 +210,14 @@ def _assign(model: Any, state: Any) -> None:
             variable.assign(value)
 
 
-def _floats(logs: Any) -> dict[str, float]:
+def floats(logs: Any) -> dict[str, float]:
     return {k: float(v) for k, v in dict(logs).items()}
+
+
+def end_epoch(model: Any, watch: Any, history: dict[str, list[float]], epoch: int, logs: dict[str, float]) -> bool:
+    """An epoch's figures into the history and to the callback; whether training stops after it.
+    Shared with tf_fit.py."""
+    for key, value in logs.items():
+        history.setdefault(key, []).append(value)
+    watch.on_epoch_end(epoch, logs)
+    return bool(model.stop_training)

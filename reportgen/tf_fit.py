@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .fused import end_epoch, floats
 from .run import PROGRESS_TICKS  # times an epoch the host waits for the graph and reports progress
 
 VALIDATION_PART = 1000  # images a forward pass of validation takes at once: a CNN's activations stay small
@@ -83,20 +84,13 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         logs: dict[str, float] = {}
         for first in range(0, steps, chunk):
             last = min(first + chunk, steps)
-            logs = _floats(train(images, labels, order, tf.constant(first), tf.constant(last)))
+            logs = floats(train(images, labels, order, tf.constant(first), tf.constant(last)))
             watch.on_train_batch_end(last - 1, logs)
             if model.stop_training:
                 break
         probs, val_logs = validate()
         epoch_logs = {**logs, **val_logs}
-        for key, value in epoch_logs.items():
-            history.setdefault(key, []).append(value)
-        watch.on_epoch_end(epoch, epoch_logs)
-        if model.stop_training:
+        if end_epoch(model, watch, history, epoch, epoch_logs):
             break
     model.optimizer.finalize_variable_values(model.trainable_weights)  # as fit ends (optimizers with EMA)
     return history, probs
-
-
-def _floats(logs: Any) -> dict[str, float]:
-    return {k: float(v) for k, v in dict(logs).items()}
