@@ -145,9 +145,21 @@ def pin(pid: int, cores: list[int]) -> None:
             pass
 
 
-def _init_worker(env: dict[str, str]) -> None:
-    """Start of a local worker process: the environment, before keras is imported."""
+_WORKER_DATA: Dataset | None = None  # a local worker's copy of the data set, received once
+
+
+def _init_worker(env: dict[str, str], data: Dataset) -> None:
+    """Start of a local worker process: the environment, before keras is imported, and the data
+    set, kept for every task: sent with each task instead, its 55 MB (MNIST) were pickled and
+    piped through the pool's one feeder thread again for every experiment."""
+    global _WORKER_DATA
     os.environ.update(env)
+    _WORKER_DATA = data
+
+
+def _local_work(task: Task, events: Any) -> Any:
+    assert _WORKER_DATA is not None, "the worker was started without its data set"
+    return work(task, _WORKER_DATA, events)
 
 
 class Runner:
@@ -181,8 +193,7 @@ class LocalRunner(Runner):
         self._manager = context.Manager()
         self.events = self._manager.Queue()
         self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                                         initargs=(worker_environment(jobs, gpus),))
-        self._data = data
+                                         initargs=(worker_environment(jobs, gpus), data))
         # On a CPU the cores are dealt out among the workers that are training, again whenever
         # one starts or finishes: two runs get a core each, the last run left gets them all.
         self._on_cpu = not (gpus > 0 and os.environ.get("CUDA_VISIBLE_DEVICES", None) != "")
@@ -218,7 +229,7 @@ class LocalRunner(Runner):
             pin(pid, cores)
 
     def submit(self, task: Task) -> Future[Any]:
-        return self._pool.submit(work, task, self._data, self.events)
+        return self._pool.submit(_local_work, task, self.events)
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
