@@ -235,3 +235,20 @@ def test_bfloat16_runs_where_supported_and_the_report_says_so(tmp_path: Path,
     again = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["render", "-C", str(root)])
     assert again.exit_code == 0 and "mixed_bfloat16 throughout" in (root / "build" / "report.html").read_text()
 
+
+
+def test_side_by_side_runs_start_with_the_longest(tmp_path: Path) -> None:
+    """Handed out in declared order, the shipped project's GANs (20 epochs) and CNN would start
+    last under --jobs, and the build would wait for them after every dense run had finished."""
+    from reportgen.build import Planned, longest_first
+    from reportgen.spec import load_project
+
+    experiments = load_project(Path(__file__).resolve().parent.parent).experiments
+    todo = [Planned(exp, {}, f"key-{i}", None, ["never run"]) for i, exp in enumerate(experiments)]
+    order = longest_first(todo)
+    assert [p.exp.name for _, p in order[:4]] == ["gan", "gan-l2", "cnn", "dropout-400"]
+    # The dense runs follow in their declared order, and each keeps its number for the display.
+    dense = [p.exp.name for _, p in order[4:]]
+    assert dense == [e.name for e in experiments if e.model.kind == "mlp"]
+    assert sorted(i for i, _ in order) == list(range(1, len(todo) + 1))
+    assert all(todo[i - 1] is p for i, p in order)
