@@ -42,6 +42,10 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The environment every child starts from: the user's, before this process sets anything. Asking
+# reportgen for the device sets TensorFlow's oneDNN switch here, and children inheriting it gave
+# the baseline reportgen's kernels (the CNN then measured 1.01x).
+USER_ENV = dict(os.environ)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -110,7 +114,7 @@ def command_wall(root: Path, npz: Path, names: list[str], jobs: int) -> float:
     for name in names:
         command += ["--only", name]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=USER_ENV)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"reportgen run --jobs {jobs} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -119,13 +123,21 @@ def command_wall(root: Path, npz: Path, names: list[str], jobs: int) -> float:
 
 def one_side(exp: Experiment, data: Dataset, side: str) -> dict[str, float]:
     if side == "reportgen-bf16":
-        return with_reportgen(replace(exp, model=exp.model.model_copy(update={"precision": "mixed_bfloat16"})), data)
-    if side == "reportgen":
-        return with_reportgen(exp, data)
-    if isinstance(exp.model, GANSpec):
+        out = with_reportgen(replace(exp, model=exp.model.model_copy(update={"precision": "mixed_bfloat16"})), data)
+    elif side == "reportgen":
+        out = with_reportgen(exp, data)
+    elif isinstance(exp.model, GANSpec):
         base = gan_baseline(exp.model, data.x_train, exp.model.epochs)
-        return {"seconds": sum(base["seconds"]), "d_loss": base["d_loss"], "g_loss": base["g_loss"]}
-    return plain_keras(exp, data)
+        out = {"seconds": sum(base["seconds"]), "d_loss": base["d_loss"], "g_loss": base["g_loss"]}
+    else:
+        out = plain_keras(exp, data)
+    import keras
+
+    from reportgen.run import onednn_enabled
+
+    if keras.backend.backend() == "tensorflow":  # which CPU kernels this side ran: 1 oneDNN, 0 Eigen
+        out["onednn"] = float(bool(onednn_enabled()))
+    return out
 
 
 def main() -> None:
@@ -163,7 +175,7 @@ def main() -> None:
 
     def child(exp: Experiment, side: str) -> dict[str, float]:
         done = subprocess.run([sys.executable, __file__, "--epochs", str(args.epochs), "--images", str(args.images),
-                               "--only", exp.name, "--side", side], capture_output=True, text=True)
+                               "--only", exp.name, "--side", side], capture_output=True, text=True, env=USER_ENV)
         if done.returncode != 0:
             sys.exit(f"{exp.name} ({side}) failed:\n{done.stderr[-3000:]}")
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -179,6 +191,8 @@ def main() -> None:
         quality = (f"val_accuracy {base['val_accuracy']:.4f} / {ours['val_accuracy']:.4f}"
                    if "val_accuracy" in base and "val_accuracy" in ours
                    else f"d_loss {base['d_loss']:.3f} / {ours['d_loss']:.3f}")
+        if "onednn" in base and "onednn" in ours:
+            quality += "   oneDNN " + " / ".join("on" if side["onednn"] else "off" for side in (base, ours))
         print(f"  {exp.name:24} baseline {base['seconds']:7.1f} s   reportgen {ours['seconds']:7.1f} s   "
               f"x{base['seconds'] / ours['seconds']:.2f}   {quality}", flush=True)
         if args.bf16:
