@@ -229,3 +229,52 @@ def test_gan_samples_under_jax_are_the_generators_own_output_on_its_trained_weig
     assert out["repeatable"]
     # Fused into one program, a pixel may round the other way; a few at most, by one level.
     assert out["max_diff"] <= 1 and out["equal"] > 0.999
+
+
+CACHE_CHECK = r"""
+import json, logging, sys
+from pathlib import Path
+
+from reportgen import data, run
+from reportgen.spec import load_project
+
+
+class Seen(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.hits = self.misses = 0
+
+    def emit(self, record):
+        message = record.getMessage()
+        self.hits += message.startswith("Persistent compilation cache hit")
+        self.misses += message.startswith("PERSISTENT COMPILATION CACHE MISS")
+
+
+seen = Seen()
+logger = logging.getLogger("jax._src.compiler")
+logger.setLevel(logging.DEBUG)
+logger.addHandler(seen)
+root = Path(sys.argv[1])
+exp = next(e for e in load_project(root).experiments if e.name == "plain")
+outcome = run.train(exp, data.subset(data.load("mnist-sample"), 300, 100), root / "experiments")
+print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.result["weights_sha256"]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_training_of_the_same_model_under_jax_compiles_nothing(tmp_path) -> None:
+    # The build keeps JAX's compiled programs in its cache (REPORTGEN_XLA_CACHE): a rebuild, a
+    # verify or another worker training the same shapes loads every program, the weights'
+    # initialisers included, instead of compiling it again.
+    root = write_project(tmp_path, {"experiments/1-jax.toml": SECTION, "experiments/1-jax.md": "Under JAX.\n",
+                                    "experiments/nets.py": NETS})
+    env = {**os.environ, "KERAS_BACKEND": "jax", "REPORTGEN_XLA_CACHE": str(tmp_path / "xla")}
+    outs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", CACHE_CHECK, str(root)], capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    first, second = outs
+    assert first["misses"] >= 5 and first["hits"] == 0
+    assert second == {"hits": first["misses"], "misses": 0, "weights": first["weights"]}
