@@ -111,6 +111,10 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
     from .run import backend_name, versions
 
     backend, vers = backend_name(), versions()
+    if backend == "jax":
+        from .fused import check_environment
+
+        check_environment()  # a misspelt switch or XLA option stops the build here, not in every run
     planned = []
     for exp in project.experiments:
         inputs = store.inputs_for(exp, project.experiments_dir, data.fingerprint, backend, vers)

@@ -19,7 +19,9 @@ REPORTGEN_DEVICE_LOOP=1 or 0 chooses either way on any device.
 On a GPU, a model without convolutions is compiled without XLA's autotuning, which times candidate
 kernels for each new shape. On an H100 that cost 1-3 s per dense run, about half of such a run.
 A model with convolutions keeps it: without it, the CNN ran several times slower there.
-REPORTGEN_XLA_AUTOTUNE=0-4 sets XLA's level for every model.
+REPORTGEN_XLA_AUTOTUNE=0-4 sets XLA's level for every model. REPORTGEN_XLA_OPTIONS, a JSON object of
+XLA's compile options (`{"xla_gpu_enable_triton_gemm": false}`), is added to every program
+reportgen compiles, to try XLA's other settings on a machine without changing the code.
 
 The semantics are Keras': the same model, loss, optimizer, metrics, batch size, a fresh shuffle
 each epoch and a short last batch. Validation loss is the mean cross-entropy plus the model's
@@ -28,6 +30,7 @@ regularization losses, as `evaluate` reports it.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +44,7 @@ from .run import PROGRESS_TICKS  # times an epoch the host waits for the device 
 
 LOOP_ENV = "REPORTGEN_DEVICE_LOOP"  # 1: a tenth of an epoch per call, 0: a step per call; default by device
 AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # XLA's GPU autotuning level, 0-4, for every model
+OPTIONS_ENV = "REPORTGEN_XLA_OPTIONS"  # a JSON object of XLA compile options, for every program
 
 
 def _switch(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -61,15 +65,55 @@ def device_loop() -> bool:
 def compiler_options(*models: Any, platform: str | None = None) -> dict[str, Any]:
     """XLA options for the JAX programs that train `models` on `platform` (default: JAX's own).
     On a GPU: no autotuning for models without convolutions, XLA's default for the rest, unless
-    REPORTGEN_XLA_AUTOTUNE says otherwise. Elsewhere: none."""
+    REPORTGEN_XLA_AUTOTUNE says otherwise. Elsewhere: none. REPORTGEN_XLA_OPTIONS is added last."""
     import jax
 
     level = _switch(AUTOTUNE_ENV, ("0", "1", "2", "3", "4"))
-    if (platform or jax.default_backend()) != "gpu":
+    options: dict[str, Any] = {}
+    if (platform or jax.default_backend()) == "gpu":
+        if level is not None:
+            options["xla_gpu_autotune_level"] = int(level)
+        elif not any(_convolves(m) for m in models):
+            options["xla_gpu_autotune_level"] = 0
+    return {**options, **extra_options()}
+
+
+def extra_options() -> dict[str, Any]:
+    """The options REPORTGEN_XLA_OPTIONS adds to every program; {} when it is unset."""
+    text = os.environ.get(OPTIONS_ENV, "").strip()
+    if not text:
         return {}
-    if level is None:
-        return {} if any(_convolves(m) for m in models) else {"xla_gpu_autotune_level": 0}
-    return {"xla_gpu_autotune_level": int(level)}
+    example = '{"xla_gpu_enable_triton_gemm": false}'
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportgenError(f"environment variable {OPTIONS_ENV}: not JSON ({exc.msg} at character {exc.pos}); "
+                             f"expected an object of XLA options, such as {example}") from None
+    if not isinstance(options, dict) or not options:
+        raise ReportgenError(f"environment variable {OPTIONS_ENV}: expected a non-empty JSON object of XLA "
+                             f"options, such as {example}; got {text!r}")
+    for name, value in options.items():
+        if not name.startswith("xla_") or isinstance(value, (list, dict)) or value is None:
+            raise ReportgenError(f"environment variable {OPTIONS_ENV}: {name!r}: {value!r}: expected an XLA option "
+                                 "(its name starts with xla_) set to true, false, a number or a string")
+    return options
+
+
+def check_environment() -> None:
+    """Stop before any training on a bad value of any of these switches, and when
+    REPORTGEN_XLA_OPTIONS names an option this XLA does not have or gives one a value it does not
+    take (one trivial program is compiled with them to find out)."""
+    _switch(LOOP_ENV, ("0", "1"))
+    _switch(AUTOTUNE_ENV, ("0", "1", "2", "3", "4"))
+    options = extra_options()
+    if not options:
+        return
+    import jax
+
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=options).lower(1.0).compile()
+    except Exception as exc:  # XLA's own words say which option and why
+        raise ReportgenError(f"environment variable {OPTIONS_ENV}: XLA refused it: {exc}") from None
 
 
 CONVOLUTIONS = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",

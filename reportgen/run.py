@@ -149,7 +149,7 @@ def set_seeds(seed: int) -> dict[str, Any]:
     elif keras.backend.backend() == "jax" and os.environ.get(XLA_CACHE_ENV):
         import jax
 
-        # A rebuild (--force, verify) or a second model of the same shape loads its compiled
+        # A rebuild (--force) or a second model of the same shapes loads its compiled
         # programs instead of compiling them again: compilation is most of a small run on a GPU.
         # Every program is kept, however quick to compile: a model's weight initialisers are a
         # dozen small programs compiled one after another before training starts (on 2 CPU cores,

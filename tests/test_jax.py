@@ -173,6 +173,59 @@ def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: 
     assert fused.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 4}
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"xla_gpu_enable_triton_gemm": fals}', "not JSON (Expecting value at character 31)"),
+    ('["xla_gpu_enable_triton_gemm"]', "expected a non-empty JSON object of XLA options"),
+    ('{"triton_gemm": false}', "'triton_gemm': False: expected an XLA option (its name starts with xla_)"),
+    ('{"xla_gpu_enable_command_buffer": ["WHILE"]}', "'xla_gpu_enable_command_buffer': ['WHILE']: expected"),
+])
+def test_bad_xla_options_are_named_with_what_they_take(text: str, expected: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen import fused
+    from reportgen.errors import ReportgenError
+
+    monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", text)
+    with pytest.raises(ReportgenError) as caught:
+        fused.compiler_options()
+    assert str(caught.value).startswith("environment variable REPORTGEN_XLA_OPTIONS: ")
+    assert expected in str(caught.value)
+
+
+def test_xla_options_from_the_environment_reach_every_program_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    from reportgen import fused
+
+    dense = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
+    monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", '{"xla_gpu_enable_triton_gemm": false, "xla_gpu_autotune_level": 2}')
+    assert fused.compiler_options(dense, platform="gpu") == {"xla_gpu_enable_triton_gemm": False,
+                                                             "xla_gpu_autotune_level": 2}
+    assert fused.compiler_options(dense, platform="cpu") == {"xla_gpu_enable_triton_gemm": False,
+                                                             "xla_gpu_autotune_level": 2}
+
+
+@pytest.mark.slow
+def test_an_xla_option_that_xla_lacks_stops_the_build_before_training_and_keeps_the_cache(tmp_path) -> None:
+    root = write_project(tmp_path, {"experiments/1-jax.toml": SECTION.replace("epochs = 2", "epochs = 1"),
+                                    "experiments/1-jax.md": "Under JAX.\n", "experiments/nets.py": NETS})
+    command = [sys.executable, "-m", "reportgen", "run", "-C", str(root), "--backend", "jax", "--only", "plain",
+               "--limit-train", "200", "--limit-val", "50"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORTGEN_")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    cached = sorted(p.name for p in (root / ".reportgen-cache" / "results").iterdir())
+    assert cached
+    bad = {**env, "REPORTGEN_XLA_OPTIONS": '{"xla_gpu_enable_trition_gemm": false}'}
+    done = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=600, env=bad)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-2000:]
+    assert "environment variable REPORTGEN_XLA_OPTIONS: XLA refused it" in output
+    assert "No such compile option: 'xla_gpu_enable_trition_gemm'" in output
+    assert "Traceback" not in output and "plain:" not in output
+    assert sorted(p.name for p in (root / ".reportgen-cache" / "results").iterdir()) == cached
+
+
 GAN_SECTION = """
 number = "2"
 title = "A GAN under JAX"
@@ -263,9 +316,9 @@ print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.r
 
 @pytest.mark.slow
 def test_a_second_training_of_the_same_model_under_jax_compiles_nothing(tmp_path) -> None:
-    # The build keeps JAX's compiled programs in its cache (REPORTGEN_XLA_CACHE): a rebuild, a
-    # verify or another worker training the same shapes loads every program, the weights'
-    # initialisers included, instead of compiling it again.
+    # The build keeps JAX's compiled programs in its cache (REPORTGEN_XLA_CACHE): a rebuild or
+    # another worker training the same shapes loads every program, the weights' initialisers
+    # included, instead of compiling it again.
     root = write_project(tmp_path, {"experiments/1-jax.toml": SECTION, "experiments/1-jax.md": "Under JAX.\n",
                                     "experiments/nets.py": NETS})
     env = {**os.environ, "KERAS_BACKEND": "jax", "REPORTGEN_XLA_CACHE": str(tmp_path / "xla")}
