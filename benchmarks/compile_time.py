@@ -12,6 +12,7 @@ so they can add up to more than the run), the slowest programs, and the seconds 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("names", nargs="+", help="run names, in the order to train them")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--images", type=int, default=60000)
+    parser.add_argument("--json", action="store_true", help="also print each run's figures as one JSON line")
     args = parser.parse_args()
     if os.environ.get("KERAS_BACKEND") != "jax":
         sys.exit("compile_time.py measures JAX compilation: run it with KERAS_BACKEND=jax")
@@ -83,6 +85,12 @@ def main() -> None:
             print(f"{name:24} {seconds:8.2f} {len(mine):9d} {sum(s for _, s in mine):12.2f}  "
                   f"{' '.join(f'{s:.2f}' for s in epochs)}; "
                   f"{', '.join(f'{p} {s:.2f}' for p, s in slowest)}", flush=True)
+            if args.json:
+                history = outcome.result.get("history", {})
+                quality = {k: history[k][-1] for k in ("val_accuracy", "d_loss") if history.get(k)}
+                print("JSON " + json.dumps({"run": name, "seconds": seconds, "programs": len(mine),
+                                            "compiling": sum(s for _, s in mine), "epochs": epochs, **quality}),
+                      flush=True)
 
 
 if __name__ == "__main__":

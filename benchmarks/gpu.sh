@@ -9,6 +9,7 @@
 #     bash benchmarks/gpu.sh                       # the whole measurement
 #     bash benchmarks/gpu.sh --epochs 2 --only relu-200x100 cnn gan
 #     bash benchmarks/gpu.sh compile_time.py relu-200x100 cnn
+#     bash benchmarks/gpu.sh xla_options.py            # which XLA settings compile fastest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
