@@ -93,9 +93,7 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
     above = acc >= threshold
     ax.scatter(params[~above], acc[~above], color=COLORS[1], label=f"below {threshold:.0%}", zorder=3)
     ax.scatter(params[above], acc[above], color=COLORS[0], label=f"at or above {threshold:.0%}", zorder=3)
-    for p in points:
-        ax.annotate(p["label"], (p["params"], p["val_accuracy"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+    labels = [ax.text(p["params"], p["val_accuracy"], p["label"], fontsize=7) for p in points]
     ax.axhline(threshold, color="#555555", linestyle="--", linewidth=1, label=f"{threshold:.0%} line")
     smallest = min((p for p in points if p["val_accuracy"] >= threshold), key=lambda p: p["params"],
                    default=None)
@@ -108,7 +106,18 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
     ax.set_ylabel("Final validation accuracy")
     ax.set_title("Parameters against final validation accuracy")
     ax.legend(frameon=False, fontsize=7, loc="lower right")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.1 * (high - low))  # room above the best runs for their names
+    left, right = ax.get_xlim()
+    ax.set_xlim(left, right * 1.3)  # and right of the largest
     fig.tight_layout()
+    # Runs of similar size and accuracy sit close together: move their names apart, off the
+    # points, and draw a thin line to a name that had to move far.
+    from adjustText import adjust_text
+
+    adjust_text(labels, x=params, y=acc, ax=ax, expand=(1.15, 1.4), expand_axes=True,
+                iter_lim=300,  # not a time limit: the same figure gives the same bytes
+                arrowprops={"arrowstyle": "-", "color": "#888888", "linewidth": 0.5})
     return fig
 
 

@@ -31,6 +31,27 @@ def test_params_figure_has_threshold_line_and_marks_the_smallest():
     assert ax.get_xscale() == "log"
 
 
+def test_run_names_on_the_scatter_do_not_cover_each_other_or_leave_the_figure():
+    # Ten runs as the full assignment gives them: several of similar size and accuracy.
+    sizes = {"200x100": 178110, "100x100": 89610, "10x100": 9960, "200x200": 199210, "100x200": 99710,
+             "10x200": 12060, "200x10": 159010, "100x10": 79620, "10x10": 8070, "30x100": 27660}
+    accuracy = [0.980, 0.978, 0.941, 0.981, 0.979, 0.942, 0.975, 0.972, 0.931, 0.966]
+    points = [{"label": f"relu-{name}", "params": n, "val_accuracy": a}
+              for (name, n), a in zip(sizes.items(), accuracy, strict=True)]
+    fig = figures.params_vs_accuracy(points, 0.97)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    assert sorted(boxes) == sorted(p["label"] for p in points)
+    names = sorted(boxes)
+    overlapping = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if boxes[a].overlaps(boxes[b])]
+    assert overlapping == []
+    whole = fig.bbox
+    assert all(whole.x0 <= b.x0 and b.x1 <= whole.x1 and whole.y0 <= b.y0 and b.y1 <= whole.y1
+               for b in boxes.values())
+    assert figures.svg_text(figures.params_vs_accuracy(points, 0.97)) == figures.svg_text(fig)  # same bytes
+
+
 def test_overlay_has_one_series_per_run():
     fig = figures.overlay({"a": HISTORY, "b": HISTORY, "c": HISTORY}, "val_accuracy")
     assert [ln.get_label() for ln in fig.axes[0].get_lines()] == ["a", "b", "c"]
