@@ -227,7 +227,7 @@ def mode_collapse(rows: list[dict[str, Any]], classifier: str) -> Any:
     shares_ax.set_xlabel("Epoch")
     shares_ax.set_ylabel(f"Share (classified by {classifier})")
     shares_ax.set_title("Digits among generated images")
-    shares_ax.legend(frameon=False, fontsize=6, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    shares_ax.legend(frameon=False, fontsize=6, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     entropy_ax.plot(epochs, [r["entropy"] for r in rows], marker="o", ms=3, color=COLORS[0], label="entropy")
     if rows:
         entropy_ax.axhline(rows[0]["max_entropy"], color="#555555", linestyle="--", linewidth=1,
@@ -236,7 +236,8 @@ def mode_collapse(rows: list[dict[str, Any]], classifier: str) -> Any:
     entropy_ax.set_xlabel("Epoch")
     entropy_ax.set_ylabel("Entropy (bits)")
     entropy_ax.set_title("Spread over the ten digits")
-    entropy_ax.legend(frameon=False, fontsize=7, loc="lower right")
+    # Below the axes, as the digits' legend: the entropy can end anywhere from 0 to the maximum.
+    entropy_ax.legend(frameon=False, fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     for ax in (shares_ax, entropy_ax):
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
