@@ -111,10 +111,6 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
     from .run import backend_name, versions
 
     backend, vers = backend_name(), versions()
-    if backend == "jax":
-        from .fused import check_environment
-
-        check_environment()  # a misspelt switch or XLA option stops the build here, not in every run
     planned = []
     for exp in project.experiments:
         inputs = store.inputs_for(exp, project.experiments_dir, data.fingerprint, backend, vers)
@@ -140,6 +136,9 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
             if p.exp.name in session.selected and (p.entry is None or session.options.force)]
     if not todo:
         return []
+    from .fused import check_environment
+
+    check_environment()  # a misspelt switch or XLA option stops the build here, not in every run
     running: set[str] = set()
     try:
         from .parallel import scheduler_address

@@ -20,8 +20,8 @@ On a GPU, a model without convolutions is compiled without XLA's autotuning, whi
 kernels for each new shape. On an H100 that cost 1-3 s per dense run, about half of such a run.
 A model with convolutions keeps it: without it, the CNN ran several times slower there.
 REPORTGEN_XLA_AUTOTUNE=0-4 sets XLA's level for every model. REPORTGEN_XLA_OPTIONS, a JSON object of
-XLA's compile options (`{"xla_gpu_enable_triton_gemm": false}`), is added to every program
-reportgen compiles, to try XLA's other settings on a machine without changing the code.
+XLA's compile options (`{"xla_gpu_enable_triton_gemm": false}`), is added to the programs of these
+training loops and the GAN's, to try XLA's other settings on a machine without changing the code.
 
 The semantics are Keras': the same model, loss, optimizer, metrics, batch size, a fresh shuffle
 each epoch and a short last batch. Validation loss is the mean cross-entropy plus the model's
@@ -44,7 +44,7 @@ from .run import PROGRESS_TICKS  # times an epoch the host waits for the device 
 
 LOOP_ENV = "REPORTGEN_DEVICE_LOOP"  # 1: a tenth of an epoch per call, 0: a step per call; default by device
 AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # XLA's GPU autotuning level, 0-4, for every model
-OPTIONS_ENV = "REPORTGEN_XLA_OPTIONS"  # a JSON object of XLA compile options, for every program
+OPTIONS_ENV = "REPORTGEN_XLA_OPTIONS"  # a JSON object of XLA compile options, for the training loops
 
 
 def _switch(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -79,7 +79,10 @@ def compiler_options(*models: Any, platform: str | None = None) -> dict[str, Any
 
 
 def extra_options() -> dict[str, Any]:
-    """The options REPORTGEN_XLA_OPTIONS adds to every program; {} when it is unset."""
+    """The options REPORTGEN_XLA_OPTIONS adds to the programs of reportgen's training loops (a
+    classifier's steps and validation pass, a GAN's steps and sampler); {} when it is unset.
+    Keras' own eager work (weight initialisers, `predict`) does not see them: XLA_FLAGS reaches
+    every program."""
     text = os.environ.get(OPTIONS_ENV, "").strip()
     if not text:
         return {}
@@ -92,17 +95,22 @@ def extra_options() -> dict[str, Any]:
     if not isinstance(options, dict) or not options:
         raise ReportgenError(f"environment variable {OPTIONS_ENV}: expected a non-empty JSON object of XLA "
                              f"options, such as {example}; got {text!r}")
-    for name, value in options.items():
-        if not name.startswith("xla_") or isinstance(value, (list, dict)) or value is None:
-            raise ReportgenError(f"environment variable {OPTIONS_ENV}: {name!r}: {value!r}: expected an XLA option "
-                                 "(its name starts with xla_) set to true, false, a number or a string")
-    return options
+    bad = [f"{json.dumps(name)}: {json.dumps(value)}" for name, value in options.items()
+           if not name.startswith("xla_") or isinstance(value, (list, dict)) or value is None]
+    if bad:
+        raise ReportgenError(f"environment variable {OPTIONS_ENV}: {'; '.join(bad)}: expected XLA options (names "
+                             "that start with xla_) set to true, false, a number or a string")
+    return dict(options)
 
 
 def check_environment() -> None:
-    """Stop before any training on a bad value of any of these switches, and when
+    """Stop before any training on a bad value of these switches. Under JAX, also when
     REPORTGEN_XLA_OPTIONS names an option this XLA does not have or gives one a value it does not
-    take (one trivial program is compiled with them to find out)."""
+    take (one trivial program is compiled with them to find out). Other backends ignore them."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return
     _switch(LOOP_ENV, ("0", "1"))
     _switch(AUTOTUNE_ENV, ("0", "1", "2", "3", "4"))
     options = extra_options()
@@ -110,9 +118,10 @@ def check_environment() -> None:
         return
     import jax
 
+    lowered = jax.jit(lambda x: x + 1).lower(1.0)  # outside the try: a device that fails to start is not the options'
     try:
-        jax.jit(lambda x: x + 1, compiler_options=options).lower(1.0).compile()
-    except Exception as exc:  # XLA's own words say which option and why
+        lowered.compile(compiler_options=options)
+    except jax.errors.JaxRuntimeError as exc:  # XLA's own words say which option and why
         raise ReportgenError(f"environment variable {OPTIONS_ENV}: XLA refused it: {exc}") from None
 
 

@@ -146,9 +146,22 @@ def set_seeds(seed: int) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(threads)
-    elif keras.backend.backend() == "jax" and os.environ.get(XLA_CACHE_ENV):
-        import jax
+    elif keras.backend.backend() == "jax":
+        _jax_settings(flags)
+    flags["cpu_threads"] = threads
+    return flags
 
+
+def _jax_settings(flags: dict[str, Any]) -> None:
+    """Record the XLA options the training loops get; keep compiled programs in the build's cache."""
+    import jax
+
+    from .fused import extra_options
+
+    options = extra_options()
+    if options:  # other kernels (cuBLAS or Triton, say), other last bits of the weights
+        flags["xla_options"] = options
+    if os.environ.get(XLA_CACHE_ENV):
         # A rebuild (--force) or a second model of the same shapes loads its compiled
         # programs instead of compiling them again: compilation is most of a small run on a GPU.
         # Every program is kept, however quick to compile: a model's weight initialisers are a
@@ -157,8 +170,6 @@ def set_seeds(seed: int) -> dict[str, Any]:
         # all). JAX keeps XLA's GPU autotuning results in the same folder.
         jax.config.update("jax_compilation_cache_dir", os.environ[XLA_CACHE_ENV])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    flags["cpu_threads"] = threads
-    return flags
 
 
 def _share_gpu_memory(tf: Any) -> None:

@@ -100,6 +100,9 @@ def plan(build: Build, project_root: Path, only: list[str], sample: int | None, 
             "MNIST file the build was made from; nothing was run.")
     notes = []
     here_backend, here_versions = backend_name(), versions()
+    from .fused import check_environment
+
+    check_environment()  # a misspelt switch would fail every run and read as "does not reproduce"
     exp_dir = project_root / spec.EXPERIMENTS_DIR
     for e in chosen:
         inputs = e.get("inputs") or {}

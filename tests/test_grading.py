@@ -183,6 +183,23 @@ def test_verify_stops_before_running_on_other_data(builds: dict[str, Path], runn
     assert "not the data the build used" in result.output and "nothing was run" in result.output
 
 
+def test_verify_under_jax_stops_before_running_on_an_xla_option_xla_lacks(builds: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    # Else every run would fail in turn and the build would read as "does not reproduce" (exit 1).
+    import os
+    import subprocess
+    import sys
+
+    root = copy_project(builds["a"], tmp_path)
+    env = {**os.environ, "REPORTGEN_XLA_OPTIONS": '{"xla_gpu_enable_trition_gemm": false}'}
+    done = subprocess.run([sys.executable, "-m", "reportgen", "verify", str(root / "build"), "--backend", "jax"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-2000:]
+    assert "REPORTGEN_XLA_OPTIONS: XLA refused it" in output and "'xla_gpu_enable_trition_gemm'" in output
+    assert "Verifying" not in output and "Traceback" not in output
+
+
 # --- check -------------------------------------------------------------------------------------------
 
 

@@ -176,8 +176,9 @@ def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: 
 @pytest.mark.parametrize(("text", "expected"), [
     ('{"xla_gpu_enable_triton_gemm": fals}', "not JSON (Expecting value at character 31)"),
     ('["xla_gpu_enable_triton_gemm"]', "expected a non-empty JSON object of XLA options"),
-    ('{"triton_gemm": false}', "'triton_gemm': False: expected an XLA option (its name starts with xla_)"),
-    ('{"xla_gpu_enable_command_buffer": ["WHILE"]}', "'xla_gpu_enable_command_buffer': ['WHILE']: expected"),
+    ('{"triton_gemm": false, "xla_gpu_enable_command_buffer": ["WHILE"], "xla_gpu_autotune_level": 0}',
+     '"triton_gemm": false; "xla_gpu_enable_command_buffer": ["WHILE"]: expected XLA options (names that start '
+     'with xla_) set to true, false, a number or a string'),
 ])
 def test_bad_xla_options_are_named_with_what_they_take(text: str, expected: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,7 +192,7 @@ def test_bad_xla_options_are_named_with_what_they_take(text: str, expected: str,
     assert expected in str(caught.value)
 
 
-def test_xla_options_from_the_environment_reach_every_program_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xla_options_from_the_environment_are_added_last_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
     from reportgen import fused
@@ -206,16 +207,20 @@ def test_xla_options_from_the_environment_reach_every_program_and_win(monkeypatc
 
 
 @pytest.mark.slow
-def test_an_xla_option_that_xla_lacks_stops_the_build_before_training_and_keeps_the_cache(tmp_path) -> None:
+def test_an_xla_option_that_xla_lacks_stops_training_before_it_starts_and_keeps_the_cache(tmp_path) -> None:
     root = write_project(tmp_path, {"experiments/1-jax.toml": SECTION.replace("epochs = 2", "epochs = 1"),
                                     "experiments/1-jax.md": "Under JAX.\n", "experiments/nets.py": NETS})
     command = [sys.executable, "-m", "reportgen", "run", "-C", str(root), "--backend", "jax", "--only", "plain",
                "--limit-train", "200", "--limit-val", "50"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPORTGEN_")}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    options = {"xla_gpu_enable_triton_gemm": False}  # a GPU option: accepted, and unused, on a CPU
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**env, "REPORTGEN_XLA_OPTIONS": json.dumps(options)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     cached = sorted(p.name for p in (root / ".reportgen-cache" / "results").iterdir())
-    assert cached
+    assert len(cached) == 1
+    result = json.loads((root / ".reportgen-cache" / "results" / cached[0] / "result.json").read_text())
+    assert result["determinism"]["xla_options"] == options  # the options that trained it, on record
     bad = {**env, "REPORTGEN_XLA_OPTIONS": '{"xla_gpu_enable_trition_gemm": false}'}
     done = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=600, env=bad)
     output = done.stdout + done.stderr

@@ -252,3 +252,17 @@ def test_side_by_side_runs_start_with_the_longest(tmp_path: Path) -> None:
     assert dense == [e.name for e in experiments if e.model.kind == "mlp"]
     assert sorted(i for i, _ in order) == list(range(1, len(todo) + 1))
     assert all(todo[i - 1] is p for i, p in order)
+
+
+def test_workers_train_with_the_builds_jax_switches_not_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Dask worker starts each run from its own environment plus these: a switch the build did
+    # not set must reach it as unset, not as whatever that worker's machine happens to say.
+    from reportgen import parallel
+
+    monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", '{"xla_gpu_enable_triton_gemm": false}')
+    monkeypatch.setenv("REPORTGEN_DEVICE_LOOP", "1")
+    monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
+    env = parallel.worker_environment(1, 0)
+    assert env["REPORTGEN_XLA_OPTIONS"] == '{"xla_gpu_enable_triton_gemm": false}'
+    assert env["REPORTGEN_DEVICE_LOOP"] == "1"
+    assert env["REPORTGEN_XLA_AUTOTUNE"] == ""
