@@ -49,7 +49,35 @@ def test_run_names_on_the_scatter_do_not_cover_each_other_or_leave_the_figure():
     whole = fig.bbox
     assert all(whole.x0 <= b.x0 and b.x1 <= whole.x1 and whole.y0 <= b.y0 and b.y1 <= whole.y1
                for b in boxes.values())
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert [name for name, box in boxes.items() if box.overlaps(legend)] == []
     assert figures.svg_text(figures.params_vs_accuracy(points, 0.97)) == figures.svg_text(fig)  # same bytes
+
+
+def test_a_crowded_scatter_names_the_runs_no_smaller_run_beats():
+    # Beyond 30 runs, naming every point would take minutes and cover the plot.
+    points = [{"label": f"run-{i}", "params": 1000 + 37 * i, "val_accuracy": 0.5 + 0.4 * ((i * 7919) % 101) / 101}
+              for i in range(120)]
+    fig = figures.params_vs_accuracy(points, 0.97)
+    named = {t.get_text() for t in fig.axes[0].texts}
+    best, frontier = -1.0, set()
+    for p in sorted(points, key=lambda p: p["params"]):
+        if p["val_accuracy"] > best:
+            frontier.add(p["label"])
+            best = p["val_accuracy"]
+    assert named == frontier and 1 < len(named) < 30
+
+
+def test_mode_collapse_legends_sit_clear_of_the_axis_labels():
+    rows = [{"epoch": e, "shares": [0.91 if d == 3 else 0.01 for d in range(10)], "entropy": 0.7,
+             "max_entropy": 3.32} for e in (1, 2, 3)]
+    fig = figures.mode_collapse(rows, "cnn")
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.xaxis.label.get_window_extent(renderer))
+        assert not legend.overlaps(ax.get_window_extent(renderer))  # nor the line or bars it names
+        assert legend.y0 >= fig.bbox.y0
 
 
 def test_overlay_has_one_series_per_run():
