@@ -45,6 +45,7 @@ from .run import PROGRESS_TICKS  # times an epoch the host waits for the device 
 LOOP_ENV = "REPORTGEN_DEVICE_LOOP"  # 1: a tenth of an epoch per call, 0: a step per call; default by device
 AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # XLA's GPU autotuning level, 0-4, for every model
 OPTIONS_ENV = "REPORTGEN_XLA_OPTIONS"  # a JSON object of XLA compile options, for the training loops
+LOOP_VALUES, AUTOTUNE_LEVELS = ("0", "1"), ("0", "1", "2", "3", "4")
 
 
 def _switch(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -58,7 +59,7 @@ def device_loop() -> bool:
     """Whether steps loop inside one compiled program (accelerators) or are one call each (CPU)."""
     import jax
 
-    chosen = _switch(LOOP_ENV, ("0", "1"))
+    chosen = _switch(LOOP_ENV, LOOP_VALUES)
     return chosen == "1" if chosen else jax.default_backend() != "cpu"
 
 
@@ -68,7 +69,7 @@ def compiler_options(*models: Any, platform: str | None = None) -> dict[str, Any
     REPORTGEN_XLA_AUTOTUNE says otherwise. Elsewhere: none. REPORTGEN_XLA_OPTIONS is added last."""
     import jax
 
-    level = _switch(AUTOTUNE_ENV, ("0", "1", "2", "3", "4"))
+    level = _switch(AUTOTUNE_ENV, AUTOTUNE_LEVELS)
     options: dict[str, Any] = {}
     if (platform or jax.default_backend()) == "gpu":
         if level is not None:
@@ -111,8 +112,8 @@ def check_environment() -> None:
 
     if keras.backend.backend() != "jax":
         return
-    _switch(LOOP_ENV, ("0", "1"))
-    _switch(AUTOTUNE_ENV, ("0", "1", "2", "3", "4"))
+    _switch(LOOP_ENV, LOOP_VALUES)
+    _switch(AUTOTUNE_ENV, AUTOTUNE_LEVELS)
     options = extra_options()
     if not options:
         return
