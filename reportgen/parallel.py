@@ -110,7 +110,7 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
 def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
     """Environment for worker processes: the build's backend and device choice (already in
     os.environ), the sequential thread-pool size, and GPU memory taken as needed when shared."""
-    from .fused import AUTOTUNE_ENV, LOOP_ENV, OPTIONS_ENV
+    from .fused import AUTOTUNE_ENV, CACHE_MB_ENV, LOOP_ENV, OPTIONS_ENV
     from .run import ONEDNN_ENV, THREADS_ENV, cpu_threads
 
     env = {THREADS_ENV: str(cpu_threads()), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
@@ -119,7 +119,7 @@ def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
             env[name] = os.environ[name]
     # The build's own JAX switches, checked before training, set or empty (unset): a Dask worker
     # would otherwise train with whatever its own environment says, which nobody checked.
-    env.update({name: os.environ.get(name, "") for name in (LOOP_ENV, AUTOTUNE_ENV, OPTIONS_ENV)})
+    env.update({name: os.environ.get(name, "") for name in (LOOP_ENV, AUTOTUNE_ENV, OPTIONS_ENV, CACHE_MB_ENV)})
     if gpus and jobs > 1:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX: several processes on one GPU
     return env

@@ -154,22 +154,16 @@ def set_seeds(seed: int) -> dict[str, Any]:
 
 def _jax_settings(flags: dict[str, Any]) -> None:
     """Record the XLA options the training loops get; keep compiled programs in the build's cache."""
-    import jax
-
-    from .fused import extra_options
+    from .fused import extra_options, keep_programs
 
     options = extra_options()
     if options:  # other kernels (cuBLAS or Triton, say), other last bits of the weights
         flags["xla_options"] = options
     if os.environ.get(XLA_CACHE_ENV):
-        # A rebuild (--force) or a second model of the same shapes loads its compiled
-        # programs instead of compiling them again: compilation is most of a small run on a GPU.
-        # Every program is kept, however quick to compile: a model's weight initialisers are a
-        # dozen small programs compiled one after another before training starts (on 2 CPU cores,
-        # relu-200x100 on 4,000 images: 2.1 s rebuilding with only the slow ones kept, 1.1 s with
-        # all). JAX keeps XLA's GPU autotuning results in the same folder.
-        jax.config.update("jax_compilation_cache_dir", os.environ[XLA_CACHE_ENV])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        # A rebuild (--force) or a second model of the same shapes loads its compiled programs
+        # instead of compiling them again: compilation is most of a small run on a GPU. JAX keeps
+        # XLA's GPU autotuning results in the same folder.
+        keep_programs(os.environ[XLA_CACHE_ENV])
 
 
 def _share_gpu_memory(tf: Any) -> None:

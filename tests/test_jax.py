@@ -154,6 +154,20 @@ def test_a_bad_jax_switch_is_named_with_what_it_takes(variable: str, monkeypatch
         fused.device_loop() if variable.endswith("LOOP") else fused.compiler_options()
 
 
+@pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
+def test_a_bad_bound_on_the_compiled_programs_is_named_with_what_it_takes(value: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from reportgen import fused
+    from reportgen.errors import ReportgenError
+
+    monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", value)
+    with pytest.raises(ReportgenError, match=f"REPORTGEN_XLA_CACHE_MB='{value}': expected a size in megabytes, "
+                                             "0 or more, such as 2048 or 0.5"):
+        fused.program_cache_bytes()
+    monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", "0.5")
+    assert fused.program_cache_bytes() == 2**19
+
+
 def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
@@ -320,19 +334,40 @@ print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.r
 
 
 @pytest.mark.slow
-def test_a_second_training_of_the_same_model_under_jax_compiles_nothing(tmp_path) -> None:
+def test_compiled_programs_are_loaded_again_mended_when_cut_short_and_kept_within_their_bound(tmp_path) -> None:
     # The build keeps JAX's compiled programs in its cache (REPORTGEN_XLA_CACHE): a rebuild or
     # another worker training the same shapes loads every program, the weights' initialisers
     # included, instead of compiling it again.
     root = write_project(tmp_path, {"experiments/1-jax.toml": SECTION, "experiments/1-jax.md": "Under JAX.\n",
                                     "experiments/nets.py": NETS})
-    env = {**os.environ, "KERAS_BACKEND": "jax", "REPORTGEN_XLA_CACHE": str(tmp_path / "xla")}
-    outs = []
-    for _ in range(2):
+    folder = tmp_path / "xla"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPORTGEN_")}
+    env.update({"KERAS_BACKEND": "jax", "REPORTGEN_XLA_CACHE": str(folder)})
+
+    def train(**extra: str) -> dict:
         done = subprocess.run([sys.executable, "-c", CACHE_CHECK, str(root)], capture_output=True, text=True,
-                              timeout=600, env=env)
+                              timeout=600, env={**env, **extra})
         assert done.returncode == 0, done.stderr[-3000:]
-        outs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    first, second = outs
+        assert "persistent compilation cache" not in done.stderr, done.stderr[-3000:]  # no entry refused
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    first = train()
     assert first["misses"] >= 5 and first["hits"] == 0
-    assert second == {"hits": first["misses"], "misses": 0, "weights": first["weights"]}
+    assert train() == {"hits": first["misses"], "misses": 0, "weights": first["weights"]}
+
+    # A process killed while writing a program leaves it cut short, without its last-use file:
+    # the next run compiles that one again (once) instead of failing to read it.
+    programs = sorted(folder.glob("*-cache"), key=lambda p: p.stat().st_size)
+    cut = programs[-1]
+    size = cut.stat().st_size
+    cut.write_bytes(cut.read_bytes()[:1000])
+    cut.with_name(cut.name.removesuffix("-cache") + "-atime").unlink()
+    assert train() == {"hits": first["misses"] - 1, "misses": 1, "weights": first["weights"]}
+    assert cut.stat().st_size > size // 2
+
+    # REPORTGEN_XLA_CACHE_MB bounds the folder: the programs used least recently go.
+    bound = 0.1
+    assert sum(p.stat().st_size for p in folder.glob("*-cache")) > bound * 2**20
+    assert train(REPORTGEN_XLA_CACHE_MB=str(bound))["weights"] == first["weights"]
+    kept = sum(p.stat().st_size for p in folder.glob("*-cache"))
+    assert 0 < kept <= bound * 2**20

@@ -262,7 +262,9 @@ def test_workers_train_with_the_builds_jax_switches_not_their_own(monkeypatch: p
     monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", '{"xla_gpu_enable_triton_gemm": false}')
     monkeypatch.setenv("REPORTGEN_DEVICE_LOOP", "1")
     monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
+    monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", "512")
     env = parallel.worker_environment(1, 0)
     assert env["REPORTGEN_XLA_OPTIONS"] == '{"xla_gpu_enable_triton_gemm": false}'
     assert env["REPORTGEN_DEVICE_LOOP"] == "1"
     assert env["REPORTGEN_XLA_AUTOTUNE"] == ""
+    assert env["REPORTGEN_XLA_CACHE_MB"] == "512"
