@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -37,6 +38,34 @@ def test_help_in_a_real_process_is_fast_and_lists_commands():
              "print(sorted(m for m in ('keras', 'tensorflow', 'weasyprint', 'matplotlib') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+def test_tensorflow_loads_without_its_native_start_up_lines_in_the_output():
+    # TensorFlow's native libraries log as they load whatever TF_CPP_MIN_LOG_LEVEL says; every
+    # process that trains loads them, and the lines ran through the progress display.
+    probe = ("from reportgen.run import tensorflow_environment; tensorflow_environment(); "
+             "import keras, tensorflow; print(keras.backend.backend(), tensorflow.__version__ > '2')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={**env, "KERAS_BACKEND": "tensorflow"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["tensorflow", "True"]
+    assert done.stderr == ""
+
+
+def test_only_the_native_lines_the_log_level_holds_back_are_dropped():
+    from reportgen.run import native_log_kept
+
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            "I0000 00:00:1796131035.516561    3710 port.cc:153] oneDNN custom operations are on.\n"
+            "W1201 13:10:02.123456    3710 gpu_device.cc:2344] Cannot dlopen some GPU libraries.\n"
+            "E1201 13:10:02.223456    3710 cuda_dnn.cc:8310] Unable to register cuDNN factory\n"
+            "/site-packages/x.py:3: UserWarning: something a user should see\n")
+    lines = text.splitlines(keepends=True)
+    assert native_log_kept(text, "0") == text
+    assert native_log_kept(text, "1") == "".join(lines[2:])
+    assert native_log_kept(text, "2") == "".join(lines[3:])
+    assert native_log_kept(text, "3") == lines[4]
 
 
 def test_list_shows_the_expanded_grid(runner, make_project):
