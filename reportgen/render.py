@@ -16,7 +16,15 @@ from .commentary import environment, render_bounded
 from .errors import RenderError
 from .store import temp_name, write_atomic
 
-PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+
+def _default_templates() -> Path:
+    """Installed, the defaults are the package's templates/ folder; run from a checkout (an editable
+    install), they are the repository's top-level templates/, which is what installs there."""
+    here = Path(__file__).resolve().parent
+    return here / "templates" if (here / "templates").is_dir() else here.parent / "templates"
+
+
+PACKAGE_TEMPLATES = _default_templates()
 REPORT_TEMPLATE = "report.html.j2"
 STYLESHEET = "style.css"
 
