@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import math
 import os
 import platform
-import re
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -18,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import native_log
 from .data import Dataset
 from .spec import Experiment, GANSpec
 
@@ -94,67 +90,7 @@ def tensorflow_environment() -> None:
     this every x86 machine runs the same kernels. A user's own setting of either variable stands."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault(ONEDNN_ENV, "1")
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietImport())
-
-
-# TensorFlow's native libraries log a few lines as they load ("oneDNN custom operations are on",
-# "Could not find cuda drivers"), with absl's notice that logging is not set up yet, and these
-# ignore TF_CPP_MIN_LOG_LEVEL; imported by every process that trains (Keras seeds TensorFlow
-# whatever the backend), they ran through the progress display six lines a process.
-_NATIVE_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] ")
-_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-
-
-def native_log_kept(text: str, level: str | None = None) -> str:
-    """The lines of what TensorFlow's import wrote to stderr that TF_CPP_MIN_LOG_LEVEL (`level`)
-    lets through: 1 holds back its info lines, 2 its warnings too, 3 its errors too; anything else
-    (a Python warning, a traceback, a fatal error) is always kept."""
-    try:
-        threshold = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") if level is None else level)
-    except ValueError:
-        threshold = 0
-    kept = []
-    for line in text.splitlines(keepends=True):
-        native = _NATIVE_LINE.match(line)
-        if native and "IWE".find(native.group(1)) in range(threshold):
-            continue
-        if threshold and line.rstrip() == _ABSL_NOTICE:
-            continue
-        kept.append(line)
-    return "".join(kept)
-
-
-class _QuietImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports tensorflow, once, with its native start-up lines sifted by native_log_kept."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is not None and spec.loader is not None:
-            self._loader = spec.loader
-            spec.loader = self
-        return spec
-
-    def create_module(self, spec: Any) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        module.__loader__ = module.__spec__.loader = self._loader
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as held:
-            os.dup2(held.fileno(), 2)
-            try:
-                self._loader.exec_module(module)
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                held.seek(0)
-                sys.stderr.write(native_log_kept(held.read().decode(errors="replace")))
+    native_log.install()  # its start-up lines, which ignore the log level, kept out of the display
 
 
 def onednn_enabled() -> bool | None:

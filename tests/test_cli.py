@@ -53,8 +53,27 @@ def test_tensorflow_loads_without_its_native_start_up_lines_in_the_output():
     assert done.stderr == ""
 
 
+def test_a_fatal_error_while_tensorflow_loads_is_still_shown(tmp_path):
+    # The held-back lines pass through a filter process, so a line written just before the
+    # importing process aborts reaches the user all the same.
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'I0000 00:00:1796131035.516561    3710 port.cc:153] chatter\\n')\n"
+        "os.write(2, b'F0000 00:00:1796131035.616561    3710 cpu_feature_guard.cc:1] needs AVX, none here\\n')\n"
+        "os.abort()\n")
+    probe = "from reportgen.run import tensorflow_environment; tensorflow_environment(); import tensorflow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**env, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode != 0
+    assert "cpu_feature_guard.cc:1] needs AVX, none here" in done.stderr
+    assert "chatter" not in done.stderr
+
+
 def test_only_the_native_lines_the_log_level_holds_back_are_dropped():
-    from reportgen.run import native_log_kept
+    from reportgen.native_log import native_log_kept
 
     text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
             "I0000 00:00:1796131035.516561    3710 port.cc:153] oneDNN custom operations are on.\n"
