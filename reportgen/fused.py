@@ -141,14 +141,26 @@ def keep_programs(folder: str) -> None:
     if not size:
         return
     os.makedirs(folder, exist_ok=True)
-    with filelock.FileLock(os.path.join(folder, ".lockfile")):  # the lock JAX takes in that folder
-        _tidy_programs(Path(folder), size)
+    if _jax_layout_known():
+        with filelock.FileLock(os.path.join(folder, ".lockfile")):  # the lock JAX takes in that folder
+            _tidy_programs(Path(folder), size)
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_compilation_cache_max_size", size)
     # Every program is kept, however quick to compile: a model's weight initialisers are a dozen
     # small programs compiled one after another before training starts (on 2 CPU cores,
     # relu-200x100 on 4,000 images: 2.1 s rebuilding with only the slow ones kept, 1.1 s with all).
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def _jax_layout_known() -> bool:
+    """Whether this JAX names its programs and their last-use files as _tidy_programs expects (its
+    private names: another JAX is left to keep the folder alone rather than have it emptied)."""
+    try:
+        from jax._src import lru_cache
+    except ImportError:
+        return False
+    return (getattr(lru_cache, "_CACHE_SUFFIX", None), getattr(lru_cache, "_ATIME_SUFFIX", None)) == \
+        ("-cache", "-atime")
 
 
 def _tidy_programs(folder: Path, size: int) -> None:
@@ -187,7 +199,7 @@ def check_environment() -> None:
     lowered = jax.jit(lambda x: x + 1).lower(1.0)  # outside the try: a device that fails to start is not the options'
     try:
         lowered.compile(compiler_options=options)
-    except jax.errors.JaxRuntimeError as exc:  # XLA's own words say which option and why
+    except RuntimeError as exc:  # XLA's own words say which option and why
         raise ReportgenError(f"environment variable {OPTIONS_ENV}: XLA refused it: {exc}") from None
 
 

@@ -154,6 +154,19 @@ def test_a_bad_jax_switch_is_named_with_what_it_takes(variable: str, monkeypatch
         fused.device_loop() if variable.endswith("LOOP") else fused.compiler_options()
 
 
+def test_jax_lays_out_its_program_folder_as_reportgen_tidies_it(tmp_path) -> None:
+    # keep_programs deletes programs by JAX's file names, under JAX's lock: if a JAX release renames
+    # them, tidying stops (the folder is left alone) and this says so.
+    from jax._src import lru_cache
+
+    from reportgen import fused
+
+    cache = lru_cache.LRUCache(str(tmp_path), max_size=2**20)
+    cache.put("program", b"compiled")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lockfile", "program-atime", "program-cache"]
+    assert fused._jax_layout_known()
+
+
 @pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
 def test_a_bad_bound_on_the_compiled_programs_is_named_with_what_it_takes(value: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
