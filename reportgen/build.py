@@ -446,8 +446,10 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 measured = analysis.params_threshold(section_facts, view.threshold)
                 points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"]}
                           for f in section_facts if f.get("val_accuracy") is not None]
-                figures.save_svg(figures.params_vs_accuracy(points, view.threshold), assets / figure)
-                entry.update(measured=measured, figure=f"assets/{figure}")
+                if points:  # none when every run failed or diverged: nothing to draw
+                    figures.save_svg(figures.params_vs_accuracy(points, view.threshold), assets / figure)
+                    entry["figure"] = f"assets/{figure}"
+                entry["measured"] = measured
                 view_facts[view.kind] = measured
             elif isinstance(view, OverlayView) and section_facts:
                 histories = {e.name: by_name[e.name].entry.result["history"]  # type: ignore[union-attr]

@@ -93,7 +93,7 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
     above = acc >= threshold
     ax.scatter(params[~above], acc[~above], color=COLORS[1], label=f"below {threshold:.0%}", zorder=3)
     ax.scatter(params[above], acc[above], color=COLORS[0], label=f"at or above {threshold:.0%}", zorder=3)
-    named = _named(points)
+    named = _named(points, threshold)
     labels = [ax.text(p["params"], p["val_accuracy"], p["label"], fontsize=7) for p in named]
     ax.axhline(threshold, color="#555555", linestyle="--", linewidth=1, label=f"{threshold:.0%} line")
     smallest = min((p for p in points if p["val_accuracy"] >= threshold), key=lambda p: p["params"],
@@ -125,9 +125,11 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
 MAX_NAMES = 30  # names on the scatter; placing them takes seconds at 30 and minutes at 120
 
 
-def _named(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _named(points: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
     """The runs named on the scatter: all of them, or beyond MAX_NAMES those no smaller run beats
-    (the upper-left frontier), smallest first; the table below the figure names every run."""
+    (the upper-left frontier), smallest first, and of a frontier longer than that, runs spread
+    evenly along it from the smallest to the best, with the smallest run at or above the threshold
+    (the one the figure marks). The table below the figure names every run."""
     if len(points) <= MAX_NAMES:
         return points
     frontier, best = [], -np.inf
@@ -135,7 +137,11 @@ def _named(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if p["val_accuracy"] > best:
             frontier.append(p)
             best = p["val_accuracy"]
-    return frontier[:MAX_NAMES]
+    if len(frontier) <= MAX_NAMES:
+        return frontier
+    marked = [i for i, p in enumerate(frontier) if p["val_accuracy"] >= threshold][:1]
+    picks = {int(i) for i in np.linspace(0, len(frontier) - 1, MAX_NAMES - len(marked)).round()} | set(marked)
+    return [p for i, p in enumerate(frontier) if i in picks]
 
 
 def overlay(histories: dict[str, dict[str, list[float]]], metric: str) -> Any:
