@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -128,7 +129,7 @@ def set_seeds(seed: int) -> dict[str, Any]:
     tensorflow_environment()
     import keras
 
-    keras.utils.set_random_seed(seed)
+    _seed_keras(keras, seed)
     flags: dict[str, Any] = {"seed": seed}
     threads = cpu_threads()
     if keras.backend.backend() == "tensorflow":
@@ -152,6 +153,20 @@ def set_seeds(seed: int) -> dict[str, Any]:
         _jax_settings(flags)
     flags["cpu_threads"] = threads
     return flags
+
+
+def _seed_keras(keras: Any, seed: int) -> None:
+    """keras.utils.set_random_seed, which also seeds TensorFlow wherever it is installed: under
+    another backend that meant importing it, about 5 s and several hundred MB in every process
+    on 2 CPU cores, for a generator nothing draws from. Told it is absent, Keras seeds the rest."""
+    if keras.backend.backend() == "tensorflow" or sys.modules.get("tensorflow") is not None:
+        keras.utils.set_random_seed(seed)
+        return
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # an import of it fails at once
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        del sys.modules["tensorflow"]
 
 
 def _jax_settings(flags: dict[str, Any]) -> None:
