@@ -140,10 +140,13 @@ def keep_programs(folder: str) -> None:
     size = program_cache_bytes()
     if not size:
         return
-    os.makedirs(folder, exist_ok=True)
-    if _jax_layout_known():
-        with filelock.FileLock(os.path.join(folder, ".lockfile")):  # the lock JAX takes in that folder
-            _tidy_programs(Path(folder), size)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if _jax_layout_known():
+            with filelock.FileLock(os.path.join(folder, ".lockfile"), timeout=60):  # the lock JAX takes there
+                _tidy_programs(Path(folder), size)
+    except OSError:  # a Dask worker on another machine, where the build's folder cannot be made: compile
+        return
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_compilation_cache_max_size", size)
     # Every program is kept, however quick to compile: a model's weight initialisers are a dozen
@@ -168,15 +171,15 @@ def _tidy_programs(folder: Path, size: int) -> None:
     for program in folder.glob("*-cache"):
         used = program.with_name(program.name.removesuffix("-cache") + "-atime")
         if not used.is_file():
-            program.unlink()  # cut short: JAX writes a program before its last-use time
+            program.unlink(missing_ok=True)  # cut short: JAX writes a program before its last-use time
         elif program.is_file():
             kept.append((int.from_bytes(used.read_bytes(), "little"), program.stat().st_size, program, used))
     total = sum(bytes_ for _, bytes_, _, _ in kept)
     for _, bytes_, program, used in sorted(kept):
         if total <= size:
             break
-        program.unlink()
-        used.unlink()
+        program.unlink(missing_ok=True)
+        used.unlink(missing_ok=True)
         total -= bytes_
 
 

@@ -167,6 +167,18 @@ def test_jax_lays_out_its_program_folder_as_reportgen_tidies_it(tmp_path) -> Non
     assert fused._jax_layout_known()
 
 
+def test_a_program_folder_that_cannot_be_made_means_compiling_not_failing(tmp_path) -> None:
+    # A Dask worker on another machine gets the build's folder, which it may not be able to make.
+    import jax
+
+    from reportgen import fused
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    fused.keep_programs(str(blocked / "xla"))
+    assert jax.config.jax_compilation_cache_dir != str(blocked / "xla")
+
+
 @pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
 def test_a_bad_bound_on_the_compiled_programs_is_named_with_what_it_takes(value: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
