@@ -419,6 +419,17 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     cache = default_root(project.resolve())
     entries = len(list((cache / "results").iterdir())) if (cache / "results").is_dir() else 0
     console.print(f"Result cache: {escape(str(cache))} ({entries} stored result(s))")
+    if chosen == "jax":
+        from .errors import ReportgenError
+        from .fused import CACHE_MB_ENV, program_cache_bytes
+
+        programs = cache / "xla"
+        used = sum(p.stat().st_size for p in programs.glob("*-cache")) if programs.is_dir() else 0
+        try:
+            bound = f" of {program_cache_bytes() / 2**20:g} MB ({CACHE_MB_ENV})"
+        except ReportgenError as exc:
+            bound = f"; [red]{escape(str(exc))}[/red]"
+        console.print(f"Compiled programs (JAX): {escape(str(programs))}, {used / 2**20:.1f} MB{bound}")
 
 
 def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:

