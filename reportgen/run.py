@@ -6,10 +6,12 @@ import math
 import os
 import platform
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import numpy as np
@@ -155,18 +157,28 @@ def set_seeds(seed: int) -> dict[str, Any]:
     return flags
 
 
+_SEEDING = threading.Lock()
+
+
 def _seed_keras(keras: Any, seed: int) -> None:
     """keras.utils.set_random_seed, which also seeds TensorFlow wherever it is installed: under
     another backend that meant importing it, about 5 s and several hundred MB in every process
-    on 2 CPU cores, for a generator nothing draws from. Told it is absent, Keras seeds the rest."""
-    if keras.backend.backend() == "tensorflow" or sys.modules.get("tensorflow") is not None:
+    on 2 CPU cores, for a generator nothing draws from. There Keras' seeding is told, for the
+    call, that TensorFlow is absent (its module's own reference, so nothing else in Keras is)."""
+    try:
+        from keras.src.utils import rng_utils
+    except ImportError:  # another Keras layout: seed as Keras does
+        rng_utils = None
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules or not hasattr(rng_utils, "tf"):
         keras.utils.set_random_seed(seed)
         return
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # an import of it fails at once
-    try:
-        keras.utils.set_random_seed(seed)
-    finally:
-        del sys.modules["tensorflow"]
+    with _SEEDING:
+        real = rng_utils.tf
+        rng_utils.tf = SimpleNamespace(available=False)
+        try:
+            keras.utils.set_random_seed(seed)
+        finally:
+            rng_utils.tf = real
 
 
 def _jax_settings(flags: dict[str, Any]) -> None:

@@ -179,6 +179,19 @@ def test_a_program_folder_that_cannot_be_made_means_compiling_not_failing(tmp_pa
     assert jax.config.jax_compilation_cache_dir != str(blocked / "xla")
 
 
+def test_seeding_a_jax_run_leaves_tensorflow_out_yet_usable() -> None:
+    # Keras seeds TensorFlow wherever it is installed; a JAX run skips that import (5 s here), and
+    # a model that needs TensorFlow for a layer of its own still gets it.
+    probe = ("import sys, keras; from reportgen.run import set_seeds; set_seeds(3); "
+             "print('tensorflow' in sys.modules); ours = keras.random.uniform((4,)).tolist(); "
+             "keras.layers.Hashing(num_bins=3); keras.utils.set_random_seed(3); "
+             "print(ours == keras.random.uniform((4,)).tolist())")  # the same draws as Keras' own seeding
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]
+
+
 @pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
 def test_a_bad_bound_on_the_compiled_programs_is_named_with_what_it_takes(value: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
