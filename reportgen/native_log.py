@@ -2,11 +2,11 @@
 
 Its native libraries log a few lines as they load ("oneDNN custom operations are on", "Could not
 find cuda drivers"), after absl's notice that logging is not set up yet, and these ignore
-TF_CPP_MIN_LOG_LEVEL. Every process that trains loads them (Keras seeds TensorFlow whatever the
-backend), and they ran through the progress display, six lines a process. While tensorflow is
-imported, stderr goes through a filter in a process of its own (`python -m reportgen.native_log
-LEVEL`), which passes on at once every line the level lets through: a fatal error that aborts the
-importing process is still shown. Imports nothing heavy: the filter starts in milliseconds."""
+TF_CPP_MIN_LOG_LEVEL. Every process that trains under TensorFlow loads them, and they ran through
+the progress display, six lines a process. While tensorflow is imported, stderr goes through a
+filter in a process of its own (main), which passes on at once every line the level lets
+through: a fatal error that aborts the importing process is still shown. The module imports
+nothing heavy, so the filter starts in milliseconds."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import importlib.abc
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,11 +90,14 @@ class QuietImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _start_filter(level: int) -> subprocess.Popen[bytes] | None:
-    here = str(Path(__file__).resolve().parent.parent)  # so the filter finds reportgen as this process does
-    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    # Isolated (-I): no current folder or PYTHONPATH ahead of the standard library, where a
+    # project's own typing.py or re.py would stop the filter and lose every line; reportgen is
+    # found where this process found it, after the standard library.
+    here = str(Path(__file__).resolve().parent.parent)
+    code = f"import sys; sys.path.append({here!r}); from reportgen.native_log import main; main()"
     try:
-        return subprocess.Popen([sys.executable, "-m", "reportgen.native_log", str(level)], stdin=subprocess.PIPE,
-                                stdout=sys.stderr.fileno(), env={**os.environ, "PYTHONPATH": path})
+        return subprocess.Popen([sys.executable, "-I", "-c", code, str(level)], stdin=subprocess.PIPE,
+                                stdout=sys.stderr.fileno())
     except (OSError, ValueError):  # no process to spare, or a stderr with no file behind it
         return None
 
@@ -105,6 +109,7 @@ def install() -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's; this ends with its input
     limit = threshold(sys.argv[1] if len(sys.argv) > 1 else None)
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:

@@ -55,20 +55,25 @@ def test_tensorflow_loads_without_its_native_start_up_lines_in_the_output():
 
 def test_a_fatal_error_while_tensorflow_loads_is_still_shown(tmp_path):
     # The held-back lines pass through a filter process, so a line written just before the
-    # importing process aborts reaches the user all the same.
-    fake = tmp_path / "tensorflow"
-    fake.mkdir()
+    # importing process aborts reaches the user all the same, even from a project folder that
+    # holds a module named like one of the standard library's.
+    fake = tmp_path / "fake" / "tensorflow"
+    fake.mkdir(parents=True)
     (fake / "__init__.py").write_text(
         "import os\n"
         "os.write(2, b'I0000 00:00:1796131035.516561    3710 port.cc:153] chatter\\n')\n"
         "os.write(2, b'F0000 00:00:1796131035.616561    3710 cpu_feature_guard.cc:1] needs AVX, none here\\n')\n"
         "os.abort()\n")
-    probe = "from reportgen.run import tensorflow_environment; tensorflow_environment(); import tensorflow"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "re.py").write_text("raise ImportError('a project module, not the standard library')\n")
+    probe = tmp_path / "probe.py"  # run as a script, as the reportgen command is: its folder is on the path
+    probe.write_text("from reportgen.run import tensorflow_environment; tensorflow_environment(); import tensorflow\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          env={**env, "PYTHONPATH": str(tmp_path)})
+    done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120, cwd=project,
+                          env={**env, "PYTHONPATH": str(tmp_path / "fake")})
     assert done.returncode != 0
-    assert "cpu_feature_guard.cc:1] needs AVX, none here" in done.stderr
+    assert "cpu_feature_guard.cc:1] needs AVX, none here" in done.stderr, done.stderr[-2000:]
     assert "chatter" not in done.stderr
 
 
