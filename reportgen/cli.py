@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -424,7 +425,10 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
         from .fused import CACHE_MB_ENV, program_cache_bytes
 
         programs = cache / "xla"
-        used = sum(p.stat().st_size for p in programs.glob("*-cache")) if programs.is_dir() else 0
+        used = 0
+        for program in programs.glob("*-cache"):
+            with contextlib.suppress(OSError):  # a build running meanwhile may delete it
+                used += program.stat().st_size
         try:
             bound = f" of {program_cache_bytes() / 2**20:g} MB ({CACHE_MB_ENV})"
         except ReportgenError as exc:
