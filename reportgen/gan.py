@@ -432,9 +432,9 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
             samples, resumed, first_epoch = [], [], 1
 
     # The host's share of an epoch (shuffling 60,000 images and drawing the noise, writing a 35 MB
-    # checkpoint: 0.25-0.4 s on 2 CPU cores) runs beside the next epoch's training, which on a GPU
-    # takes less than that: the next epoch's batches are drawn, and the last checkpoint written,
-    # on threads of their own, from the same seeds and from a copy of the variables.
+    # checkpoint: 0.25-0.4 s on 2 CPU cores) runs beside training instead of between epochs: the
+    # next epoch's batches are drawn, and the last checkpoint written, on threads of their own,
+    # from the same seeds and from a copy of the variables.
     with ThreadPoolExecutor(1, thread_name_prefix="gan-batches") as ahead, \
             ThreadPoolExecutor(1, thread_name_prefix="gan-checkpoint") as writer:
         upcoming = ahead.submit(epoch_batches, x, spec, first_epoch) if first_epoch <= spec.epochs else None
