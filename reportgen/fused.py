@@ -131,9 +131,10 @@ def keep_programs(folder: str) -> None:
     before the file that records its last use; without a bound it writes without a lock, so one
     worker could read another's program half-written, and a program cut short by a killed
     process stayed for good, read, refused ("truncated stream") and compiled again by every run.
-    A program without its last-use file is such a leftover and is deleted here, under that lock;
-    so are the programs used least recently while the folder is over its bound (JAX checks the
-    bound only when it adds a program)."""
+    A program without its last-use file is such a leftover and is deleted here, under that lock,
+    as is one written since the last such tidying that does not decompress; so are the programs
+    used least recently while the folder is over its bound (JAX checks the bound only when it adds
+    a program)."""
     import filelock
     import jax
 
@@ -160,6 +161,7 @@ def _jax_layout_known() -> bool:
     private names: another JAX is left to keep the folder alone rather than have it emptied)."""
     try:
         from jax._src import lru_cache
+        from jax._src.compilation_cache import decompress_executable  # noqa: F401  (used by _whole)
     except ImportError:
         return False
     return (getattr(lru_cache, "_CACHE_SUFFIX", None), getattr(lru_cache, "_ATIME_SUFFIX", None)) == \
@@ -167,11 +169,16 @@ def _jax_layout_known() -> bool:
 
 
 def _tidy_programs(folder: Path, size: int) -> None:
+    stamp = folder / ".tidied"  # programs written since it was last touched are read through once
+    since = stamp.stat().st_mtime_ns if stamp.is_file() else 0
     kept = []
     for program in folder.glob("*-cache"):
         used = program.with_name(program.name.removesuffix("-cache") + "-atime")
-        if not used.is_file():
-            program.unlink(missing_ok=True)  # cut short: JAX writes a program before its last-use time
+        if not used.is_file() or (program.stat().st_mtime_ns >= since and not _whole(program)):
+            # Cut short: JAX writes a program before its last-use time, but a process that read it
+            # meanwhile (and refused it) will have written that time all the same.
+            program.unlink(missing_ok=True)
+            used.unlink(missing_ok=True)
         elif program.is_file():
             kept.append((int.from_bytes(used.read_bytes(), "little"), program.stat().st_size, program, used))
     total = sum(bytes_ for _, bytes_, _, _ in kept)
@@ -181,6 +188,18 @@ def _tidy_programs(folder: Path, size: int) -> None:
         program.unlink(missing_ok=True)
         used.unlink(missing_ok=True)
         total -= bytes_
+    stamp.touch()
+
+
+def _whole(program: Path) -> bool:
+    """Whether a stored program decompresses, as JAX will when it loads it."""
+    from jax._src.compilation_cache import decompress_executable
+
+    try:
+        decompress_executable(program.read_bytes())
+    except Exception:  # zlib.error, zstd's own errors: any refusal means JAX would refuse it too
+        return False
+    return True
 
 
 def check_environment() -> None:

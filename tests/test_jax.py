@@ -167,6 +167,27 @@ def test_jax_lays_out_its_program_folder_as_reportgen_tidies_it(tmp_path) -> Non
     assert fused._jax_layout_known()
 
 
+def test_a_program_cut_short_goes_even_once_another_process_has_read_it(tmp_path) -> None:
+    # Killed while writing, a worker leaves a program cut short; another worker that asks for it
+    # before the next tidying reads it, refuses it and stamps it as used all the same.
+    import jax
+    from jax._src import compilation_cache, lru_cache
+
+    from reportgen import fused
+
+    program = compilation_cache.compress_executable(b"a compiled program " * 200)
+    cache = lru_cache.LRUCache(str(tmp_path), max_size=2**20)
+    cache.put("whole", program)
+    cache.put("cut", program[: len(program) // 2])
+    assert cache.get("cut") is not None and (tmp_path / "cut-atime").is_file()
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        fused.keep_programs(str(tmp_path))
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+    assert sorted(p.name for p in tmp_path.glob("*-*")) == ["whole-atime", "whole-cache"]
+
+
 def test_a_program_folder_that_cannot_be_made_means_compiling_not_failing(tmp_path) -> None:
     # A Dask worker on another machine gets the build's folder, which it may not be able to make.
     import jax
