@@ -83,8 +83,8 @@ class QuietImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             os.dup2(saved, 2)
             os.close(saved)
             sift.stdin.close()
-            try:
-                sift.wait(timeout=30)
+            try:  # it ends as its input does, unless something tensorflow started still holds that
+                sift.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 sift.kill()
 
