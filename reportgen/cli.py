@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -422,13 +421,10 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     console.print(f"Result cache: {escape(str(cache))} ({entries} stored result(s))")
     if chosen == "jax":
         from .errors import ReportgenError
-        from .fused import CACHE_MB_ENV, program_cache_bytes
+        from .fused import CACHE_MB_ENV, program_cache_bytes, stored_programs_bytes
 
         programs = cache / "xla"
-        used = 0
-        for program in programs.glob("*-cache"):
-            with contextlib.suppress(OSError):  # a build running meanwhile may delete it
-                used += program.stat().st_size
+        used = stored_programs_bytes(programs)
         try:
             bound = f" of {program_cache_bytes() / 2**20:g} MB ({CACHE_MB_ENV})"
         except ReportgenError as exc:

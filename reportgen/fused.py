@@ -30,6 +30,7 @@ regularization losses, as `evaluate` reports it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -48,6 +49,7 @@ AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # XLA's GPU autotuning level, 0-4, for 
 OPTIONS_ENV = "REPORTGEN_XLA_OPTIONS"  # a JSON object of XLA compile options, for the training loops
 CACHE_MB_ENV = "REPORTGEN_XLA_CACHE_MB"  # disk the build's compiled programs may take, in megabytes
 CACHE_MB_DEFAULT = 2048
+PROGRAM, LAST_USE = "-cache", "-atime"  # JAX's names for a stored program and its last-use time
 LOOP_VALUES, AUTOTUNE_LEVELS = ("0", "1"), ("0", "1", "2", "3", "4")
 
 
@@ -165,15 +167,15 @@ def _jax_layout_known() -> bool:
     except ImportError:
         return False
     return (getattr(lru_cache, "_CACHE_SUFFIX", None), getattr(lru_cache, "_ATIME_SUFFIX", None)) == \
-        ("-cache", "-atime")
+        (PROGRAM, LAST_USE)
 
 
 def _tidy_programs(folder: Path, size: int) -> None:
     stamp = folder / ".tidied"  # programs written since it was last touched are read through once
     since = stamp.stat().st_mtime_ns if stamp.is_file() else 0
     kept = []
-    for program in folder.glob("*-cache"):
-        used = program.with_name(program.name.removesuffix("-cache") + "-atime")
+    for program in folder.glob("*" + PROGRAM):
+        used = program.with_name(program.name.removesuffix(PROGRAM) + LAST_USE)
         if not used.is_file() or (program.stat().st_mtime_ns >= since and not _whole(program)):
             # Cut short: JAX writes a program before its last-use time, but a process that read it
             # meanwhile (and refused it) will have written that time all the same.
@@ -189,6 +191,15 @@ def _tidy_programs(folder: Path, size: int) -> None:
         used.unlink(missing_ok=True)
         total -= bytes_
     stamp.touch()
+
+
+def stored_programs_bytes(folder: Path) -> int:
+    """The size of the programs kept in `folder` (what REPORTGEN_XLA_CACHE_MB bounds)."""
+    total = 0
+    for program in folder.glob("*" + PROGRAM):
+        with contextlib.suppress(OSError):  # a build running meanwhile may delete it
+            total += program.stat().st_size
+    return total
 
 
 def _whole(program: Path) -> bool:
