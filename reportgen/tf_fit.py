@@ -12,6 +12,11 @@ in the same loop: a TensorFlow graph takes any batch size. The validation pass i
 in parts; its class probabilities from the last epoch feed the misclassified-image grid, so no
 prediction pass follows.
 
+Both graphs are traced without AutoGraph, as Keras' own `fit` traces its steps (a model Keras
+trains, this trains): converting Keras' Python took a tenth of a second of each run's first
+epoch (relu-200x100 on 2 cores: 0.40 s against 0.34 s for the first call, 0.048 s against 0.026 s
+for the first validation pass).
+
 The semantics are Keras': the same model, loss, optimizer, metrics, batch size, a fresh shuffle
 each epoch and a short last batch. Validation loss is the mean cross-entropy plus the model's
 regularization losses, as `evaluate` reports it. The epoch's order comes from NumPy's generator
@@ -49,7 +54,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         return tf.cast(part, "float32") / 255.0  # as the NumPy path scales them
 
     # The data are arguments, not tensors closed over, so the graph holds no copy of them.
-    @tf.function(jit_compile=False)
+    @tf.function(jit_compile=False, autograph=False)
     def train(images: Any, labels: Any, order: Any, first: Any, last: Any) -> dict[str, Any]:
         """Steps first..last-1 of the epoch whose shuffled order is `order`, in one call."""
         def step(index: Any) -> tuple[Any]:
@@ -61,7 +66,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         return model.get_metrics_result()
 
     shape = tf.TensorSpec([None, *x_val.shape[1:]], tf.as_dtype(x_val.dtype))
-    forward = tf.function(lambda part: model(scaled(part), training=False), input_signature=[shape],
+    forward = tf.function(lambda part: model(scaled(part), training=False), input_signature=[shape], autograph=False,
                           jit_compile=False)
 
     def validate() -> tuple[np.ndarray, dict[str, float]]:
