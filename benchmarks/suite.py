@@ -6,6 +6,7 @@
     python benchmarks/suite.py --jobs 4                          # also `reportgen run --jobs 4`, per kind
     python benchmarks/suite.py --sides reportgen                 # reportgen alone (no baseline, no ratios)
     python benchmarks/suite.py --sides --jobs 8                  # `reportgen run --jobs 8` alone
+    python benchmarks/suite.py --repeat 3                        # each side of each run 3 times, medians
     KERAS_BACKEND=jax python benchmarks/suite.py                 # where JAX is installed
 
 The baseline is what a student writes: for a classifier, the same model (built by reportgen's own
@@ -17,6 +18,11 @@ Same data, batch size, epochs and seeds on both sides. Each side of each run tra
 interpreter, so neither inherits the other's state (TensorFlow's determinism switch, allocator,
 thread pools), timed from model construction to the end of training. Prints the seconds and final
 validation accuracy (GAN: losses) of each run, then a table per kind and for the suite, with the ratio.
+
+On a shared machine one timing can be a fifth off (relu-200x200's baseline, trained three times
+on a 2-core cloud machine, took 19.4 to 23.1 s). With --repeat N each side of each run
+trains N times, the sides taking turns so that a slow spell falls on both, and every figure is a
+side's median, with its spread in the run's line. Accuracies and losses are the first repeat's.
 
 With --jobs N, each kind's runs are then also trained by the command a user types,
 `reportgen run --jobs N --only <those runs>`, on a copy of the project (fresh cache) reading the
@@ -34,6 +40,7 @@ import argparse
 import fnmatch
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,6 +152,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="epochs of every run (default 10)")
     parser.add_argument("--images", type=int, default=60000, help="training images (default 60000)")
     parser.add_argument("--only", nargs="*", default=[], help="run names or globs (default: every run)")
+    parser.add_argument("--repeat", type=int, default=1, help="times each side of each run trains; medians (default 1)")
     parser.add_argument("--bf16", action="store_true", help="also time reportgen in mixed_bfloat16 precision")
     parser.add_argument("--jobs", type=int, default=0, help="also time `reportgen run --jobs N` per kind")
     parser.add_argument("--sides", nargs="*", choices=["baseline", "reportgen"], default=["baseline", "reportgen"],
@@ -180,11 +188,28 @@ def main() -> None:
             sys.exit(f"{exp.name} ({side}) failed:\n{done.stderr[-3000:]}")
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
+    def repeated(exp: Experiment, sides: list[str]) -> list[dict[str, float]]:
+        """Each side's first figures with its median seconds and their spread over --repeat turns."""
+        times: list[list[float]] = [[] for _ in sides]
+        firsts: list[dict[str, float]] = []
+        for turn in range(max(1, args.repeat)):
+            for i, side in enumerate(sides):
+                out = child(exp, side)
+                times[i].append(out["seconds"])
+                if turn == 0:
+                    firsts.append(out)
+        return [{**first, "seconds": statistics.median(t), "low": min(t), "high": max(t)}
+                for first, t in zip(firsts, times, strict=True)]
+
+    def spread(out: dict[str, float]) -> str:
+        return f" ({out['low']:.1f}-{out['high']:.1f})" if args.repeat > 1 and "low" in out else ""
+
     nan = {"seconds": float("nan"), "val_accuracy": float("nan"), "d_loss": float("nan")}  # a side not timed
     rows, mixed = [], []
     for exp in chosen:
-        base = child(exp, "baseline") if "baseline" in args.sides else nan
-        ours = child(exp, "reportgen") if "reportgen" in args.sides else nan
+        timed = iter(repeated(exp, [side for side in ("baseline", "reportgen") if side in args.sides]))
+        base = next(timed) if "baseline" in args.sides else nan
+        ours = next(timed) if "reportgen" in args.sides else nan
         rows.append((exp, base, ours))
         if not args.sides:
             continue
@@ -193,14 +218,14 @@ def main() -> None:
                    else f"d_loss {base['d_loss']:.3f} / {ours['d_loss']:.3f}")
         if "onednn" in base and "onednn" in ours:
             quality += "   oneDNN " + " / ".join("on" if side["onednn"] else "off" for side in (base, ours))
-        print(f"  {exp.name:24} baseline {base['seconds']:7.1f} s   reportgen {ours['seconds']:7.1f} s   "
-              f"x{base['seconds'] / ours['seconds']:.2f}   {quality}", flush=True)
+        print(f"  {exp.name:24} baseline {base['seconds']:7.1f} s{spread(base)}   reportgen {ours['seconds']:7.1f} s"
+              f"{spread(ours)}   x{base['seconds'] / ours['seconds']:.2f}   {quality}", flush=True)
         if args.bf16:
-            bf = child(exp, "reportgen-bf16")
+            bf = repeated(exp, ["reportgen-bf16"])[0]
             mixed.append((exp, ours, bf))
             quality = (f"val_accuracy {bf['val_accuracy']:.4f}" if "val_accuracy" in bf
                        else f"d_loss {bf['d_loss']:.3f}")
-            print(f"  {'':24} reportgen mixed_bfloat16 {bf['seconds']:7.1f} s "
+            print(f"  {'':24} reportgen mixed_bfloat16 {bf['seconds']:7.1f} s{spread(bf)} "
                   f"(x{ours['seconds'] / bf['seconds']:.2f} against float32)   {quality}", flush=True)
 
     kinds = sorted({e.model.kind for e, _, _ in rows})
