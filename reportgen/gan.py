@@ -397,7 +397,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
     flags = set_seeds(spec.seed)
     import keras
 
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)  # as models.build
     nets = GanNets(spec)
     x = scale_images(data.x_train, spec.generator_output)
     steps = len(x) // spec.batch_size
@@ -426,7 +426,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
             reporter.note(f"  {exp.name}: checkpoint unusable ({exc}); starting over")
             shutil.rmtree(checkpoints, ignore_errors=True)
             set_seeds(spec.seed)
-            keras.backend.clear_session()
+            keras.backend.clear_session(free_memory=False)  # as models.build
             nets = GanNets(spec)
             history = {k: [] for k in history}
             samples, resumed, first_epoch = [], [], 1
