@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +35,19 @@ class Dataset:
     y_val: np.ndarray
     notice: str = ""
 
-    @property
+    def __post_init__(self) -> None:
+        for arr in (self.x_train, self.y_train, self.x_val, self.y_val):
+            arr.flags.writeable = False  # the fingerprint below is computed once: the pixels stay as hashed
+
+    @cached_property
     def fingerprint(self) -> str:
-        """Hash of the exact pixels and labels: a different split or file is a different data set."""
+        """Hash of the exact pixels and labels: a different split or file is a different data set.
+        Once per data set: a build asks for it per run and for its cache keys, 0.05 s each time for
+        MNIST's 60,000 images."""
         h = hashlib.sha256()
         for arr in (self.x_train, self.y_train, self.x_val, self.y_val):
             h.update(str((arr.shape, arr.dtype.str)).encode())
-            h.update(np.ascontiguousarray(arr).tobytes())
+            h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
         return h.hexdigest()
 
     def summary(self) -> dict[str, object]:
