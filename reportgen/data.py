@@ -47,7 +47,7 @@ class Dataset:
         h = hashlib.sha256()
         for arr in (self.x_train, self.y_train, self.x_val, self.y_val):
             h.update(str((arr.shape, arr.dtype.str)).encode())
-            h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+            h.update(np.ascontiguousarray(arr).data)  # the bytes, without copying them
         return h.hexdigest()
 
     def summary(self) -> dict[str, object]:
