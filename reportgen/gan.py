@@ -171,7 +171,10 @@ class GanNets:
         import tensorflow as tf
         from keras import ops
 
+        from .tf_adam import fuse_penalties
+
         G, D = self.generator, self.discriminator
+        fuse_penalties(G, D)  # L2 as one kernel a weight
 
         def step(real: Any, z1: Any, z2: Any) -> Any:
             fake = G(z1, training=True)

@@ -1,4 +1,5 @@
-"""Adam under TensorFlow as one kernel per variable (`ResourceApplyAdam`), as tf.keras ran it.
+"""Adam under TensorFlow as one kernel per variable (`ResourceApplyAdam`), as tf.keras ran it; and
+the L2 penalty as one kernel per weight (`L2Loss`).
 
 Keras 3's Adam updates each variable with about ten separate ops (both moments, the bias
 correction, the step). TensorFlow runs each as a graph node, and for the small dense models of a
@@ -11,6 +12,13 @@ Keras' ops (2 cores). The kernel computes the same update,
 
 so the weights differ from Keras' in the last bits of rounding only. AMSGrad and sparse gradients
 keep Keras' own update.
+
+Keras' L2 penalty, l2 * sum(w^2), is a square, a sum and a product, and its gradient a broadcast
+and two more products: five passes over each kernel every step. TensorFlow's `L2Loss` computes
+sum(w^2) / 2 in one pass and its gradient in one more. On a (200,100) network with l2 = 1e-4 that
+was 0.03 s of a 0.55-0.58 s epoch (2 cores). The penalty is the same number, the weights differ
+in the last bits of rounding only. The layers keep Keras' L2 in their configuration; only the
+weights' own regularizer, the one a training step calls, is swapped.
 """
 
 from __future__ import annotations
@@ -37,3 +45,24 @@ class FusedAdam(keras.optimizers.Adam):
             beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype),
             use_locking=False)
 
+
+
+class FusedL2(keras.regularizers.Regularizer):
+    """l2 * sum(w^2) as 2 * l2 * L2Loss(w)."""
+
+    def __init__(self, l2: float):
+        self.l2 = float(l2)
+
+    def __call__(self, x: Any) -> Any:
+        return tf.cast(2.0 * self.l2, x.dtype) * tf.nn.l2_loss(x)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l2": self.l2}
+
+
+def fuse_penalties(*models: Any) -> None:
+    """Give every weight whose penalty is exactly Keras' L2 the one-kernel form above."""
+    for model in models:
+        for variable in model.trainable_variables:
+            if type(getattr(variable, "regularizer", None)) is keras.regularizers.L2:
+                variable.regularizer = FusedL2(variable.regularizer.l2)

@@ -45,6 +45,9 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     import keras
     import tensorflow as tf
 
+    from .tf_adam import fuse_penalties
+
+    fuse_penalties(model)  # L2 as one kernel a weight
     n = len(x_train)
     steps = math.ceil(n / batch_size)
     chunk = max(1, math.ceil(steps / PROGRESS_TICKS))

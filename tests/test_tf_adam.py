@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,3 +68,51 @@ def test_runs_that_ask_for_adam_under_tensorflow_get_the_fused_kernel() -> None:
     # The benchmark's baseline asks for Keras' own class, as a notebook has it.
     plain = models.optimizer(MLPSpec(kind="mlp", hidden_layers=[4]), fused=False)
     assert type(plain) is keras.optimizers.Adam
+
+
+def test_the_one_kernel_l2_penalty_is_keras_l2_in_value_and_gradient() -> None:
+    import keras
+    import tensorflow as tf
+
+    from reportgen.tf_adam import FusedL2
+
+    w = tf.Variable(RNG.normal(size=(30, 7)).astype("float32"))
+    values, grads = [], []
+    for penalty in (FusedL2(0.03), keras.regularizers.L2(0.03)):
+        with tf.GradientTape() as tape:
+            value = penalty(w)
+        values.append(float(value))
+        grads.append(np.asarray(tape.gradient(value, w)))
+    assert values[0] == pytest.approx(values[1], rel=1e-6) and values[0] > 0
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+    np.testing.assert_allclose(grads[0], 0.06 * np.asarray(w), rtol=1e-6)  # d/dw of l2 * sum(w^2)
+
+
+def test_an_l2_run_trains_as_with_keras_penalty_and_keeps_keras_l2_in_its_layers(monkeypatch: pytest.MonkeyPatch,
+                                                                                tmp_path: Path) -> None:
+    import keras
+
+    from reportgen import data, run, tf_adam
+    from reportgen.spec import Experiment
+
+    images = data.subset(data.load("mnist-sample"), 600, 200)
+    spec = MLPSpec(kind="mlp", hidden_layers=[16, 8], regularizer="l2", strength=0.01, epochs=2)
+    exp = Experiment(name="l2", section="1.4", model=spec, data="mnist-sample", source=tmp_path / "x.toml")
+    swapped: list[Any] = []
+    fuse = tf_adam.fuse_penalties
+
+    def watched(*nets: Any) -> None:
+        fuse(*nets)
+        swapped.extend(v.regularizer for net in nets for v in net.trainable_variables)
+        layers = [layer.kernel_regularizer for net in nets for layer in net.layers
+                  if getattr(layer, "kernel_regularizer", None) is not None]
+        assert len(layers) == 2 and all(type(r) is keras.regularizers.L2 for r in layers)  # as defined
+
+    monkeypatch.setattr(tf_adam, "fuse_penalties", watched)
+    fused = run.train(exp, images, tmp_path).result
+    assert [type(r).__name__ for r in swapped if r is not None] == ["FusedL2", "FusedL2"]  # both hidden kernels
+    monkeypatch.setattr(tf_adam, "fuse_penalties", lambda *nets: None)
+    plain = run.train(exp, images, tmp_path).result
+    assert fused["history"]["loss"] == pytest.approx(plain["history"]["loss"], rel=1e-5)
+    assert fused["final"]["val_accuracy"] == plain["final"]["val_accuracy"]
+    assert fused["history"]["loss"][0] > 0.01 * 0.5  # the penalty is in the loss (weights of size ~0.1-1)
