@@ -116,3 +116,28 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(data, tmp_pat
     assert outcome.result["resumed"] == [] and outcome.result["history"]["epoch"] == [1, 2, 3]
     straight = train(gan(), data, tmp_path, checkpoints=None, key="k")
     assert outcome.result["history"]["d_loss"] == straight.result["history"]["d_loss"]
+
+
+def test_an_l2_gan_trains_under_tensorflow_as_with_keras_own_penalty(data, tmp_path, monkeypatch):
+    """The L2 penalty of every kernel of both networks runs as one kernel a weight; the losses are
+    the ones Keras' own penalty gives."""
+    import keras
+
+    from reportgen import tf_adam
+
+    assert keras.backend.backend() == "tensorflow"
+    fuse, seen = tf_adam.fuse_penalties, []
+
+    def watched(*nets):
+        fuse(*nets)
+        seen.extend(type(v.regularizer).__name__ for net in nets for v in net.trainable_variables if v.regularizer)
+
+    monkeypatch.setattr(tf_adam, "fuse_penalties", watched)
+    fused = train(gan(regularizer="l2", strength=0.01, epochs=2), data, tmp_path).result["history"]
+    assert seen == ["FusedL2"] * 4  # two kernels in each network
+    monkeypatch.setattr(tf_adam, "fuse_penalties", lambda *nets: None)
+    plain = train(gan(regularizer="l2", strength=0.01, epochs=2), data, tmp_path).result["history"]
+    unpenalised = train(gan(epochs=2), data, tmp_path).result["history"]
+    for name in ("d_loss", "g_loss"):
+        assert fused[name] == pytest.approx(plain[name], rel=1e-5)
+    assert fused["d_loss"] != pytest.approx(unpenalised["d_loss"], rel=1e-3)  # the penalty is in the losses
