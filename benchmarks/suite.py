@@ -10,8 +10,9 @@
     KERAS_BACKEND=jax python benchmarks/suite.py                 # where JAX is installed
 
 The baseline is what a student writes: for a classifier, the same model (built by reportgen's own
-builder, so the networks are identical) compiled with the same optimizer and `model.fit` on NumPy
-arrays with `validation_data`; for a GAN, the `train_on_batch` loop of benchmarks/gan_speed.py.
+builder, so the networks are identical, but with Keras' L2 penalty even at strength 0, which
+reportgen leaves out) compiled with the same optimizer and `model.fit` on NumPy arrays with
+`validation_data`; for a GAN, the `train_on_batch` loop of benchmarks/gan_speed.py.
 reportgen's side is `reportgen.run.train`, the path `reportgen build` takes (it also predicts the
 validation set for the misclassified-image grid, and a GAN draws its samples and checkpoints).
 Same data, batch size, epochs and seeds on both sides. Each side of each run trains in a fresh
@@ -73,7 +74,7 @@ def plain_keras(exp: Experiment, data: Dataset) -> dict[str, float]:
 
     keras.utils.set_random_seed(exp.model.seed)
     started = time.perf_counter()
-    model = models.build(exp, ROOT / "experiments")
+    model = models.build(exp, ROOT / "experiments", plain=True)  # a penalty of strength 0 stays in
     model.compile(optimizer=models.optimizer(exp.model, fused=False), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     history = model.fit(data.x_train / 255.0, data.y_train, batch_size=exp.model.batch_size, epochs=exp.model.epochs,

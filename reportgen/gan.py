@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
-from .models import optimizer, precision, regularizer
+from .models import fresh_session, optimizer, precision, regularizer
 from .spec import Experiment, GANSpec
 from .store import write_atomic
 
@@ -398,9 +398,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
     assert isinstance(spec, GANSpec)
     started = time.perf_counter()
     flags = set_seeds(spec.seed)
-    import keras
-
-    keras.backend.clear_session(free_memory=False)  # as models.build
+    fresh_session()
     nets = GanNets(spec)
     x = scale_images(data.x_train, spec.generator_output)
     steps = len(x) // spec.batch_size
@@ -429,7 +427,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
             reporter.note(f"  {exp.name}: checkpoint unusable ({exc}); starting over")
             shutil.rmtree(checkpoints, ignore_errors=True)
             set_seeds(spec.seed)
-            keras.backend.clear_session(free_memory=False)  # as models.build
+            fresh_session()
             nets = GanNets(spec)
             history = {k: [] for k in history}
             samples, resumed, first_epoch = [], [], 1
