@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -38,6 +38,11 @@ class Dataset:
     def __post_init__(self) -> None:
         for arr in (self.x_train, self.y_train, self.x_val, self.y_val):
             arr.flags.writeable = False  # the fingerprint below is computed once: the pixels stay as hashed
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickled (in a worker process, on a cluster): read-only again, as built."""
+        self.__dict__.update(state)
+        self.__post_init__()
 
     @cached_property
     def fingerprint(self) -> str:
@@ -75,7 +80,7 @@ def load(name: str, data_file: Path | None = None) -> Dataset:
             sample = load_sample()
             notice = (f"Full MNIST is not available ({exc.args[0].split('.')[0]}); using the embedded "
                       f"sample of {len(sample.y_train) + len(sample.y_val):,} real MNIST images instead.")
-            return Dataset(**{**sample.__dict__, "notice": notice})
+            return replace(sample, notice=notice)
     raise DataError(f"unknown data set {name!r}; expected one of ['auto', 'mnist', 'mnist-sample']")
 
 
