@@ -15,7 +15,7 @@ keep Keras' own update.
 
 Keras' L2 penalty, l2 * sum(w^2), is a square, a sum and a product, and its gradient a broadcast
 and two more products: five passes over each kernel every step. TensorFlow's `L2Loss` computes
-sum(w^2) / 2 in one pass and its gradient in one more. On a (200,100) network with l2 = 1e-4 that
+sum(w^2) / 2 in one pass, and its gradient is one more. On a (200,100) network with l2 = 1e-4 that
 was 0.03 s of a 0.55-0.58 s epoch (2 cores). The penalty is the same number, the weights differ
 in the last bits of rounding only. The layers keep Keras' L2 in their configuration; only the
 weights' own regularizer, the one a training step calls, is swapped.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# This module is imported only by models.optimizer, under TensorFlow, when a run trains.
+# This module is imported only under TensorFlow, when a run trains (models.optimizer, tf_fit, gan).
 import keras  # noqa: TID253
 import tensorflow as tf  # noqa: TID253
 
@@ -44,7 +44,6 @@ class FusedAdam(keras.optimizers.Adam):
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
             beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype),
             use_locking=False)
-
 
 
 class FusedL2(keras.regularizers.Regularizer):

@@ -47,7 +47,6 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
 
     from .tf_adam import fuse_penalties
 
-    fuse_penalties(model)  # L2 as one kernel a weight
     n = len(x_train)
     steps = math.ceil(n / batch_size)
     chunk = max(1, math.ceil(steps / PROGRESS_TICKS))
@@ -81,6 +80,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
 
     # Keras' fit builds the optimizer's and the metrics' variables from a first batch; so here.
     model._symbolic_build(data_batch=(x_train[:batch_size].astype("float32") / 255.0, y_train[:batch_size]))
+    fuse_penalties(model)  # L2 as one kernel a weight, once every weight exists (a subclassed model's too)
     history: dict[str, list[float]] = {}
     probs = np.zeros((0, 0), dtype="float32")
     rng = np.random.default_rng(seed)

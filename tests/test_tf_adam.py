@@ -88,6 +88,7 @@ def test_the_one_kernel_l2_penalty_is_keras_l2_in_value_and_gradient() -> None:
     np.testing.assert_allclose(grads[0], 0.06 * np.asarray(w), rtol=1e-6)  # d/dw of l2 * sum(w^2)
 
 
+@pytest.mark.slow
 def test_an_l2_run_trains_as_with_keras_penalty_and_keeps_keras_l2_in_its_layers(monkeypatch: pytest.MonkeyPatch,
                                                                                 tmp_path: Path) -> None:
     import keras
@@ -115,4 +116,8 @@ def test_an_l2_run_trains_as_with_keras_penalty_and_keeps_keras_l2_in_its_layers
     plain = run.train(exp, images, tmp_path).result
     assert fused["history"]["loss"] == pytest.approx(plain["history"]["loss"], rel=1e-5)
     assert fused["final"]["val_accuracy"] == plain["final"]["val_accuracy"]
-    assert fused["history"]["loss"][0] > 0.01 * 0.5  # the penalty is in the loss (weights of size ~0.1-1)
+    # The penalty is in the loss: 0.01 * sum(w^2) is about 0.3 for the first kernel as initialised.
+    none = Experiment(name="l2", section="1.4", model=spec.model_copy(update={"strength": 0.0}), data="mnist-sample",
+                      source=tmp_path / "x.toml")
+    unpenalised = run.train(none, images, tmp_path).result
+    assert fused["history"]["loss"][0] > unpenalised["history"]["loss"][0] + 0.1
