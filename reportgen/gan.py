@@ -175,7 +175,7 @@ class GanNets:
         import tensorflow as tf
         from keras import ops
 
-        from .tf_adam import fuse_penalties
+        from .tf_kernels import fuse_penalties
 
         G, D = self.generator, self.discriminator
         fuse_penalties(G, D)  # L2 as one kernel a weight

@@ -142,7 +142,7 @@ def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec, fused: bool = True
     if isinstance(spec, GANSpec) and spec.optimizer in ("adam", "adamw", "nadam"):
         kwargs["beta_1"] = spec.beta_1
     if fused and spec.optimizer == "adam" and keras.backend.backend() == "tensorflow":
-        from .tf_adam import FusedAdam  # the same update in one TensorFlow kernel per variable
+        from .tf_kernels import FusedAdam  # the same update in one TensorFlow kernel per variable
 
         return FusedAdam(**kwargs)
     return classes[spec.optimizer](**kwargs)

@@ -37,8 +37,9 @@ PACKAGE_DIR = Path(__file__).parent
 # The code that turns a configuration into numbers, per model kind: a change here invalidates
 # every result of that kind.
 # fused.py and tf_fit.py are the classifiers' training loops under JAX (fused.py also sets the
-# GAN's XLA options there) and TensorFlow; tf_adam.py is Adam and the L2 penalty under TensorFlow.
-_CLASSIFIER_SOURCES = ("run.py", "models.py", "fused.py", "tf_fit.py", "tf_adam.py")
+# GAN's XLA options there) and TensorFlow; tf_kernels.py is the kernels TensorFlow runs in place of
+# Keras' ops (Adam, the L2 penalty).
+_CLASSIFIER_SOURCES = ("run.py", "models.py", "fused.py", "tf_fit.py", "tf_kernels.py")
 TRAINING_SOURCES = {"mlp": _CLASSIFIER_SOURCES, "cnn": _CLASSIFIER_SOURCES, "custom": _CLASSIFIER_SOURCES,
                     "gan": (*_CLASSIFIER_SOURCES, "gan.py")}
 

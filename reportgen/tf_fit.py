@@ -45,7 +45,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     import keras
     import tensorflow as tf
 
-    from .tf_adam import fuse_penalties
+    from .tf_kernels import fuse_penalties
 
     n = len(x_train)
     steps = math.ceil(n / batch_size)

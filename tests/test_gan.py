@@ -123,19 +123,19 @@ def test_an_l2_gan_trains_under_tensorflow_as_with_keras_own_penalty(data, tmp_p
     follows the same path as with Keras' own penalty (the recorded losses leave the penalty out)."""
     import keras
 
-    from reportgen import tf_adam
+    from reportgen import tf_kernels
 
     assert keras.backend.backend() == "tensorflow"
-    fuse, seen = tf_adam.fuse_penalties, []
+    fuse, seen = tf_kernels.fuse_penalties, []
 
     def watched(*nets):
         fuse(*nets)
         seen.extend(type(v.regularizer).__name__ for net in nets for v in net.trainable_variables if v.regularizer)
 
-    monkeypatch.setattr(tf_adam, "fuse_penalties", watched)
+    monkeypatch.setattr(tf_kernels, "fuse_penalties", watched)
     fused = train(gan(regularizer="l2", strength=0.01, epochs=2), data, tmp_path).result["history"]
     assert seen == ["FusedL2"] * 4  # two kernels in each network
-    monkeypatch.setattr(tf_adam, "fuse_penalties", lambda *nets: None)
+    monkeypatch.setattr(tf_kernels, "fuse_penalties", lambda *nets: None)
     plain = train(gan(regularizer="l2", strength=0.01, epochs=2), data, tmp_path).result["history"]
     unpenalised = train(gan(epochs=2), data, tmp_path).result["history"]
     for name in ("d_loss", "g_loss"):

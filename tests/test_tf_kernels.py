@@ -34,7 +34,7 @@ def test_the_fused_kernel_takes_the_steps_keras_adam_takes(settings: dict, monke
     import keras
     import tensorflow as tf
 
-    from reportgen.tf_adam import FusedAdam
+    from reportgen.tf_kernels import FusedAdam
 
     kernel, calls = tf.raw_ops.ResourceApplyAdam, []
 
@@ -58,7 +58,7 @@ def test_the_fused_kernel_takes_the_steps_keras_adam_takes(settings: dict, monke
 def test_runs_that_ask_for_adam_under_tensorflow_get_the_fused_kernel() -> None:
     import keras
 
-    from reportgen.tf_adam import FusedAdam
+    from reportgen.tf_kernels import FusedAdam
 
     assert keras.backend.backend() == "tensorflow"
     assert isinstance(models.optimizer(MLPSpec(kind="mlp", hidden_layers=[4])), FusedAdam)
@@ -75,7 +75,7 @@ def test_the_one_kernel_l2_penalty_is_keras_l2_in_value_and_gradient() -> None:
     import keras
     import tensorflow as tf
 
-    from reportgen.tf_adam import FusedL2
+    from reportgen.tf_kernels import FusedL2
 
     w = tf.Variable(RNG.normal(size=(30, 7)).astype("float32"))
     values, grads = [], []
@@ -94,14 +94,14 @@ def test_an_l2_run_trains_as_with_keras_penalty_and_keeps_keras_l2_in_its_layers
                                                                                 tmp_path: Path) -> None:
     import keras
 
-    from reportgen import data, run, tf_adam
+    from reportgen import data, run, tf_kernels
     from reportgen.spec import Experiment
 
     images = data.subset(data.load("mnist-sample"), 600, 200)
     spec = MLPSpec(kind="mlp", hidden_layers=[16, 8], regularizer="l2", strength=0.01, epochs=2)
     exp = Experiment(name="l2", section="1.4", model=spec, data="mnist-sample", source=tmp_path / "x.toml")
     swapped: list[Any] = []
-    fuse = tf_adam.fuse_penalties
+    fuse = tf_kernels.fuse_penalties
 
     def watched(*nets: Any) -> None:
         fuse(*nets)
@@ -110,10 +110,10 @@ def test_an_l2_run_trains_as_with_keras_penalty_and_keeps_keras_l2_in_its_layers
                   if getattr(layer, "kernel_regularizer", None) is not None]
         assert len(layers) == 2 and all(type(r) is keras.regularizers.L2 for r in layers)  # as defined
 
-    monkeypatch.setattr(tf_adam, "fuse_penalties", watched)
+    monkeypatch.setattr(tf_kernels, "fuse_penalties", watched)
     fused = run.train(exp, images, tmp_path).result
     assert [type(r).__name__ for r in swapped if r is not None] == ["FusedL2", "FusedL2"]  # both hidden kernels
-    monkeypatch.setattr(tf_adam, "fuse_penalties", lambda *nets: None)
+    monkeypatch.setattr(tf_kernels, "fuse_penalties", lambda *nets: None)
     plain = run.train(exp, images, tmp_path).result
     assert fused["history"]["loss"] == pytest.approx(plain["history"]["loss"], rel=1e-5)
     assert fused["final"]["val_accuracy"] == plain["final"]["val_accuracy"]
