@@ -175,7 +175,7 @@ class GanNets:
         import tensorflow as tf
         from keras import ops
 
-        from .tf_kernels import fuse_penalties
+        from .tf_kernels import fuse_penalties, matmul_input_gradients
 
         G, D = self.generator, self.discriminator
         fuse_penalties(G, D)  # L2 as one kernel a weight
@@ -201,7 +201,11 @@ class GanNets:
                 out = out.write(i, step(reals[i], z1[i], z2[i]))
             return out.stack()
 
-        return chunk
+        def traced_with_faster_gradients(reals: Any, z1: Any, z2: Any) -> Any:
+            with matmul_input_gradients():  # the larger layers' input gradients, when the step is traced
+                return chunk(reals, z1, z2)
+
+        return traced_with_faster_gradients
 
     def _compile_torch(self) -> Any:
         import torch

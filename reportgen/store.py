@@ -38,7 +38,7 @@ PACKAGE_DIR = Path(__file__).parent
 # every result of that kind.
 # fused.py and tf_fit.py are the classifiers' training loops under JAX (fused.py also sets the
 # GAN's XLA options there) and TensorFlow; tf_kernels.py is the kernels TensorFlow runs in place of
-# Keras' ops (Adam, the L2 penalty).
+# Keras' ops (Adam, the L2 penalty, a matrix product's gradient).
 _CLASSIFIER_SOURCES = ("run.py", "models.py", "fused.py", "tf_fit.py", "tf_kernels.py")
 TRAINING_SOURCES = {"mlp": _CLASSIFIER_SOURCES, "cnn": _CLASSIFIER_SOURCES, "custom": _CLASSIFIER_SOURCES,
                     "gan": (*_CLASSIFIER_SOURCES, "gan.py")}

@@ -45,7 +45,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     import keras
     import tensorflow as tf
 
-    from .tf_kernels import fuse_penalties
+    from .tf_kernels import fuse_penalties, matmul_input_gradients
 
     n = len(x_train)
     steps = math.ceil(n / batch_size)
@@ -92,7 +92,8 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         logs: dict[str, float] = {}
         for first in range(0, steps, chunk):
             last = min(first + chunk, steps)
-            logs = floats(train(images, labels, order, tf.constant(first), tf.constant(last)))
+            with matmul_input_gradients():  # a large layer's input gradient, when the step is traced
+                logs = floats(train(images, labels, order, tf.constant(first), tf.constant(last)))
             watch.on_train_batch_end(last - 1, logs)
             if model.stop_training:
                 break

@@ -141,3 +141,26 @@ def test_an_l2_gan_trains_under_tensorflow_as_with_keras_own_penalty(data, tmp_p
     for name in ("d_loss", "g_loss"):
         assert fused[name] == pytest.approx(plain[name], rel=1e-5)
     assert fused["d_loss"] != pytest.approx(unpenalised["d_loss"], rel=1e-3)  # the penalty changed training
+
+
+def test_the_larger_layers_of_both_networks_take_the_batched_input_gradient(data, tmp_path, monkeypatch):
+    from reportgen import tf_kernels
+
+    batched, kernels = tf_kernels.batched_input_gradient, []
+
+    def watched(grad, kernel):
+        kernels.append(tuple(kernel.shape))
+        return batched(grad, kernel)
+
+    monkeypatch.setattr(tf_kernels, "batched_input_gradient", watched)
+    wide = {"generator": [256, 256], "discriminator": [256], "epochs": 2}
+    faster = train(gan(**wide), data, tmp_path).result["history"]
+    # Generator 16 -> 256 -> 256 -> 784, discriminator 784 -> 256 -> 1: the generator's update takes
+    # the gradient through the discriminator's first kernel and its own two larger ones; the
+    # discriminator's update needs no gradient for its images, and 16 x 256 and 256 x 1 are small.
+    assert sorted(kernels) == [(256, 256), (256, 784), (784, 256)]
+    monkeypatch.setattr(tf_kernels, "MIN_KERNEL_FOR_BATCHED", 10**9)
+    plain = train(gan(**wide), data, tmp_path).result["history"]
+    assert sorted(kernels) == [(256, 256), (256, 784), (784, 256)]
+    for name in ("d_loss", "g_loss"):
+        assert faster[name] == pytest.approx(plain[name], rel=1e-4)

@@ -1,5 +1,6 @@
 """Cheaper training without other numbers: Adam and the L2 penalty under TensorFlow run as one
-kernel per variable and must take Keras' steps; a finished model is freed before the next."""
+kernel per variable and must take Keras' steps; a large layer's input gradient is the same product
+by a faster kernel; a finished model is freed before the next."""
 
 from __future__ import annotations
 
@@ -146,3 +147,81 @@ def test_a_finished_model_is_freed_before_the_next_one_is_built(tmp_path: Path) 
         assert gone() is None
     finally:
         gc.enable()
+
+
+def gradient_graph(model: Any, x: np.ndarray, faster: bool) -> tuple[list[str], list[np.ndarray]]:
+    """The op types of a traced gradient step of `model` (inputs and weights) and its gradients."""
+    import tensorflow as tf
+
+    from reportgen.tf_kernels import matmul_input_gradients
+
+    @tf.function(autograph=False)
+    def grads(x: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.square(model(x)))
+        return tape.gradient(loss, [x, *model.trainable_variables])
+
+    x = tf.constant(x)
+    if faster:
+        with matmul_input_gradients():
+            concrete = grads.get_concrete_function(x)
+    else:
+        concrete = grads.get_concrete_function(x)
+    return [op.type for op in concrete.graph.get_operations()], [np.asarray(g) for g in concrete(x)]
+
+
+def test_large_input_gradients_take_the_batched_product_and_equal_tensorflows() -> None:
+    import keras
+
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([keras.Input((300,)), keras.layers.Dense(300, activation="tanh"),
+                              keras.layers.Dense(300, activation="tanh"), keras.layers.Dense(7)])
+    x = RNG.normal(size=(40, 300)).astype("float32")
+    faster_ops, faster = gradient_graph(model, x, faster=True)
+    plain_ops, plain = gradient_graph(model, x, faster=False)
+    # Two 300 x 300 kernels qualify (90,000 elements); the 300 x 7 one keeps TensorFlow's MatMul.
+    assert faster_ops.count("BatchMatMulV2") == 2 and "BatchMatMulV2" not in plain_ops
+    assert faster_ops.count("MatMul") == plain_ops.count("MatMul") - 2
+    assert len(faster) == 7  # the input's gradient and six weights'
+    for ours, tensorflows in zip(faster, plain, strict=True):
+        np.testing.assert_allclose(ours, tensorflows, rtol=1e-5, atol=1e-6)
+        assert np.abs(tensorflows).max() > 1e-3
+
+
+def test_small_kernels_and_bfloat16_keep_tensorflows_gradient() -> None:
+    import keras
+
+    keras.utils.set_random_seed(4)
+    small = keras.Sequential([keras.Input((200,)), keras.layers.Dense(200), keras.layers.Dense(100)])
+    ops, _ = gradient_graph(small, RNG.normal(size=(8, 200)).astype("float32"), faster=True)
+    assert "BatchMatMulV2" not in ops and ops.count("MatMul") == 6  # two forward, four gradients
+    half = keras.Sequential([keras.Input((300,)), keras.layers.Dense(300, dtype="mixed_bfloat16")])
+    ops, _ = gradient_graph(half, RNG.normal(size=(8, 300)).astype("float32"), faster=True)
+    assert "BatchMatMulV2" not in ops
+
+
+@pytest.mark.slow
+def test_a_classifier_with_a_large_hidden_layer_trains_with_the_batched_gradient(monkeypatch: pytest.MonkeyPatch,
+                                                                                 tmp_path: Path) -> None:
+    from reportgen import data, run, tf_kernels
+    from reportgen.spec import Experiment
+
+    images = data.subset(data.load("mnist-sample"), 600, 200)
+    exp = Experiment(name="wide", section="1", model=MLPSpec(kind="mlp", hidden_layers=[256, 256], epochs=2),
+                     data="mnist-sample", source=tmp_path / "x.toml")
+    batched, kernels = tf_kernels.batched_input_gradient, []
+
+    def watched(grad: Any, kernel: Any) -> Any:
+        kernels.append(tuple(kernel.shape))
+        return batched(grad, kernel)
+
+    monkeypatch.setattr(tf_kernels, "batched_input_gradient", watched)
+    faster = run.train(exp, images, tmp_path).result
+    # The 256 x 256 kernel; not the first (no gradient for the images) nor 256 x 10 (too small).
+    assert kernels == [(256, 256)]
+    monkeypatch.setattr(tf_kernels, "MIN_KERNEL_FOR_BATCHED", 10**9)
+    plain = run.train(exp, images, tmp_path).result
+    assert kernels == [(256, 256)]
+    assert faster["history"]["loss"] == pytest.approx(plain["history"]["loss"], rel=1e-5)
+    assert faster["final"]["val_accuracy"] == pytest.approx(plain["final"]["val_accuracy"], abs=0.011)
