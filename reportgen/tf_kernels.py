@@ -1,5 +1,6 @@
-"""Adam under TensorFlow as one kernel per variable (`ResourceApplyAdam`), as tf.keras ran it; and
-the L2 penalty as one kernel per weight (`L2Loss`).
+"""Kernels TensorFlow runs in place of Keras' ops: Adam as one kernel per variable
+(`ResourceApplyAdam`), as tf.keras ran it; the L2 penalty as one kernel per weight (`L2Loss`); and
+a large layer's input gradient as `BatchMatMulV2`.
 
 Keras 3's Adam updates each variable with about ten separate ops (both moments, the bias
 correction, the step). TensorFlow runs each as a graph node, and for the small dense models of a
@@ -31,7 +32,10 @@ takes that form for float32 kernels of at least MIN_KERNEL_FOR_BATCHED elements 
 0.16 ms against 0.19 ms) and TensorFlow's own gradient for every other product. The assignment's
 GAN, whose larger layers all qualify, trained an epoch in 14.0-14.5 s against 15.3-16.1 s (2
 cores). The product is the same; the weights differ in the last bits of rounding only. bfloat16
-products showed no such gap and keep TensorFlow's gradient.
+products showed no such gap and keep TensorFlow's gradient. TensorFlow offers no public way to
+give an op another gradient for some graphs only, so the first use registers `_matmul_gradient` in
+TensorFlow's gradient registry in place of its own, which it keeps and calls for every product it
+does not take; where that registry is laid out otherwise, TensorFlow's own gradient serves.
 """
 
 from __future__ import annotations

@@ -201,6 +201,28 @@ def test_small_kernels_and_bfloat16_keep_tensorflows_gradient() -> None:
     assert "BatchMatMulV2" not in ops
 
 
+def test_a_tensorflow_whose_gradient_registry_differs_keeps_its_own_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+    from tensorflow.python.framework import ops as tf_ops
+
+    from reportgen import tf_kernels
+
+    inner = tf_ops._gradient_registry
+    tensorflows = tf_kernels._INSTALLED[0] if tf_kernels._INSTALLED else inner.lookup("MatMul")
+
+    class Registry:  # looks gradients up as TensorFlow's does (its own MatMul's), but keeps them elsewhere
+        def lookup(self, name: str) -> Any:
+            return tensorflows if name == "MatMul" else inner.lookup(name)
+
+    monkeypatch.setattr(tf_ops, "_gradient_registry", Registry())
+    monkeypatch.setattr(tf_kernels, "_INSTALLED", [])  # as in a process where nothing was installed yet
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([keras.Input((300,)), keras.layers.Dense(300)])
+    ops, grads = gradient_graph(model, RNG.normal(size=(8, 300)).astype("float32"), faster=True)
+    assert "BatchMatMulV2" not in ops and ops.count("MatMul") == 3 and len(grads) == 3
+    assert tf_kernels._INSTALLED == []  # nothing was put in a registry it does not know
+
+
 @pytest.mark.slow
 def test_a_classifier_with_a_large_hidden_layer_trains_with_the_batched_gradient(monkeypatch: pytest.MonkeyPatch,
                                                                                  tmp_path: Path) -> None:
