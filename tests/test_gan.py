@@ -164,3 +164,59 @@ def test_the_larger_layers_of_both_networks_take_the_batched_input_gradient(data
     assert sorted(kernels) == [(256, 256), (256, 784), (784, 256)]
     for name in ("d_loss", "g_loss"):
         assert faster[name] == pytest.approx(plain[name], rel=1e-4)
+
+
+STEPS_UNDER = r"""
+import json, sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from reportgen import data, gan
+from reportgen.run import set_seeds
+from reportgen.spec import GANSpec
+
+spec = GANSpec(**json.loads(sys.argv[1]))
+set_seeds(spec.seed)
+nets = gan.GanNets(spec)
+start, end = Path(sys.argv[2]), Path(sys.argv[3])
+if start.exists():
+    nets.restore(dict(np.load(start)))
+else:
+    np.savez(start, **nets.values())
+images = gan.scale_images(data.load("mnist-sample").x_train[:160], spec.generator_output)
+losses = nets.run_steps(*gan.epoch_batches(images, spec, 1))
+np.savez(end, **nets.values())
+print(json.dumps({"backend": keras.backend.backend(), "losses": losses.tolist()}))
+"""
+
+
+def test_every_backend_trains_the_same_steps_from_the_same_weights(tmp_path):
+    """The training step is written once per backend; from the same weights and batches, the three
+    must give the same losses and weights. Without dropout (each backend draws its own masks), with
+    label smoothing, an L2 penalty, and layers large enough for TensorFlow's batched gradients."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings = {**TINY, "generator": [256, 300], "discriminator": [300, 256], "batch_size": 32, "dropout": 0.0,
+                "label_smoothing": 0.1, "regularizer": "l2", "strength": 0.01}
+    start, losses, weights = tmp_path / "start.npz", {}, {}
+    for backend in ("tensorflow", "jax", "torch"):  # TensorFlow first: it draws the starting weights
+        done = subprocess.run([sys.executable, "-c", STEPS_UNDER, json.dumps(settings), str(start),
+                               str(tmp_path / f"{backend}.npz")], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "KERAS_BACKEND": backend})
+        assert done.returncode == 0, done.stderr[-3000:]
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        assert out["backend"] == backend
+        losses[backend] = np.array(out["losses"])
+        weights[backend] = dict(np.load(tmp_path / f"{backend}.npz"))
+    assert losses["tensorflow"].shape == (5, 4)  # 160 images, 5 steps of 32: d_loss, g_loss, both accuracies
+    assert len({round(float(d), 3) for d in losses["tensorflow"][:, 0]}) == 5  # training moved the losses
+    for backend in ("jax", "torch"):
+        np.testing.assert_allclose(losses[backend], losses["tensorflow"], rtol=1e-5, atol=1e-6)
+        assert weights[backend].keys() == weights["tensorflow"].keys()
+        for name, value in weights["tensorflow"].items():
+            np.testing.assert_allclose(weights[backend][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
