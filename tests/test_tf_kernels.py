@@ -4,6 +4,7 @@ by a faster kernel; a finished model is freed before the next."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -163,10 +164,7 @@ def gradient_graph(model: Any, x: np.ndarray, faster: bool) -> tuple[list[str], 
         return tape.gradient(loss, [x, *model.trainable_variables])
 
     x = tf.constant(x)
-    if faster:
-        with matmul_input_gradients():
-            concrete = grads.get_concrete_function(x)
-    else:
+    with matmul_input_gradients() if faster else contextlib.nullcontext():
         concrete = grads.get_concrete_function(x)
     return [op.type for op in concrete.graph.get_operations()], [np.asarray(g) for g in concrete(x)]
 
