@@ -672,6 +672,8 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
             for p in session.planned
         ],
         "warnings": warnings,
+        # Each rendered commentary slot's text, hashed: `check` tells a report older than its prose.
+        "commentary": {name: slot["text"] for name, slot in sorted(session.slots.items())},
         "refused": refusals,  # fetches refused and content the sanitizers took out, each with FILE:LINE
     }
 

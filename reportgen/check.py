@@ -264,6 +264,26 @@ class Review:
     pages: int | None
 
 
+def _report_behind(pdf: Path, made: dict[str, Any], context: dict[str, Any], slots: dict[str, Any],
+                   accept: set[str]) -> list[Finding]:
+    """The built report against what rendering it now would give: commentary edited since, or
+    warnings it shows that no longer hold (a slot accepted since, say). `reportgen render` mends both."""
+    rendered = made.get("commentary")
+    edited = sorted({slot["section"] for name, slot in slots.items()
+                     if isinstance(rendered, dict) and rendered.get(name) != slot["text"]})
+    accepted = {s["commentary_warning"] for s in context["sections"] if s["stale"] and s["number"] in accept}
+    current = [w for w in context["warnings"] if w not in accepted]
+    gone = [w for w in made.get("warnings", []) if w not in current]
+    findings = []
+    if edited:
+        findings.append(Finding(pdf, None, "build", f"older than the commentary of section(s) {', '.join(edited)}, "
+                                "edited since it was made: run `reportgen render`"))
+    if gone:
+        findings.append(Finding(pdf, None, "build", f"shows {len(gone)} warning(s) that no longer hold "
+                                f"({gone[0][:120]}{'...' if len(gone[0]) > 120 else ''}): run `reportgen render`"))
+    return findings
+
+
 def review(session: Session, accept: Iterable[str] = ()) -> Review:
     """Every submission check over a project, its cached results and its last build. Figures are drawn
     into a scratch folder: build/ is left as it is. `accept` records the listed sections' slots as
@@ -289,6 +309,10 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
         if behind:
             findings.append(Finding(out / "report.pdf", None, "build", "the report was made from other results "
                                     f"than the cache now holds for {behind}: run `reportgen build`"))
+        if made.get("profile") == "quick":
+            findings.append(Finding(out / "report.pdf", None, "build", "a draft, built with the quick profile "
+                                    "(shortened training on the offline sample): run `reportgen build --full` "
+                                    "for the report to hand in"))
 
     numbers = 0
     with tempfile.TemporaryDirectory(prefix="reportgen-check-") as scratch:
@@ -297,6 +321,8 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
         build.measure(scratch_session, say=lambda message: None)
         context, _ = build.collect(scratch_session)
         accepted = build.record_slots(scratch_session, accept) if accept else []
+    if made is not None:
+        findings += _report_behind(out / "report.pdf", made, context, scratch_session.slots, set(accept))
     sizes = {"train": len(session.data.y_train), "validation": len(session.data.y_val)}
     for section in context["sections"]:
         file = Path(section["commentary_path"])

@@ -211,6 +211,20 @@ def test_check_passes_a_clean_project(builds: dict[str, Path], runner) -> None:
     assert "Ready to hand in: 1 section(s), 2 experiment(s)" in result.output
 
 
+def test_check_does_not_pass_a_quick_draft(builds: dict[str, Path], runner, tmp_path: Path) -> None:
+    from reportgen.cli import app
+
+    root = copy_project(builds["a"], tmp_path)
+    build_or_fail(root, ["--quick", *LIMITS])
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert result.exit_code == 1, result.output
+    out = result.output.replace("\n", "")
+    assert "report.pdf: a draft, built with the quick profile" in out and "`reportgen build --full`" in out
+    assert "1 problem(s)" in out
+    build_or_fail(root, LIMITS)  # the full profile's results are cached: nothing trains
+    assert runner.invoke(app, ["check", "-C", str(root)]).exit_code == 0
+
+
 def test_check_finds_a_typed_number_that_matches_no_result(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -229,7 +243,9 @@ def test_check_finds_a_typed_number_that_matches_no_result(builds: dict[str, Pat
     assert "1-nets.md:3: 123,456 matches no result" in out and "| num }}" in out
     assert "1-nets.md:3: 'TODO' left in the text" in out
     assert typed_right + " matches" not in out and f"{small['params']:,} matches" not in out
-    assert "3 problem(s)" in out
+    assert "report.pdf: older than the commentary of section(s) 1, edited since it was made: run `reportgen " \
+        "render`" in out
+    assert "4 problem(s)" in out
 
 
 def test_a_slot_written_for_earlier_results_is_marked_until_accepted(builds: dict[str, Path], runner,
@@ -253,10 +269,16 @@ def test_a_slot_written_for_earlier_results_is_marked_until_accepted(builds: dic
     assert "stale slot" in result.output and "--accept 1" in result.output
 
     accepted = runner.invoke(app, ["check", "-C", str(root), "--accept", "1"])
-    assert accepted.exit_code == 0, accepted.output
+    assert accepted.exit_code == 1, accepted.output  # the report on disk still shows the warning
     assert "Recorded section 1 (1-nets.md) as written for the current results" in accepted.output
-    build_or_fail(root, LIMITS)
+    out = accepted.output.replace("\n", "")
+    assert "report.pdf: shows 1 warning(s) that no longer hold (" in out and "run `reportgen render`" in out
+    assert "1 problem(s)" in out
+    rendered = runner.invoke(app, ["render", "-C", str(root)])
+    assert rendered.exit_code == 0, rendered.output
     assert "written for earlier results" not in (root / "build" / "report.html").read_text()
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert result.exit_code == 0, result.output
 
 
 def test_check_fails_on_page_limit_and_fonts_not_embedded(builds: dict[str, Path], runner, tmp_path: Path) -> None:
