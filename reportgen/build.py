@@ -140,6 +140,7 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
 
     check_environment()  # a misspelt switch or XLA option stops the build here, not in every run
     running: set[str] = set()
+    earlier = {p.exp.name: p.entry for p in todo}  # --force: the cached results being replaced
     try:
         from .parallel import scheduler_address
 
@@ -149,11 +150,11 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
         else:
             _train_each(session, todo, console)
     except KeyboardInterrupt:
-        finished = [p.exp.name for p in todo if p.entry is not None and not p.error]
-        cut = [p for p in todo if p.exp.name in running] or \
-            [p for p in todo if p.entry is None and not p.error][:1]
+        finished = [p.exp.name for p in todo if p.entry is not earlier[p.exp.name] and not p.error]
+        left = [p for p in todo if p.exp.name not in finished and not p.error]
+        cut = [p for p in todo if p.exp.name in running] or left[:1]
         resumable = any((session.store.partial(p.key) / "checkpoint.npz").is_file() for p in cut)
-        pending = [p.exp.name for p in todo if p.entry is None and not p.error and p not in cut]
+        pending = [p.exp.name for p in left if p not in cut]
         raise BuildInterrupted(finished, ", ".join(p.exp.name for p in cut) or None, resumable,
                                pending) from None
     return todo

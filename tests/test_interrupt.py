@@ -67,6 +67,27 @@ def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make
     assert list((cache / "tmp").iterdir()) == []
 
 
+def test_ctrl_c_under_force_counts_only_what_this_build_trained_as_finished(make_project):
+    root = make_project(RUNS)
+    done = subprocess.run([*run_command(root), "--only", "quick-dense", "--only", "never-started"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cache = root / ".reportgen-cache"
+    earlier = {p.parent.name for p in (cache / "results").glob("*/result.json")}
+    process = subprocess.Popen([*run_command(root), "--force"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "COLUMNS": "200"}, preexec_fn=ctrl_c_delivered)
+    wait_for_checkpoint(root, process)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    # never-started keeps its earlier result, but this build did not train it
+    assert "finished and cached: quick-dense\n" in output
+    assert "cut short: long-gan (its checkpoint is kept and the next build resumes it)" in output
+    assert "not started: never-started" in output
+    assert earlier <= {p.parent.name for p in (cache / "results").glob("*/result.json")}  # nothing lost
+
+
 def test_ctrl_c_with_jobs_stops_the_workers_and_keeps_what_finished(make_project):
     root = make_project(RUNS)
     process = subprocess.Popen([*run_command(root), "--jobs", "2"], stdout=subprocess.PIPE,
