@@ -100,6 +100,9 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
         project = spec.with_precision(project, options.precision)
     selected = {e.name for e in spec.select(project, options.only)}
     data = load(project.data, options.data_file)
+    if options.data_file is not None and project.data == "mnist-sample":
+        say(f"Note: --data-file {options.data_file} is not used: the {project.profile} profile's data set is the "
+            "embedded sample (`data = \"mnist-sample\"`).")
     if options.train_limit or options.val_limit:
         data = subset(data, options.train_limit or len(data.y_train), options.val_limit or len(data.y_val))
     if data.notice:

@@ -23,6 +23,14 @@ OFFLINE_HELP = (
 )
 
 
+class DownloadFailed(DataError):
+    """Keras' loader could not fetch MNIST; `reason` is what it said."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{OFFLINE_HELP} (download error: {reason})")
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Images as uint8 (N, 28, 28) and integer labels; `name` is what ran, `notice` says why."""
@@ -68,7 +76,8 @@ class Dataset:
 
 def load(name: str, data_file: Path | None = None) -> Dataset:
     """Load a data set by its project name: `mnist`, `mnist-sample`, or `auto` (full MNIST when it
-    can be had, else the sample, saying so)."""
+    can be had, else the sample, saying so). A file named by --data-file or REPORTGEN_MNIST that
+    cannot be read is an error under `auto` too: the user asked for that file."""
     if name == "mnist-sample":
         return load_sample()
     if name == "mnist":
@@ -76,10 +85,11 @@ def load(name: str, data_file: Path | None = None) -> Dataset:
     if name == "auto":
         try:
             return load_mnist(data_file)
-        except DataError as exc:
+        except DownloadFailed as exc:
             sample = load_sample()
-            notice = (f"Full MNIST is not available ({exc.args[0].split('.')[0]}); using the embedded "
-                      f"sample of {len(sample.y_train) + len(sample.y_val):,} real MNIST images instead.")
+            notice = (f"Full MNIST could not be downloaded ({exc.reason}); using the embedded sample of "
+                      f"{len(sample.y_train) + len(sample.y_val):,} real MNIST images instead. For full MNIST "
+                      f"offline, pass --data-file PATH (Keras' mnist.npz) or set {MNIST_ENV}.")
             return replace(sample, notice=notice)
     raise DataError(f"unknown data set {name!r}; expected one of ['auto', 'mnist', 'mnist-sample']")
 
@@ -105,7 +115,7 @@ def load_mnist(data_file: Path | None = None) -> Dataset:
     try:
         (x_train, y_train), (x_val, y_val) = keras.datasets.mnist.load_data()
     except Exception as exc:  # the loader raises a bare Exception on network failure
-        raise DataError(f"{OFFLINE_HELP} (download error: {exc})") from None
+        raise DownloadFailed(str(exc)) from None
     return _mnist(x_train, y_train, x_val, y_val, "Keras MNIST download")
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .errors import Problem, SpecError
+from .errors import Problem, ReportgenError, SpecError
 
 EXPERIMENTS_DIR = "experiments"
 PROJECT_FILE = "project.toml"
@@ -617,9 +617,11 @@ def select(project: Project, only: Iterable[str]) -> list[Experiment]:
             if pattern in (s.number, s.slug) or fnmatch.fnmatchcase(e.name, pattern)
         ]
         if not hits:
-            choices = [s.number for s in project.sections] + [e.name for e in project.experiments]
-            raise SpecError([Problem("--only", "", f"matches no section or run: {pattern!r}; "
-                                     f"expected one of {choices}")])
+            choices = list(dict.fromkeys([s.number for s in project.sections] + [s.slug for s in project.sections]
+                                         + [e.name for e in project.experiments]))
+            # A mistyped option, not a problem in the experiment files.
+            raise ReportgenError(f"--only {pattern!r} matches no section number, section file or run name "
+                                 f"(globs such as 'relu-*' work too); expected one of {choices}")
         chosen.extend(h for h in hits if h not in chosen)
     return with_dependencies(project, chosen)
 

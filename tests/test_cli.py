@@ -133,7 +133,20 @@ def test_unknown_only_lists_the_choices(runner, make_project):
                                                'kind = "mlp"\nhidden_layers = [4]\n'})
     result = runner.invoke(app, ["run", "-C", str(root), "--only", "b", "--dry-run"])
     assert result.exit_code == 1
-    assert "matches no section or run: 'b'; expected one of ['1', 'a']" in result.output
+    out = result.output.replace("\n", "")
+    assert "Error: --only 'b' matches no section number, section file or run name" in out
+    assert "expected one of ['1', 'a']" in out  # the section's number, its file stem and its run
+    assert "experiment files" not in out and "Nothing was trained" not in out
+
+
+def test_a_data_file_the_profile_does_not_read_is_named(runner, make_project, tmp_path):
+    root = make_project({"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\n'
+                                               'kind = "mlp"\nhidden_layers = [4]\n'})
+    result = runner.invoke(app, ["run", "-C", str(root), "--quick", "--dry-run", "--data-file",
+                                 str(tmp_path / "mnist.npz")])
+    assert result.exit_code == 0, result.output
+    assert "mnist.npz is not used: the quick profile's data set is the embedded sample" in \
+        result.output.replace("\n", "")
 
 
 def test_clean_removes_build_and_keeps_the_cache_unless_asked(runner, make_project):

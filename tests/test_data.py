@@ -55,7 +55,19 @@ def test_auto_falls_back_to_the_sample_and_says_so(monkeypatch, tmp_path):
     offline(monkeypatch, tmp_path)
     loaded = data.load("auto")
     assert loaded.name == "mnist-sample"
-    assert "Full MNIST is not available" in loaded.notice and "5,000 real MNIST images" in loaded.notice
+    assert loaded.notice.startswith("Full MNIST could not be downloaded (URL fetch failure: Name or service not "
+                                    "known); using the embedded sample of 5,000 real MNIST images instead.")
+    assert "--data-file PATH" in loaded.notice
+
+
+def test_auto_does_not_swap_a_named_file_that_fails_for_the_sample(monkeypatch, tmp_path):
+    offline(monkeypatch, tmp_path)
+    with pytest.raises(DataError, match="MNIST file not found: .*missing.npz"):
+        data.load("auto", tmp_path / "missing.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file. at all")
+    monkeypatch.setenv(data.MNIST_ENV, str(tmp_path / "bad.npz"))
+    with pytest.raises(DataError, match=r"bad\.npz: not an MNIST \.npz .*\(.+\)"):
+        data.load("auto")
 
 
 def test_sample_split_is_fixed_and_stratified():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.errors import SpecError
+from reportgen.errors import ReportgenError, SpecError
 from reportgen.spec import GANSpec, MLPSpec, load_project, select
 
 from .conftest import REPO
@@ -162,7 +162,8 @@ def test_only_selects_sections_runs_and_globs(make_project):
     project = load_project(root)
     assert len(select(project, ["2.1"])) == 6
     assert [e.name for e in select(project, ["net-16x4-*"])] == ["net-16x4-0", "net-16x4-0.01", "net-16x4-1"]
-    with pytest.raises(SpecError, match="matches no section or run: 'zzz'"):
+    assert select(project, ["grid"]) == select(project, ["2.1"])  # the section's file stem
+    with pytest.raises(ReportgenError, match="--only 'zzz' matches no section number, section file or run name"):
         select(project, ["zzz"])
 
 
