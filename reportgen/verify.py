@@ -104,6 +104,14 @@ def plan(build: Build, project_root: Path, only: list[str], sample: int | None, 
 
     check_environment()  # a misspelt switch would fail every run and read as "does not reproduce"
     exp_dir = project_root / spec.EXPERIMENTS_DIR
+    from .models import builder_path
+
+    for name, exp in experiments.items():
+        builder = getattr(exp.model, "builder", None)
+        if builder and not builder_path(builder, exp_dir).is_file():
+            raise CompareError(f"experiment {name!r} is built by {builder}, and {builder_path(builder, exp_dir)} "
+                               "is not here: pass -C PROJECT, the project folder the build was made from; "
+                               "nothing was run.")
     for e in chosen:
         inputs = e.get("inputs") or {}
         if inputs.get("code") and inputs["code"] != store.code_fingerprint(experiments[e["name"]], exp_dir):

@@ -170,6 +170,32 @@ def test_verify_notices_results_json_edited(builds: dict[str, Path], runner, tmp
     assert "results.json has val_accuracy = 0.999" in result.output
 
 
+def test_verify_away_from_the_project_asks_for_it_when_a_custom_builder_is_missing(runner, make_project,
+                                                                                 tmp_path: Path) -> None:
+    import shutil
+
+    from reportgen.cli import app
+
+    root = make_project({
+        "experiments/1-nets.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "own"\nkind = "custom"\n'
+                                   'builder = "nets:tiny"\nparams = { width = 8 }\n',
+        "experiments/1-nets.md": "Text.\n",
+        "experiments/nets.py": "import keras\n\n\ndef tiny(width):\n    return keras.Sequential([keras.Input((28, 28)), "
+                               "keras.layers.Flatten(), keras.layers.Dense(width, activation='relu'), "
+                               "keras.layers.Dense(10, activation='softmax')])\n"})
+    build_or_fail(root, LIMITS)
+    away = tmp_path / "handed-in" / "build"
+    shutil.copytree(root / "build", away)
+    result = runner.invoke(app, ["verify", str(away)])
+    assert result.exit_code == 2, result.output
+    out = result.output.replace("\n", "")
+    assert "experiment 'own' is built by nets:tiny" in out and "pass -C PROJECT" in out
+    assert "nothing was run" in out and "do not reproduce" not in out
+    result = runner.invoke(app, ["verify", str(away), "-C", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "bit-identical weights" in result.output
+
+
 def test_verify_stops_before_running_on_other_data(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
