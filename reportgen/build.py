@@ -94,6 +94,17 @@ class Session:
 # --- stage 1-3: read specs, load data, compute every key -------------------------------------------
 
 
+def rebuild_command(session: Session) -> str:
+    """`reportgen build` with this session's profile, image limits and precision, for hints: a plain
+    `reportgen build` after a quick draft would train the full profile, which takes far longer."""
+    options = session.options
+    flags = ["--quick"] if session.project.profile == "quick" else []
+    flags += [f"--limit-train {options.train_limit}"] if options.train_limit else []
+    flags += [f"--limit-val {options.val_limit}"] if options.val_limit else []
+    flags += [f"--precision {options.precision}"] if options.precision else []
+    return " ".join(["reportgen build", *flags])
+
+
 def open_session(options: Options, say: Callable[[str], None] = print) -> Session:
     project = spec.load_project(options.root, options.profile)
     if options.precision:
@@ -518,7 +529,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
             if exc.name in expected and any(p.entry is None for p in session.planned):
                 where = f"{exc.file}:{exc.line}" if exc.line else f"{exc.file}"
                 html, warning = None, (f"{where}: placeholder {exc.name!r} has no result yet; "
-                                       "run `reportgen build` to fill this slot")
+                                       f"run `{rebuild_command(session)}` to fill this slot")
             else:
                 raise
         stale = None

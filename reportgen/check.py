@@ -293,22 +293,23 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
     accept = set(accept)
     findings: list[Finding] = []
     project = session.project
+    again = f"run `{build.rebuild_command(session)}`"  # with the last build's profile and limits
     for p in session.planned:
         if p.state != "fresh":
             findings.append(Finding(p.exp.source, None, "experiment", f"experiment {p.exp.name!r} is {p.state} ("
-                                    + "; ".join(p.reasons) + "): run `reportgen build`"))
+                                    + "; ".join(p.reasons) + "): " + again))
     out = session.options.out
     made: dict[str, Any] | None = None
     try:
         made = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        findings.append(Finding(out, None, "build", "no readable manifest.json: run `reportgen build`"))
+        findings.append(Finding(out, None, "build", "no readable manifest.json: " + again))
     if made is not None:
         keys = {e.get("name"): e.get("key") for e in made.get("experiments", []) if isinstance(e, dict)}
         behind = [p.exp.name for p in session.planned if p.state == "fresh" and keys.get(p.exp.name) != p.key]
         if behind:
             findings.append(Finding(out / "report.pdf", None, "build", "the report was made from other results "
-                                    f"than the cache now holds for {behind}: run `reportgen build`"))
+                                    f"than the cache now holds for {behind}: " + again))
         if made.get("profile") == "quick":
             findings.append(Finding(out / "report.pdf", None, "build", "a draft, built with the quick profile "
                                     "(shortened training on the offline sample): run `reportgen build --full` "
@@ -358,5 +359,5 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
             findings.append(Finding(pdf, None, "pages", f"{pages} pages, over the page_limit of {project.page_limit} "
                                     f"set in {project.experiments_dir / 'project.toml'}"))
     elif made is not None:
-        findings.append(Finding(pdf, None, "build", "missing: run `reportgen build`"))
+        findings.append(Finding(pdf, None, "build", "missing: " + again))
     return Review(findings, accepted, numbers, pages)

@@ -180,8 +180,9 @@ def test_verify_away_from_the_project_asks_for_it_when_a_custom_builder_is_missi
         "experiments/1-nets.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "own"\nkind = "custom"\n'
                                    'builder = "nets:tiny"\nparams = { width = 8 }\n',
         "experiments/1-nets.md": "Text.\n",
-        "experiments/nets.py": "import keras\n\n\ndef tiny(width):\n    return keras.Sequential([keras.Input((28, 28)), "
-                               "keras.layers.Flatten(), keras.layers.Dense(width, activation='relu'), "
+        "experiments/nets.py": "import keras\n\n\ndef tiny(width):\n    return keras.Sequential(["
+                               "keras.Input((28, 28)), keras.layers.Flatten(), "
+                               "keras.layers.Dense(width, activation='relu'), "
                                "keras.layers.Dense(10, activation='softmax')])\n"})
     build_or_fail(root, LIMITS)
     away = tmp_path / "handed-in" / "build"
@@ -247,6 +248,12 @@ def test_check_does_not_pass_a_quick_draft(builds: dict[str, Path], runner, tmp_
     out = result.output.replace("\n", "")
     assert "report.pdf: a draft, built with the quick profile" in out and "`reportgen build --full`" in out
     assert "1 problem(s)" in out
+    section = root / "experiments" / "1-nets.toml"
+    section.write_text(section.read_text().replace("hidden_layers = [32]", "hidden_layers = [24]"))
+    out = runner.invoke(app, ["check", "-C", str(root)]).output.replace("\n", "")
+    # the way to bring it up to date is the draft's own command, not a full build
+    assert "experiment 'wide' is stale (" in out
+    assert "run `reportgen build --quick --limit-train 300 --limit-val 100`" in out
     build_or_fail(root, LIMITS)  # the full profile's results are cached: nothing trains
     assert runner.invoke(app, ["check", "-C", str(root)]).exit_code == 0
 
