@@ -541,7 +541,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
             session.slots[slot_key] = {"text": text, "quotes": quotes, "section": section.number,
                                        "stale": bool(stale)}
             if stale:
-                warning = (f"{section.commentary}: written for earlier results (" + "; ".join(stale[:5])
+                warning = (f"{section.commentary}: written for earlier results (" + check.some_changes(stale)
                            + f"); edit it, or run `reportgen check --accept {section.number}` if it still holds")
         if warning:
             warnings.append(warning)
@@ -569,6 +569,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
         "sections": sections,
         "runs": facts,
         "warnings": warnings,
+        "rebuild": rebuild_command(session),  # the command that fills what is missing, in hints
         "stylesheet": "assets/style.css",
     }
     return context, warnings

@@ -227,6 +227,12 @@ def quote_changes(recorded: dict[str, Any] | None, text: str, quotes: list[str])
     return changes
 
 
+def some_changes(changes: list[str], shown: int = 5) -> str:
+    """The first few of a slot's changed values, and how many more there are."""
+    more = len(changes) - shown
+    return "; ".join(changes[:shown]) + (f"; and {more} more" if more > 0 else "")
+
+
 def write_lock(experiments_dir: Path, lock: dict[str, Any]) -> None:
     from .store import write_atomic
 
@@ -345,7 +351,7 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
                                     f"{typed.text} matches no result of section {section['number']}{hint}"))
         if section["stale"] and section["number"] not in accept:
             findings.append(Finding(file, None, "stale slot", "written for earlier results ("
-                                    + "; ".join(section["stale"][:5]) + "): edit it, or run `reportgen check "
+                                    + some_changes(section["stale"]) + "): edit it, or run `reportgen check "
                                     f"--accept {section['number']}` if it still holds"))
     pages = None
     pdf = out / "report.pdf"

@@ -261,7 +261,16 @@ class Experiment:
         # What distinguishes the model first, then how it was trained, then the data.
         model_keys = [k for k in config if k not in _Training.model_fields and k not in ("name", "data")]
         ordered = model_keys + list(_Training.model_fields) + ["data"]
-        return "\n".join(f"{k} = {_python_literal(config[k])}" for k in ordered if k in config)
+        lines = [f"{k} = {_python_literal(config[k])}" for k in ordered if k in config]
+        if config.get("learning_rate") is None and config.get("optimizer") in KERAS_LEARNING_RATES:
+            rate = KERAS_LEARNING_RATES[config["optimizer"]]
+            lines = [line + f"  # Keras' default for {config['optimizer']}: {rate:g}"
+                     if line.startswith("learning_rate = ") else line for line in lines]
+        return "\n".join(lines)
+
+
+# The rate each optimizer trains with when a run sets none (Keras 3's defaults), for the report.
+KERAS_LEARNING_RATES = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3, "nadam": 1e-3}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from reportgen.check import Candidate, matches, nearest, placeholder, quote_changes, typed_numbers, unmatched_claims
+from reportgen.check import (
+    Candidate,
+    matches,
+    nearest,
+    placeholder,
+    quote_changes,
+    some_changes,
+    typed_numbers,
+    unmatched_claims,
+)
 
 
 def test_typed_numbers_skip_placeholders_math_code_links_and_config_like_values() -> None:
@@ -54,3 +63,11 @@ def test_quote_changes_tell_an_edited_slot_from_a_stale_one() -> None:
     assert quote_changes(recorded, "t2", ["96.50%", "27,660"]) is None  # edited since: current
     assert quote_changes(None, "t1", ["96.50%"]) is None  # never recorded
     assert quote_changes(recorded, "t1", ["96.50%", "27,660"]) == ["97.01% -> 96.50%"]
+
+
+def test_a_long_list_of_changed_values_says_how_many_it_leaves_out() -> None:
+    recorded = {"text": "t", "quotes": [f"{i}%" for i in range(6)]}
+    changes = quote_changes(recorded, "t", [f"{i + 10}%" for i in range(6)])
+    assert changes is not None and len(changes) == 6
+    assert some_changes(changes) == "0% -> 10%; 1% -> 11%; 2% -> 12%; 3% -> 13%; 4% -> 14%; and 1 more"
+    assert some_changes(changes[:5]) == "0% -> 10%; 1% -> 11%; 2% -> 12%; 3% -> 13%; 4% -> 14%"

@@ -38,6 +38,7 @@ def test_shipped_project_expands_to_every_run_of_the_assignment():
     assert by_name["l2-0.01"].model.hidden_layers == [200, 100]
     assert by_name["l2-0.01"].model.epochs == 10 and by_name["l2-0.01"].model.batch_size == 128
     assert "hidden_layers = (30, 100)" in by_name["relu-30x100"].code_cell()
+    assert "learning_rate = None  # Keras' default for adam: 0.001\n" in by_name["relu-30x100"].code_cell()
     gan = by_name["gan"].model
     assert isinstance(gan, GANSpec) and gan.generator == [256, 512, 1024] and gan.regularizer == "none"
     assert by_name["gan-l2"].model.regularizer == "l2"  # type: ignore[union-attr]
@@ -258,3 +259,15 @@ def test_a_key_named_like_a_kind_keeps_its_name_and_a_default_no_run_takes_is_re
         load_project(root)
     assert "s.toml [defaults.dropout]: applies to no run of this section (its runs are of kind ['mlp'])" \
         in str(caught.value)
+
+
+def test_the_default_learning_rates_the_report_names_are_keras_own():
+    import keras
+
+    from reportgen.spec import KERAS_LEARNING_RATES
+
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+               "rmsprop": keras.optimizers.RMSprop, "nadam": keras.optimizers.Nadam}
+    assert set(KERAS_LEARNING_RATES) == set(classes)
+    for name, rate in KERAS_LEARNING_RATES.items():
+        assert float(keras.ops.convert_to_numpy(classes[name]().learning_rate)) == pytest.approx(rate), name
