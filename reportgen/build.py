@@ -544,6 +544,9 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 warning = (f"{section.commentary}: written for earlier results (" + check.some_changes(stale)
                            + f"); edit it, or run `reportgen check --accept {section.number}` if it still holds")
         if warning:
+            # As the project's own files are named in its README and errors: from its folder, so the
+            # report handed in does not carry the author's home directory.
+            warning = warning.replace(f"{session.project.root}{os.sep}", "")
             warnings.append(warning)
         attachment = _attachment(section.attach, assets, section.slug) if section.attach else None
         sections.append({"number": section.number, "title": section.title, "slug": section.slug,

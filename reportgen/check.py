@@ -335,7 +335,8 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
         file = Path(section["commentary_path"])
         if section["commentary"] is None:
             warning = section["commentary_warning"] or "empty commentary slot"
-            where = re.match(re.escape(str(file)) + r"(?::(\d+))?: ", warning)
+            shown = file.relative_to(project.root) if file.is_relative_to(project.root) else file
+            where = re.match(re.escape(str(shown)) + r"(?::(\d+))?: ", warning)
             line = int(where.group(1)) if where and where.group(1) else None
             findings.append(Finding(file, line, "slot", warning[where.end():] if where else warning))
             continue

@@ -296,6 +296,8 @@ def test_a_slot_written_for_earlier_results_is_marked_until_accepted(builds: dic
     html = (root / "build" / "report.html").read_text()
     assert "This commentary was written for earlier results" in html
     assert "12,730 -&gt; 15,910" in html  # the parameter count it quotes, then and now
+    assert "experiments/1-nets.md: written for earlier results (" in html
+    assert str(root) not in html  # the author's folders stay out of the report handed in
 
     result = runner.invoke(app, ["check", "-C", str(root)])
     assert result.exit_code == 1, result.output
