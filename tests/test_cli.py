@@ -173,6 +173,31 @@ def test_doctor_names_backend_versions_device_and_data(runner, tmp_path, monkeyp
     assert f"Result cache: {tmp_path / '.reportgen-cache'} (0 stored result(s))" in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("answer", [None, "[Errno -3] Temporary failure in name resolution"])
+def test_doctor_says_whether_full_mnist_can_be_downloaded(runner, tmp_path, monkeypatch, answer):
+    from reportgen import data
+
+    monkeypatch.delenv(data.MNIST_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no copy in Keras' cache
+    monkeypatch.setattr(data, "mnist_reachable", lambda: answer)
+    result = runner.invoke(app, ["doctor", "-C", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    if answer is None:
+        assert "Full MNIST: no local copy; reachable, a build downloads it once" in out
+    else:
+        assert ("Full MNIST: no local copy, and the download address is not reachable ([Errno -3] Temporary "
+                "failure in name resolution): data = \"mnist\" stops, \"auto\" uses the sample") in out
+
+
+def test_the_mnist_probe_reports_why_an_address_cannot_be_reached(monkeypatch):
+    from reportgen import data
+
+    monkeypatch.setattr(data, "MNIST_URL", "http://127.0.0.1:9/mnist.npz")  # discard port: refused
+    why = data.mnist_reachable(timeout=2)
+    assert why is not None and "refused" in why.lower()
+
+
 def test_doctor_under_jax_says_how_much_the_compiled_programs_take_of_their_bound(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")  # restored afterwards
     monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", "512")
