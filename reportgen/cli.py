@@ -211,6 +211,8 @@ def _print_status(session: Any, title: str) -> None:
     for p in session.planned:
         mark = "" if p.exp.name in session.selected else " (not selected)"
         why = "cached: " + p.key[:12] if p.state == "fresh" else "; ".join(p.reasons)
+        if p.state == "fresh" and session.options.force and p.exp.name in session.selected:
+            why = "--force: trains again (cached: " + p.key[:12] + ")"
         table.add_row(p.exp.section, escape(p.exp.name), f"[{colors[p.state]}]{p.state}[/]{mark}",
                       escape(why))
     console.print(table)

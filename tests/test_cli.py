@@ -149,6 +149,18 @@ def test_a_data_file_the_profile_does_not_read_is_named(runner, make_project, tm
         result.output.replace("\n", "")
 
 
+def test_dry_run_with_force_says_cached_runs_train_again(runner, make_project):
+    root = make_project({"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\n'
+                                               'kind = "mlp"\nhidden_layers = [4]\n'})
+    limits = ["--limit-train", "200", "--limit-val", "50"]
+    assert runner.invoke(app, ["run", "-C", str(root), *limits]).exit_code == 0
+    plain = runner.invoke(app, ["run", "-C", str(root), *limits, "--dry-run"])
+    assert "0 to train" in plain.output and "cached: " in plain.output and "--force" not in plain.output
+    forced = runner.invoke(app, ["run", "-C", str(root), *limits, "--dry-run", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "1 to train" in forced.output and "--force: trains again (cached: " in forced.output
+
+
 def test_clean_removes_build_and_keeps_the_cache_unless_asked(runner, make_project):
     root = make_project({})
     (root / "build").mkdir()
