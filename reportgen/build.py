@@ -528,7 +528,10 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
             expected = set(by_name) | {v.kind for v in section.views}
             if exc.name in expected and any(p.entry is None for p in session.planned):
                 where = f"{exc.file}:{exc.line}" if exc.line else f"{exc.file}"
-                html, warning = None, (f"{where}: placeholder {exc.name!r} has no result yet; "
+                named = by_name.get(exc.name)
+                gap = ("has no result for its current configuration (" + "; ".join(named.reasons) + ")"
+                       if named is not None and named.state == "stale" else "has no result yet")
+                html, warning = None, (f"{where}: placeholder {exc.name!r} {gap}; "
                                        f"run `{rebuild_command(session)}` to fill this slot")
             else:
                 raise

@@ -157,7 +157,9 @@ def test_render_never_trains_and_marks_missing_results(runner, copy):
     html = (copy / "build/report.html").read_text()
     assert "No result for this configuration yet (filters" not in html  # reasons speak of the key
     assert "No result for this configuration yet" in html
-    assert "placeholder &#39;conv&#39; has no result yet" in html or "has no result yet" in result.output
+    # its earlier result is cached under the old configuration: not "no result yet"
+    assert "placeholder 'conv' has no result for its current configuration (blocks changed: " in html
+    assert "experiments/2-conv.md" in html and str(copy) not in html
 
 
 def test_typo_in_a_placeholder_fails_the_build_with_file_and_line(runner, copy):
