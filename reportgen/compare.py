@@ -252,6 +252,10 @@ def _flat(prefix: str, value: Any) -> dict[str, str]:
     return {prefix: "-" if value is None else str(value)}
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def environment_of(build: Build) -> dict[str, str]:
     """How a build was made, flattened for side-by-side display."""
     m = build.manifest
@@ -261,9 +265,9 @@ def environment_of(build: Build) -> dict[str, str]:
                      "profile": m.get("profile")}),
         **_flat("versions", m.get("versions") or {}),
         "devices": "; ".join(f"{d.get('name')} ({d.get('kind')})" for d in m.get("devices") or []) or "-",
-        "data": f"{data.get('name')} ({data.get('train')} train / {data.get('validation')} validation)",
+        "data": f"{data.get('name')} ({_count(data.get('train'))} train / {_count(data.get('validation'))} validation)",
         "data fingerprint": str(data.get("fingerprint", "-"))[:16],
-        "limits": ", ".join(f"{k}={v}" for k, v in (m.get("limits") or {}).items()) or "-",
+        "limits": ", ".join(f"{k} {_count(v)} images" for k, v in (m.get("limits") or {}).items() if v) or "none",
         "determinism": "; ".join(", ".join(f"{k}={v}" for k, v in d.items())
                                  for d in m.get("determinism") or []) or "-",
         "git commit": str((m.get("git") or {}).get("commit") or "-")[:12]

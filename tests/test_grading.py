@@ -68,6 +68,11 @@ def test_compare_a_build_with_itself_agrees(builds: dict[str, Path], runner) -> 
     assert result.exit_code == 0, result.output
     assert "agree within tolerance (2 same)" in result.output
     assert "Made the same way" in result.output
+    from reportgen.compare import environment_of, load_build
+
+    made = environment_of(load_build(builds["a"] / "build"))
+    assert made["data"] == "mnist-sample[300/100] (300 train / 100 validation)"
+    assert made["limits"] == "train 300 images, val 100 images"
 
 
 def test_compare_marks_changed_added_and_unchanged(builds: dict[str, Path], runner, tmp_path: Path) -> None:
