@@ -374,7 +374,7 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     from importlib import metadata
     from importlib.util import find_spec
 
-    from .data import MNIST_ENV, local_mnist
+    from .data import MNIST_ENV, local_mnist, mnist_reachable
 
     _set_backend(backend)
     from .run import backend_name, device_info
@@ -413,9 +413,7 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     elif found is not None:
         console.print(f"Full MNIST: [red]{escape(str(found))} does not exist[/red] (from --data-file or {MNIST_ENV})")
     else:
-        from . import data
-
-        why = data.mnist_reachable()
+        why = mnist_reachable()
         if why is None:
             console.print("Full MNIST: no local copy; reachable, a build downloads it once (11 MB)")
         else:

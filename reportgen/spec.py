@@ -630,7 +630,7 @@ def select(project: Project, only: Iterable[str]) -> list[Experiment]:
                                          + [e.name for e in project.experiments]))
             # A mistyped option, not a problem in the experiment files.
             raise ReportgenError(f"--only {pattern!r} matches no section number, section file or run name "
-                                 f"(globs such as 'relu-*' work too); expected one of {choices}")
+                                 f"(or a glob of run names); expected one of {choices}")
         chosen.extend(h for h in hits if h not in chosen)
     return with_dependencies(project, chosen)
 
