@@ -48,16 +48,27 @@ def ctrl_c_delivered() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make_project):
-    root = make_project(RUNS)
-    process = subprocess.Popen(run_command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "COLUMNS": "200"}, preexec_fn=ctrl_c_delivered)
-    cache = root / ".reportgen-cache"
-    wait_for_checkpoint(root, process)
+def start(root: Path, *options: str) -> subprocess.Popen:
+    """`reportgen run` on the project in a process of its own, its output collected."""
+    return subprocess.Popen([*run_command(root), *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "COLUMNS": "200"}, preexec_fn=ctrl_c_delivered)
+
+
+def ctrl_c(process: subprocess.Popen) -> str:
+    """Ctrl-C once the GAN has started training; its output, after checking it exited with 130."""
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
+    return output
+
+
+def test_ctrl_c_mid_training_reports_what_finished_and_keeps_the_checkpoint(make_project):
+    root = make_project(RUNS)
+    process = start(root)
+    cache = root / ".reportgen-cache"
+    wait_for_checkpoint(root, process)
+    output = ctrl_c(process)
     assert "Interrupted. Nothing half-written was stored." in output
     assert "finished and cached: quick-dense" in output
     assert "cut short: long-gan (its checkpoint is kept and the next build resumes it)" in output
@@ -74,13 +85,9 @@ def test_ctrl_c_under_force_counts_only_what_this_build_trained_as_finished(make
     assert done.returncode == 0, done.stdout + done.stderr
     cache = root / ".reportgen-cache"
     earlier = {p.parent.name for p in (cache / "results").glob("*/result.json")}
-    process = subprocess.Popen([*run_command(root), "--force"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "COLUMNS": "200"}, preexec_fn=ctrl_c_delivered)
+    process = start(root, "--force")
     wait_for_checkpoint(root, process)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output
+    output = ctrl_c(process)
     # never-started keeps its earlier result, but this build did not train it
     assert "finished and cached: quick-dense\n" in output
     assert "cut short: long-gan (its checkpoint is kept and the next build resumes it)" in output
@@ -90,17 +97,12 @@ def test_ctrl_c_under_force_counts_only_what_this_build_trained_as_finished(make
 
 def test_ctrl_c_with_jobs_stops_the_workers_and_keeps_what_finished(make_project):
     root = make_project(RUNS)
-    process = subprocess.Popen([*run_command(root), "--jobs", "2"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
-                               preexec_fn=ctrl_c_delivered)
+    process = start(root, "--jobs", "2")
     checkpoint = wait_for_checkpoint(root, process)
     workers = [int(p) for t in Path(f"/proc/{process.pid}/task").iterdir()
                for p in (t / "children").read_text().split()]
     assert workers, "the build started no worker processes"
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output
+    output = ctrl_c(process)
     assert "Interrupted. Nothing half-written was stored." in output
     # Both may still be running when Ctrl-C lands (the dense one waits for its worker to start).
     cut = next(line for line in output.splitlines() if line.strip().startswith("cut short:"))
