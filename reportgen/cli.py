@@ -340,6 +340,8 @@ def list_(project: ProjectOpt = Path("."), only: OnlyOpt = None, quick: QuickOpt
                     continue
                 shown = {"epochs": exp.model.epochs,
                          **exp.model.model_dump(mode="json", exclude_defaults=True, exclude={"kind"})}
+                if "regularizer" in shown and "strength" not in shown:  # a penalty of strength 0 is still one
+                    shown["strength"] = getattr(exp.model, "strength", None)
                 table.add_row(escape(f"{section.number} {section.title}"), escape(exp.name),
                               exp.model.kind, escape(", ".join(f"{k}={v}" for k, v in shown.items())))
         console.print(table)
@@ -641,8 +643,9 @@ def verify(
             console.print(f"[red]{len(bad)} of {len(rows)} experiment(s) do not reproduce:[/red] "
                           + escape(", ".join(bad)), soft_wrap=True)
         else:
-            console.print(f"[green]All {len(rows) - len(skipped)} verified experiment(s) reproduce within "
-                          "tolerance.[/green]")
+            verified = len(rows) - len(skipped)
+            console.print("[green]" + (f"All {verified} verified experiments reproduce" if verified != 1 else
+                                       "The verified experiment reproduces") + " within tolerance.[/green]")
     raise typer.Exit(EXIT_DIFFER if bad else EXIT_AGREE)
 
 

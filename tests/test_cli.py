@@ -101,11 +101,20 @@ def test_list_shows_the_expanded_grid(runner, make_project):
         kind = "mlp"
         [runs.grid]
         hidden_layers = [[8], [16, 8]]
+        [[runs]]
+        name = "l2-{strength}"
+        kind = "mlp"
+        hidden_layers = [8]
+        regularizer = "l2"
+        [runs.grid]
+        strength = [0.0, 0.01]
     """})
     result = runner.invoke(app, ["list", "-C", str(root)])
     assert result.exit_code == 0, result.output
-    assert "Tiny test report: 2 experiment(s)" in result.output
+    assert "Tiny test report: 4 experiment(s)" in result.output
     assert "w-8" in result.output and "w-16x8" in result.output and "hidden_layers=[16, 8]" in result.output
+    out = " ".join(result.output.split())
+    assert "regularizer=l2, strength=0.0" in out and "regularizer=l2, strength=0.01" in out  # 0 is shown too
 
 
 def test_bad_file_is_one_error_with_file_and_key_and_trains_nothing(runner, make_project):

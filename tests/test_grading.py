@@ -143,7 +143,7 @@ def test_verify_reproduces_an_untouched_build(builds: dict[str, Path], runner) -
     result = runner.invoke(app, ["verify", str(builds["b"] / "build"), "--sample", "2", "--seed", "7"])
     assert result.exit_code == 0, result.output
     assert "Chosen at random with seed 7" in result.output
-    assert "All 2 verified experiment(s) reproduce within tolerance" in result.output
+    assert "All 2 verified experiments reproduce within tolerance" in result.output
     assert result.output.count("bit-identical weights") >= 2  # same machine, same seeds
 
 
