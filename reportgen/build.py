@@ -177,7 +177,8 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
 def _store_outcome(session: Session, planned: Planned, outcome: Any, started: float) -> None:
     planned.seconds = time.perf_counter() - started
     outcome.result["config"] = planned.exp.config()
-    planned.entry = session.store.put(planned.key, planned.inputs, outcome.result, outcome.arrays, outcome.files)
+    planned.entry = session.store.put(planned.key, planned.inputs, outcome.result, outcome.arrays, outcome.files,
+                                      replace=session.options.force)
     shutil.rmtree(session.store.partial(planned.key), ignore_errors=True)  # stored: the checkpoint has served
     planned.cache_hit, planned.reasons = False, []
 

@@ -150,7 +150,7 @@ class Store:
         self.root = root
         self.results = root / "results"
         self.warnings: list[str] = []
-        for sub in ("results", "index", "locks", "tmp", "corrupt", "partial"):
+        for sub in ("results", "index", "locks", "tmp", "corrupt", "partial", "replaced"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._sweep_tmp()
 
@@ -195,9 +195,11 @@ class Store:
         return self.root / "partial" / key
 
     def put(self, key: str, inputs: dict[str, Any], result: dict[str, Any],
-            arrays: dict[str, np.ndarray], extra: dict[str, bytes] | None = None) -> Entry:
+            arrays: dict[str, np.ndarray], extra: dict[str, bytes] | None = None, replace: bool = False) -> Entry:
         """Write an entry atomically: a temp folder on the same file system, renamed when whole.
-        `extra` files are stored beside the result and covered by the manifest's hashes."""
+        `extra` files are stored beside the result and covered by the manifest's hashes. `replace`
+        (a forced retrain, by the holder of the key's lock) puts the new entry in place of a stored
+        one; otherwise a stored one stands, as another process's equally valid result."""
         tmp = self.root / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         try:
@@ -217,11 +219,17 @@ class Store:
             manifest = {"key": key, "files": {n: _sha256(d) for n, d in files.items()}}
             _write_synced(tmp / "MANIFEST.json", json.dumps(manifest, indent=1).encode())
             final = self.results / key
+            old = self.root / "replaced" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            if replace and final.exists():
+                # Set aside, not deleted, until the new entry is in place: a crash in between leaves
+                # the old one to be put back when the cache is next opened (_sweep_tmp).
+                os.replace(final, old)
             try:
                 os.replace(tmp, final)
             except OSError:
                 # Another process stored the same key first; its entry is equally valid.
                 shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -243,6 +251,15 @@ class Store:
                 shutil.rmtree(path, ignore_errors=True)
         for folder in (self.root / "index", *(self.root / "partial").iterdir()):
             sweep_temp_files(folder)
+        for path in (self.root / "replaced").iterdir():  # set aside by a forced retrain that died
+            key, _, rest = path.name.partition(".")
+            pid = rest.split(".")[0]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
+            if (self.results / key).exists():
+                shutil.rmtree(path, ignore_errors=True)  # the new entry made it
+            else:
+                os.replace(path, self.results / key)  # it did not: the old result stands
 
     # --- locking ------------------------------------------------------------------------------
 

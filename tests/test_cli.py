@@ -168,6 +168,11 @@ def test_dry_run_with_force_says_cached_runs_train_again(runner, make_project):
     forced = runner.invoke(app, ["run", "-C", str(root), *limits, "--dry-run", "--force"])
     assert forced.exit_code == 0, forced.output
     assert "1 to train" in forced.output and "--force: trains again (cached: " in forced.output
+    [stored] = (root / ".reportgen-cache" / "results").glob("*/result.json")
+    before = stored.stat().st_ino
+    assert runner.invoke(app, ["run", "-C", str(root), *limits, "--force"]).exit_code == 0
+    [again] = (root / ".reportgen-cache" / "results").glob("*/result.json")
+    assert again == stored and again.stat().st_ino != before  # the retrained result, not the old one
 
 
 def test_clean_removes_build_and_keeps_the_cache_unless_asked(runner, make_project):

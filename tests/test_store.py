@@ -75,6 +75,36 @@ def test_put_then_get_round_trips_and_leaves_no_temp_files(tmp_path):
     assert cache.last_inputs("run") == {"x": 1}
 
 
+def test_a_forced_retrain_replaces_the_stored_entry_and_a_plain_put_keeps_it(tmp_path):
+    cache = store.Store(tmp_path)
+    key = store.key_of({"x": 1})
+    put(cache, key)
+    kept = cache.put(key, {"x": 1}, {"name": "run", "value": 0.7}, {})
+    assert kept.result["value"] == 0.5  # another process's result for the key stands
+    forced = cache.put(key, {"x": 1}, {"name": "run", "value": 0.9}, {}, replace=True)
+    assert forced.result["value"] == 0.9 and cache.get(key).result["value"] == 0.9
+    assert list((tmp_path / "replaced").iterdir()) == [] and list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_entry_set_aside_by_a_forced_retrain_that_died_is_put_back(tmp_path):
+    cache = store.Store(tmp_path)
+    key = store.key_of({"x": 1})
+    put(cache, key)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    # As a process killed between its two renames leaves it: the old entry aside, no new one.
+    os.replace(tmp_path / "results" / key, tmp_path / "replaced" / f"{key}.{dead}.0123abcd")
+    again = store.Store(tmp_path).get(key)
+    assert again is not None and again.result == {"name": "run", "value": 0.5}
+    assert list((tmp_path / "replaced").iterdir()) == []
+    # Killed after the second rename: the new entry stands and the old one goes.
+    other = store.key_of({"x": 2})
+    cache.put(other, {"x": 2}, {"name": "other"}, {})
+    (tmp_path / "replaced" / f"{other}.{dead}.0123abcd").mkdir()
+    store.Store(tmp_path)
+    assert list((tmp_path / "replaced").iterdir()) == [] and store.Store(tmp_path).get(other) is not None
+
+
 @pytest.mark.parametrize("damage", ["empty", "flip", "json", "missing_manifest"])
 def test_damaged_entry_is_moved_aside_and_reported(tmp_path, damage):
     cache = store.Store(tmp_path)
