@@ -253,8 +253,8 @@ class Store:
             sweep_temp_files(folder)
         for path in (self.root / "replaced").iterdir():  # set aside by a forced retrain that died
             key, _, rest = path.name.partition(".")
-            pid = rest.split(".")[0]
-            if pid.isdigit() and _pid_alive(int(pid)):
+            writer = rest.split(".")[0]
+            if writer.isdigit() and _pid_alive(int(writer)):
                 continue
             if (self.results / key).exists():
                 shutil.rmtree(path, ignore_errors=True)  # the new entry made it
