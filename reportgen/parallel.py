@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -244,7 +245,7 @@ class LocalRunner(Runner):
 
 
 class DaskRunner(Runner):
-    """Tasks on a Dask distributed cluster. The data set is sent to the workers once. A worker
+    """Tasks on a Dask distributed cluster. The data set goes to the cluster once. A worker
     lost mid-run makes the scheduler run its task again on another worker (Dask retries a task
     whose worker died up to `distributed.scheduler.allowed-failures` times, 3 by default); an
     experiment that raises is not retried, it is reported as failed."""
@@ -267,7 +268,14 @@ class DaskRunner(Runner):
             self._client.close()
             raise ReportgenError(f"the Dask scheduler at {address} has no workers")
         self.events = Queue(f"reportgen-events-{os.getpid()}-{time.time_ns()}", client=self._client)
-        self._data = self._client.scatter(data, broadcast=True)
+        # A task that returns the data set, not scattered data: the scheduler keeps the data in the
+        # task, so a worker lost mid-run, with the only copy, costs the scheduler a recomputation and
+        # the experiment a retry. Scattered data would be lost for good, and with it the retry (Dask
+        # cancels what depended on it, even with copies on other workers: distributed 2026.8).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            self._data = self._client.submit(_held, data, key=f"reportgen-data-{data.fingerprint[:12]}-"
+                                             f"{time.time_ns()}", pure=False)
         self._env = worker_environment(1, 0)
         self._submitted: list[Future[Any]] = []
         self.description = f"Dask scheduler {address} ({len(workers)} workers)"
@@ -297,6 +305,11 @@ class DaskRunner(Runner):
                 future.dask_future.cancel()  # type: ignore[attr-defined]
                 future.cancel()
         self._client.close()
+
+
+def _held(data: Dataset) -> Dataset:
+    """The data set, as a task's result on a Dask worker."""
+    return data
 
 
 def _dask_work(task: Task, data: Dataset, events: Any, env: dict[str, str]) -> Any:

@@ -68,17 +68,16 @@ def test_jobs_train_side_by_side_into_the_same_cache_with_identical_results(
     assert again.returncode == 0 and "0 to train" in again.stdout, again.stdout
 
 
-@pytest.mark.slow
-def test_a_dask_cluster_trains_the_experiments_and_a_lost_worker_costs_a_retry(
-        tmp_path: Path, sequential: dict[str, dict]) -> None:
+def on_a_cluster_losing_a_worker(root: Path, *args: str) -> tuple[str, str | None]:
+    """`reportgen run --scheduler` on a local cluster of two worker processes, killing the worker of
+    the first experiment that starts; the build's output and that experiment's name."""
     distributed = pytest.importorskip("distributed")
-    root = project(tmp_path)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None, silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
         pids = client.run(os.getpid)
         build = subprocess.Popen([sys.executable, "-m", "reportgen", "run", "-C", str(root), *LIMITS,
-                                  "--scheduler", cluster.scheduler_address],
+                                  "--scheduler", cluster.scheduler_address, *args],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env={**os.environ, "COLUMNS": "200"})
         assert build.stdout is not None
@@ -92,11 +91,31 @@ def test_a_dask_cluster_trains_the_experiments_and_a_lost_worker_costs_a_retry(
                 killed = line.split(":", 1)[0].strip()
         output = "".join(lines)
         assert build.wait(timeout=600) == 0, output
+    return output, killed
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_trains_the_experiments_and_a_lost_worker_costs_a_retry(
+        tmp_path: Path, sequential: dict[str, dict]) -> None:
+    root = project(tmp_path)
+    output, killed = on_a_cluster_losing_a_worker(root)
     assert killed is not None, output
     assert f"{killed}: its worker was lost; running it again on tcp://" in output
     assert "failed" not in output
     # Every experiment came back into this project's cache, equal to the sequential build's.
     assert stored(root) == sequential
+
+
+@pytest.mark.slow
+def test_a_lone_experiment_whose_worker_is_lost_runs_again(tmp_path: Path, sequential: dict[str, dict]) -> None:
+    # The data set goes to the workers once, before any task: the other worker must hold it too,
+    # though no task of its own ever asked for it there.
+    root = project(tmp_path)
+    output, killed = on_a_cluster_losing_a_worker(root, "--only", "net-16")
+    assert killed == "net-16", output
+    assert "net-16: its worker was lost; running it again on tcp://" in output
+    assert "failed" not in output
+    assert stored(root) == {"net-16": sequential["net-16"]}
 
 
 def test_an_unreachable_scheduler_is_a_clear_error_before_training(tmp_path: Path) -> None:
