@@ -483,13 +483,16 @@ def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:
         try:
             from distributed import Client
 
+            from .parallel import check_address
+
+            check_address(address)
             with Client(address, timeout="10s", set_as_default=False) as client:
                 workers = len(client.scheduler_info().get("workers", {}))
             console.print(f"Dask scheduler {escape(address)} (REPORTGEN_SCHEDULER): reachable, {workers} worker(s)")
         except ImportError:
             console.print("[red]Problem:[/red] REPORTGEN_SCHEDULER is set but Dask is not installed "
                           "(pip install 'reportgen[dask]')")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             console.print(f"[red]Problem:[/red] Dask scheduler {escape(address)}: {escape(str(exc))}")
 
 

@@ -260,6 +260,11 @@ class DaskRunner(Runner):
         from .errors import ReportgenError
 
         try:
+            check_address(address)
+        except ValueError as exc:
+            raise ReportgenError(f"--scheduler {address!r} is not a Dask scheduler address ({exc}); expected "
+                                 "tcp://HOST:PORT, as `dask scheduler` prints it") from None
+        try:
             self._client = Client(address, timeout="20s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ReportgenError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
@@ -387,6 +392,18 @@ if __name__ == "__main__":
 
 def scheduler_address(option: str | None) -> str | None:
     return option or os.environ.get(SCHEDULER_ENV) or None
+
+
+def check_address(address: str) -> None:
+    """Raise ValueError, saying why, unless `address` is one a Dask client can connect to: Dask's own
+    error comes with a traceback and a 40 s wait while the half-made client closes."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    scheme, location = parse_address(address)
+    get_backend(scheme)  # an unknown scheme: http://, say
+    if scheme in ("tcp", "tls"):
+        parse_host_port(location)  # without a port
 
 
 @contextmanager

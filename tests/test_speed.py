@@ -118,6 +118,21 @@ def test_a_lone_experiment_whose_worker_is_lost_runs_again(tmp_path: Path, seque
     assert stored(root) == {"net-16": sequential["net-16"]}
 
 
+@pytest.mark.parametrize("address", ["garbage", "http://127.0.0.1:8786", "tcp://127.0.0.1"])
+def test_a_malformed_scheduler_address_is_a_clear_error_at_once(tmp_path: Path, address: str) -> None:
+    pytest.importorskip("distributed")
+    from typer.testing import CliRunner
+
+    from reportgen.cli import app
+
+    root = project(tmp_path)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["run", "-C", str(root), *LIMITS, "--scheduler", address])
+    assert result.exit_code == 1, result.output
+    assert f"Error: --scheduler {address!r} is not a Dask scheduler address (" in result.output
+    # Checked before a Dask client is made: no traceback, and no 40 s wait while a half-made one closes
+    assert "expected tcp://HOST:PORT" in result.output and "Traceback" not in result.output
+
+
 def test_an_unreachable_scheduler_is_a_clear_error_before_training(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     from typer.testing import CliRunner
