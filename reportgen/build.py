@@ -95,10 +95,13 @@ class Session:
 
 
 def rebuild_command(session: Session) -> str:
-    """`reportgen build` with this session's profile, image limits and precision, for hints: a plain
+    """`reportgen build` with this session's profile, backend, image limits and precision, for hints: a plain
     `reportgen build` after a quick draft would train the full profile, which takes far longer."""
+    from .run import backend_name
+
     options = session.options
     flags = ["--quick"] if session.project.profile == "quick" else []
+    flags += [f"--backend {backend_name()}"] if backend_name() != "tensorflow" else []
     flags += [f"--limit-train {options.train_limit}"] if options.train_limit else []
     flags += [f"--limit-val {options.val_limit}"] if options.val_limit else []
     flags += [f"--precision {options.precision}"] if options.precision else []

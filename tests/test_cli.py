@@ -234,3 +234,18 @@ def test_doctor_under_jax_says_how_much_the_compiled_programs_take_of_their_boun
     assert result.exit_code == 0, result.output
     assert f"Compiled programs (JAX): {programs}, 1.5 MB of 512 MB (REPORTGEN_XLA_CACHE_MB)" in \
         " ".join(result.output.split())
+
+
+def test_the_rebuild_hint_repeats_the_builds_profile_backend_limits_and_precision(make_project, monkeypatch):
+    from reportgen.build import Options, open_session, rebuild_command
+
+    root = make_project({"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\n'
+                                               'kind = "mlp"\nhidden_layers = [4]\n'})
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    plain = open_session(Options(root=root), say=lambda message: None)
+    assert rebuild_command(plain) == "reportgen build"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # as --backend jax sets it
+    session = open_session(Options(root=root, profile="quick", train_limit=300, val_limit=100,
+                                   precision="float32"), say=lambda message: None)
+    assert rebuild_command(session) == ("reportgen build --quick --backend jax --limit-train 300 --limit-val 100 "
+                                        "--precision float32")
