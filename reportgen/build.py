@@ -694,6 +694,7 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
              "resumed": p.entry.result.get("resumed", []) if p.entry else [],
              "config": p.exp.config(), "inputs": p.inputs, "metrics": _metrics(p),
              "weights_sha256": p.entry.result.get("weights_sha256") if p.entry else None,
+             "device": p.entry.result.get("device") if p.entry else None,
              "history": p.entry.result.get("history") if p.entry else None}
             for p in session.planned
         ],

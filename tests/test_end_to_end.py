@@ -94,6 +94,7 @@ def test_pdf_has_headings_parameter_totals_figures_and_filled_placeholders(built
     data = manifest(root)
     key = next(e["key"] for e in data["experiments"] if e["name"] == "l2-0")
     l2_0 = json.loads((root / ".reportgen-cache" / "results" / key / "result.json").read_text())
+    assert all(e["device"]["kind"] == "cpu" and e["device"]["name"] for e in data["experiments"])  # each run's
     quoted = f"{l2_0['final']['val_accuracy'] * 100:.2f}%"
     assert f"The unregularised net reaches {quoted} with 12,730 parameters." in text
     assert "Figure 1." in text and "Learning curves of conv" in text
