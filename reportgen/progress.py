@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 SHOWN_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "d_loss", "g_loss")
 
@@ -31,6 +32,7 @@ class RunBar:
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self._steps, self._epoch, self._epochs = steps, epoch, epochs
+        self._last = {}  # the last epoch's figures are not this one's
         self.owner.progress.update(self.task, total=steps * epochs, completed=steps * (epoch - 1),
                                    metrics=self._format(f"epoch {epoch}/{epochs}"))
 
@@ -60,10 +62,11 @@ class TrainingProgress:
     def __init__(self, console: Console, total: int):
         self.console = console
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"),
+            # On a narrow terminal the figures give way, not the run's name.
+            TextColumn("{task.fields[metrics]}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),

@@ -249,3 +249,28 @@ def test_the_rebuild_hint_repeats_the_builds_profile_backend_limits_and_precisio
                                    precision="float32"), say=lambda message: None)
     assert rebuild_command(session) == ("reportgen build --quick --backend jax --limit-train 300 --limit-val 100 "
                                         "--precision float32")
+
+
+def test_a_runs_progress_line_keeps_its_name_and_shows_only_this_epochs_figures():
+    import io
+
+    from rich.console import Console
+
+    from reportgen.progress import TrainingProgress
+
+    out = io.StringIO()
+    console = Console(file=out, width=80)
+    progress = TrainingProgress(console, 5)
+    bar = progress.bar(3, 5, "experiment-long-name")
+    bar.epoch_start(1, 2, 10)
+    bar.epoch_end(1, {"loss": 2.1876, "accuracy": 0.2040, "val_loss": 1.9184, "val_accuracy": 0.5200})
+    bar.epoch_start(2, 2, 10)
+    console.print(progress.progress.get_renderable())
+    line = next(line for line in out.getvalue().splitlines() if line.startswith("[3/5]"))
+    assert line.startswith("[3/5] experiment-long-name ") and "epoch 2/2" in line
+    assert "0.5200" not in line and "1.9184" not in line  # epoch 1's figures, not epoch 2's
+    bar.batch_end(4, {"loss": 1.5, "accuracy": 0.4})
+    out.truncate(0)
+    console.print(progress.progress.get_renderable())
+    line = next(line for line in out.getvalue().splitlines() if line.startswith("[3/5]"))
+    assert line.startswith("[3/5] experiment-long-name ") and "loss 1.5000" in line
