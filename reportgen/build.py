@@ -296,6 +296,7 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
     total = len(todo)
     bars: dict[int, RunBar] = {}
     starts: dict[int, int] = {}
+    began: dict[int, float] = {}  # when a worker last started each: its time excludes the wait for one
     lock = threading.Lock()
     stopping = threading.Event()
 
@@ -307,6 +308,7 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
                 if what == "started":
                     runner.started(index, str(args[0]))
                     starts[index] = starts.get(index, 0) + 1
+                    began[index] = time.perf_counter()
                     if starts[index] > 1:
                         console.print(f"  {escape(planned.exp.name)}: its worker was lost; "
                                       f"running it again on {escape(str(args[0]))}")
@@ -319,14 +321,14 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
             if bar is not None and what in ("epoch_start", "batch_end", "epoch_end", "note"):
                 getattr(bar, what)(*args)
 
-        def one(index: int, planned: Planned) -> None:
+        def one(index: int, planned: Planned, priority: int) -> None:
             with _claimed(session, planned, console) as partial:
                 if partial is not None:
                     started = time.perf_counter()
                     running.add(planned.exp.name)
                     try:
                         outcome = runner.submit(Task(index, planned.exp, session.project.experiments_dir,
-                                                     partial, planned.key)).result()
+                                                     partial, planned.key, priority)).result()
                     except Exception as exc:  # the worker pool itself broke (out of memory, killed)
                         if stopping.is_set():
                             return  # Ctrl-C: it stays in `running`, reported as cut short
@@ -337,6 +339,8 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
                     if isinstance(outcome, Failure):
                         planned.error = outcome.error
                     else:
+                        with lock:
+                            started = began.get(index, started)
                         _store_outcome(session, planned, outcome, started)
             with lock:
                 bar = bars.pop(index, None)
@@ -345,7 +349,8 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
         interrupted = False
         try:
             with draining(runner.events, on_event), ThreadPoolExecutor(max_workers=total) as threads:
-                futures = [threads.submit(one, i, p) for i, p in longest_first(todo)]
+                order = longest_first(todo)
+                futures = [threads.submit(one, i, p, len(order) - rank) for rank, (i, p) in enumerate(order)]
                 try:
                     while wait_all(futures, timeout=0.5).not_done:
                         pass

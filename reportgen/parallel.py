@@ -17,6 +17,7 @@ they go.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import queue
@@ -46,6 +47,7 @@ class Task:
     experiments_dir: Path
     checkpoints: Path | None
     key: str
+    priority: int = 0  # higher is handed out first where the runner can order its queue (Dask)
 
 
 @dataclass
@@ -244,6 +246,23 @@ class LocalRunner(Runner):
         self._manager.shutdown()
 
 
+class PolledQueue:
+    """A Dask Queue read without waiting on the scheduler: a `get` that times out there is logged by
+    the scheduler as an error with its traceback, several times a second while runs train."""
+
+    def __init__(self, events: Any):
+        self._events = events
+        self._read: collections.deque[Any] = collections.deque()
+
+    def get(self, timeout: float) -> Any:
+        if not self._read:
+            self._read.extend(self._events.get(batch=True))  # what is there now, perhaps nothing
+        if not self._read:
+            time.sleep(timeout)
+            raise queue.Empty
+        return self._read.popleft()
+
+
 class DaskRunner(Runner):
     """Tasks on a Dask distributed cluster. The data set goes to the cluster once. A worker
     lost mid-run makes the scheduler run its task again on another worker (Dask retries a task
@@ -272,7 +291,8 @@ class DaskRunner(Runner):
         if not workers:
             self._client.close()
             raise ReportgenError(f"the Dask scheduler at {address} has no workers")
-        self.events = Queue(f"reportgen-events-{os.getpid()}-{time.time_ns()}", client=self._client)
+        self._queue = Queue(f"reportgen-events-{os.getpid()}-{time.time_ns()}", client=self._client)
+        self.events = PolledQueue(self._queue)
         # A task that returns the data set, not scattered data: the scheduler keeps the data in the
         # task, so a worker lost mid-run, with the only copy, costs the scheduler a recomputation and
         # the experiment a retry. Scattered data would be lost for good, and with it the retry (Dask
@@ -287,9 +307,9 @@ class DaskRunner(Runner):
 
     def submit(self, task: Task) -> Future[Any]:
         future: Future[Any] = Future()
-        dask_future = self._client.submit(_dask_work, task, self._data, self.events, self._env,
+        dask_future = self._client.submit(_dask_work, task, self._data, self._queue, self._env,
                                           key=f"reportgen-{task.exp.name}-{task.key[:12]}-{time.time_ns()}",
-                                          pure=False)
+                                          pure=False, priority=task.priority)
 
         def done(f: Any) -> None:
             if future.cancelled():
