@@ -12,5 +12,5 @@ def dropout_mlp(width: int, dropout: float) -> keras.Model:
         keras.layers.Activation("relu"),
         keras.layers.Dropout(dropout),
         keras.layers.Dense(10),
-        keras.layers.Activation("softmax"),
+        keras.layers.Activation("softmax", dtype="float32"),  # float32 output under mixed precision
     ])

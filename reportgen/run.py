@@ -395,6 +395,10 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
     spec = exp.model
     steps = math.ceil(len(data.x_train) / spec.batch_size)
     model = models.build(exp, experiments_dir)
+    output = getattr(model, "outputs", None)  # a subclassed model has none until it is called
+    if spec.precision == "mixed_bfloat16" and output and str(output[0].dtype) != "float32":
+        reporter.note(f"{exp.name}: its output is {output[0].dtype} under mixed_bfloat16; give the builder's last "
+                      "layer dtype=\"float32\" so the softmax and the loss stay float32")
     backend = keras.backend.backend()
     model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])

@@ -236,6 +236,29 @@ def test_bfloat16_without_bfloat16_hardware_names_the_file_and_trains_nothing(
     assert flag.exit_code == 1 and "--precision mixed_bfloat16: mixed_bfloat16 needs bfloat16 hardware" in flag.output
 
 
+def test_a_custom_models_bfloat16_output_is_pointed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from reportgen import run
+    from reportgen.cli import app
+
+    monkeypatch.setattr(run, "cpu_has_bf16", lambda: True)
+    builder = ("import keras\n\n\ndef net(out):\n    return keras.Sequential([keras.Input((28, 28)), "
+               "keras.layers.Flatten(), keras.layers.Dense(10), keras.layers.Activation('softmax', dtype=out)])\n")
+    runs = "".join(f'[[runs]]\nname = "{out}-out"\nkind = "custom"\nbuilder = "nets:net"\n'
+                   f'params = {{ out = "{out}" }}\nprecision = "mixed_bfloat16"\nepochs = 1\n'
+                   for out in ("float32", "mixed_bfloat16"))
+    root = write_project(tmp_path, {"experiments/1-nets.toml": 'number = "1"\ntitle = "t"\n' + runs,
+                                    "experiments/1-nets.md": "Nets.\n", "experiments/nets.py": builder})
+    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["run", "-C", str(root), "--limit-train", "300",
+                                                            "--limit-val", "100"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert ("mixed_bfloat16-out: its output is bfloat16 under mixed_bfloat16; give the builder's last layer "
+            'dtype="float32"') in out
+    assert "float32-out: its output" not in out
+
+
 @pytest.mark.slow
 def test_bfloat16_runs_where_supported_and_the_report_says_so(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
