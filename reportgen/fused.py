@@ -141,14 +141,15 @@ def keep_programs(folder: str) -> None:
     import jax
 
     size = program_cache_bytes()
-    if not size:
-        return
     try:
-        os.makedirs(folder, exist_ok=True)
-        if _jax_layout_known():
+        if size:
+            os.makedirs(folder, exist_ok=True)
+        if os.path.isdir(folder) and _jax_layout_known():  # at 0, what earlier builds kept goes too
             with filelock.FileLock(os.path.join(folder, ".lockfile"), timeout=60):  # the lock JAX takes there
                 _tidy_programs(Path(folder), size)
     except OSError:  # a Dask worker on another machine, where the build's folder cannot be made: compile
+        return
+    if not size:
         return
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_compilation_cache_max_size", size)

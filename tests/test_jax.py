@@ -440,3 +440,6 @@ def test_compiled_programs_are_loaded_again_mended_when_cut_short_and_kept_withi
     assert train(REPORTGEN_XLA_CACHE_MB=str(bound))["weights"] == first["weights"]
     kept = sum(p.stat().st_size for p in folder.glob("*-cache"))
     assert 0 < kept <= bound * 2**20
+    # 0 keeps none: what earlier runs kept goes too.
+    assert train(REPORTGEN_XLA_CACHE_MB="0")["weights"] == first["weights"]
+    assert list(folder.glob("*-cache")) == [] and list(folder.glob("*-atime")) == []
