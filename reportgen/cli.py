@@ -477,7 +477,11 @@ def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:
                       "builds would train on the CPU. Install its GPU build or choose another --backend.")
     console.print(f"bfloat16 (precision = \"mixed_bfloat16\") on {escape(device['name'])}: "
                   + ("supported" if bf16_supported(device) else "not supported (builds refuse it here)"))
-    console.print(f"CPU threads per run: {cpu_threads()} (the same with --jobs: workers split the cores instead)")
+    try:
+        console.print(f"CPU threads per run: {cpu_threads()} (the same with --jobs: workers split the cores "
+                      "instead)")
+    except ReportgenError as exc:
+        console.print(f"[red]Problem:[/red] {escape(str(exc))}", soft_wrap=True)
     address = scheduler_address(None)
     if address:
         try:

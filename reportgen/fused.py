@@ -220,6 +220,9 @@ def check_environment() -> None:
     take (one trivial program is compiled with them to find out). Other backends ignore them."""
     import keras
 
+    from .run import cpu_threads
+
+    cpu_threads()  # REPORTGEN_THREADS, read by every backend
     if keras.backend.backend() != "jax":
         return
     _switch(LOOP_ENV, LOOP_VALUES)

@@ -114,11 +114,16 @@ def cpu_threads() -> int:
     """The size of the backend's CPU thread pool for every run of a build: REPORTGEN_THREADS, else
     the cores this process may use. How TensorFlow splits a matmul or a sum depends on this number,
     and with it the last bits of the weights; so side-by-side runs (--jobs, each pinned to its
-    own cores) keep the pool of a sequential build and give the same weights."""
-    try:
-        return max(1, int(os.environ.get(THREADS_ENV, "")))
-    except ValueError:
-        pass
+    own cores) keep the pool of a sequential build and give the same weights. A value that is not
+    a whole number of threads, 1 or more, stops the build before training (fused.check_environment)."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            from .errors import ReportgenError
+
+            raise ReportgenError(f"environment variable {THREADS_ENV}={text!r}: expected a whole number of CPU "
+                                 "threads for each run, 1 or more, such as 2")
+        return int(text)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

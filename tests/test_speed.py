@@ -325,3 +325,20 @@ def test_workers_train_with_the_builds_jax_switches_not_their_own(monkeypatch: p
     assert env["REPORTGEN_DEVICE_LOOP"] == "1"
     assert env["REPORTGEN_XLA_AUTOTUNE"] == ""
     assert env["REPORTGEN_XLA_CACHE_MB"] == "512"
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "0", "-1"])
+def test_a_bad_thread_count_stops_the_build_before_training(tmp_path: Path, value: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from reportgen.cli import app
+
+    monkeypatch.setenv("REPORTGEN_THREADS", value)
+    root = project(tmp_path)
+    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["run", "-C", str(root), *LIMITS])
+    assert result.exit_code == 1, result.output
+    assert (f"Error: environment variable REPORTGEN_THREADS={value!r}: expected a whole number of CPU threads "
+            "for each run, 1 or more") in result.output
+    assert not (root / ".reportgen-cache" / "results").exists() or not any(
+        (root / ".reportgen-cache" / "results").iterdir())
