@@ -171,9 +171,11 @@ def _check_accelerator(session: Any, speed: Speed, stale: list[Any]) -> None:
         where = ("--precision mixed_bfloat16" if speed.precision else
                  ", ".join(f"{p.exp.source.name} (run {p.exp.name}, key precision)" for p in wanting[:3])
                  + (f" and {len(wanting) - 3} more" if len(wanting) > 3 else ""))
+        fix = ("Leave out --precision, or give --precision float32, on this machine" if speed.precision else
+               "Expected precision = \"float32\" on this machine")
         raise ReportgenError(f"{where}: mixed_bfloat16 needs bfloat16 hardware, and {device['name']} has none "
                              "(a CPU needs AVX512_BF16 or AMX, an NVIDIA GPU compute capability 8.0 or later). "
-                             "Expected precision = \"float32\" on this machine. Nothing was trained.")
+                             f"{fix}. Nothing was trained.")
 
 
 def _options(project: Path, quick: bool | None, only: list[str] | None, force: bool,

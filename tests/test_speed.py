@@ -234,6 +234,7 @@ def test_bfloat16_without_bfloat16_hardware_names_the_file_and_trains_nothing(
     flag = CliRunner(env={"COLUMNS": "240"}).invoke(
         app, ["run", "-C", str(project(tmp_path / "b")), *LIMITS, "--precision", "mixed_bfloat16"])
     assert flag.exit_code == 1 and "--precision mixed_bfloat16: mixed_bfloat16 needs bfloat16 hardware" in flag.output
+    assert "Leave out --precision, or give --precision float32, on this machine." in " ".join(flag.output.split())
 
 
 def test_a_custom_models_bfloat16_output_is_pointed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
