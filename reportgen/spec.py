@@ -393,11 +393,13 @@ def _check_defaults(path: Path, defaults: dict[str, Any], problems: list[Problem
 
 def _expand_runs(
     path: Path, section: SectionFile, project_defaults: dict[str, Any], data: str,
-    problems: list[Problem], used: set[str] | None = None,
+    problems: list[Problem], used: set[str] | None = None, invalid: set[str] | None = None,
 ) -> list[Experiment]:
     """The section's runs with grids expanded and defaults applied; `used` collects the default
-    settings some run took (a default no run takes is a mistake the caller reports)."""
+    settings some run took (a default no run takes is a mistake the caller reports), `invalid` the
+    names of runs whose settings were refused (already reported: views naming them are not)."""
     used = used if used is not None else set()
+    invalid = invalid if invalid is not None else set()
     experiments: list[Experiment] = []
     for i, raw in enumerate(section.runs):
         where = _index_loc("runs", i)
@@ -457,6 +459,7 @@ def _expand_runs(
                               f"{PROJECT_FILE} defaults.{p.key}" if top in project_defaults else
                               f"{where}.{p.key}")
                     problems.append(Problem(path, origin, f"{p.message} (run {name!r})"))
+                invalid.add(name)
                 continue
             if empty:
                 continue
@@ -465,7 +468,8 @@ def _expand_runs(
     return experiments
 
 
-def _section_views(path: Path, section: SectionFile, kinds: dict[str, str], problems: list[Problem]) -> list[Any]:
+def _section_views(path: Path, section: SectionFile, kinds: dict[str, str], problems: list[Problem],
+                   refused: set[str]) -> list[Any]:
     names = set(kinds)
     views = []
     for i, raw in enumerate(section.views):
@@ -473,6 +477,9 @@ def _section_views(path: Path, section: SectionFile, kinds: dict[str, str], prob
             view = _VIEW_ADAPTER.validate_python(raw)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(path, _index_loc("views", i), exc, tagged=True))
+            continue
+        if getattr(view, "run", None) in refused:  # its own problem is reported; the view waits for it
+            views.append(view)
             continue
         if isinstance(view, MisclassifiedView) and view.run not in names:
             problems.append(Problem(path, f"views[{i}].run",
@@ -516,6 +523,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
     sections: list[Section] = []
     used_project_defaults: set[str] = set()
     seen_names: dict[str, Path] = {}
+    refused: set[str] = set()  # runs whose settings were refused, in any section
     seen_numbers: dict[str, Path] = {}
     for path in sorted(exp_dir.glob("*.toml")):
         if path.name == PROJECT_FILE:
@@ -537,7 +545,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
         seen_numbers[sf.number] = path
         _check_defaults(path, sf.defaults, problems)
         taken: set[str] = set()
-        experiments = _expand_runs(path, sf, project_defaults, data, problems, taken)
+        experiments = _expand_runs(path, sf, project_defaults, data, problems, taken, refused)
         used_project_defaults |= taken
         for key in sorted(k for k in sf.defaults if k not in taken and k in SETTINGS and sf.runs):
             kinds_here: list[str] = sorted({e.model.kind for e in experiments}) or ["none valid"]
@@ -552,7 +560,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
                                         f"run name {exp.name!r} is used twice (also in {where}); names must be unique"))
             seen_names[exp.name] = path
             local[exp.name] = exp.model.kind
-        views = _section_views(path, sf, local, problems)
+        views = _section_views(path, sf, local, problems, refused)
         commentary = exp_dir / (sf.commentary or f"{path.stem}.md")
         if not _inside(commentary, exp_dir):  # a path outside, or a link to a file outside
             problems.append(Problem(path, "commentary", f"must name a file inside {exp_dir} (links that lead "
@@ -581,7 +589,8 @@ def load_project(root: Path, profile: str = "full") -> Project:
                 if name not in seen_names:
                     problems.append(Problem(section.source, f"views[{i}].compare",
                                             f"expected a run name declared in experiments/, got {name!r}"))
-            if isinstance(view, ModeCollapseView) and kinds.get(view.classifier) not in CLASSIFIER_KINDS:
+            if isinstance(view, ModeCollapseView) and kinds.get(view.classifier) not in CLASSIFIER_KINDS \
+                    and view.classifier not in refused:
                 classifiers = sorted(n for n, k in kinds.items() if k in CLASSIFIER_KINDS)
                 problems.append(Problem(section.source, f"views[{i}].classifier",
                                         f"expected the name of a classifier run (kind mlp, cnn or custom) "

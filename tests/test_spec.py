@@ -200,6 +200,14 @@ def test_mode_collapse_view_needs_a_gan_of_its_section_and_a_classifier_run(make
     assert "g.toml [views[0].run]: expected one of this section's gan runs ['g'], got 'clf'" in text
 
 
+def test_a_refused_run_is_reported_once_not_again_by_the_views_that_name_it(make_project):
+    classifier = CLASSIFIER_SECTION + 'precision = "fp16"\n[[views]]\nkind = "misclassified"\nrun = "clf"\n'
+    gan = GAN_SECTION.replace("discriminator = [8]", "discriminator = [8]\nprecision = \"fp16\"")
+    problems = problems_of(make_project({"experiments/g.toml": gan, "experiments/c.toml": classifier}))
+    assert len(problems) == 2, problems  # the two precisions; no view is blamed for naming their runs
+    assert all("[runs[0].precision]" in p for p in problems), problems
+
+
 def test_gan_settings_are_validated_like_any_other(make_project):
     bad = GAN_SECTION.replace("generator = [8]", "generator = []\nlabel_smoothing = 0.7\nnoise_dim = 0")
     text = "\n".join(problems_of(make_project({"experiments/g.toml": bad, "experiments/c.toml": CLASSIFIER_SECTION})))
