@@ -178,6 +178,22 @@ def _check_accelerator(session: Any, speed: Speed, stale: list[Any]) -> None:
                              f"{fix}. Nothing was trained.")
 
 
+def _note_cached_elsewhere(session: Any, speed: Speed, stale: list[Any]) -> None:
+    """--device cpu or gpu with cached results another kind of device made: they are used as they
+    are (the device is not part of a result's key), which the user should hear of."""
+    wanted = "gpu" if speed.device.lower().startswith("gpu") else "cpu" if speed.device.lower() == "cpu" else None
+    if wanted is None:
+        return
+    training = {p.exp.name for p in stale}
+    elsewhere = [p.exp.name for p in session.planned if p.exp.name in session.selected - training
+                 and p.entry is not None and p.entry.result.get("device", {}).get("kind") not in (wanted, None)]
+    if elsewhere:
+        names = ", ".join(elsewhere[:3]) + (f" and {len(elsewhere) - 3} more" if len(elsewhere) > 3 else "")
+        console.print(f"[yellow]Note:[/yellow] --device {escape(speed.device)}: {len(elsewhere)} cached result(s) "
+                      f"were trained on another kind of device ({escape(names)}) and are used as they are; "
+                      "--force trains them again here.", soft_wrap=True)
+
+
 def _options(project: Path, quick: bool | None, only: list[str] | None, force: bool,
              data_file: Path | None, cache_dir: Path | None, limit_train: int | None,
              limit_val: int | None, like_last_build: bool) -> Any:
@@ -243,6 +259,7 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
             _print_status(session, "Plan (nothing is trained with --dry-run)")
             return
         failed = []
+        _note_cached_elsewhere(session, speed, stale)
         if train and stale:
             _check_accelerator(session, speed, stale)
         if train:

@@ -343,3 +343,19 @@ def test_a_bad_thread_count_stops_the_build_before_training(tmp_path: Path, valu
             "for each run, 1 or more") in result.output
     assert not (root / ".reportgen-cache" / "results").exists() or not any(
         (root / ".reportgen-cache" / "results").iterdir())
+
+
+def test_cached_results_from_another_kind_of_device_are_pointed_out(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from reportgen.cli import app
+
+    root = project(tmp_path, SECTION.replace("[[8], [16], [24]]", "[[8]]"))
+    runner = CliRunner(env={"COLUMNS": "240"})
+    assert runner.invoke(app, ["run", "-C", str(root), *LIMITS]).exit_code == 0  # on this machine's CPU
+    result = runner.invoke(app, ["run", "-C", str(root), *LIMITS, "--device", "gpu"])
+    assert result.exit_code == 0, result.output  # nothing to train: no GPU needed
+    assert ("Note: --device gpu: 1 cached result(s) were trained on another kind of device (net-8) and are used "
+            "as they are; --force trains them again here.") in " ".join(result.output.split())
+    again = runner.invoke(app, ["run", "-C", str(root), *LIMITS, "--device", "cpu"])
+    assert again.exit_code == 0 and "another kind of device" not in again.output
