@@ -215,12 +215,18 @@ def slot_key(section_number: str, commentary: Path, experiments_dir: Path) -> st
     return f"{section_number} {name}"
 
 
+DURATION = re.compile(r"\d+\.\d s")  # what the `seconds` filter prints
+
+
 def quote_changes(recorded: dict[str, Any] | None, text: str, quotes: list[str]) -> list[str] | None:
     """None when the slot is current (or was edited since it was recorded); otherwise the values
     whose printed form changed, as 'old -> new'."""
-    if not recorded or recorded.get("text") != text or recorded.get("quotes") == quotes:
+    if not recorded or recorded.get("text") != text:
         return None
-    old = list(recorded.get("quotes") or [])
+    # Durations are not recorded (commentary.Timing); a lock written before that may hold some.
+    old = [q for q in recorded.get("quotes") or [] if not DURATION.fullmatch(str(q))]
+    if old == quotes:
+        return None
     changes = [f"{a} -> {b}" for a, b in zip(old, quotes, strict=False) if a != b]
     if len(old) != len(quotes):
         changes.append(f"{len(old)} quoted value(s) then, {len(quotes)} now")

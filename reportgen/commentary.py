@@ -50,9 +50,14 @@ def fixed(value: Any, digits: int = 4) -> str:
     return f"{float(value):.{int(digits)}f}"
 
 
+class Timing(str):
+    """What the `seconds` filter prints. A duration differs from one training to the next of the
+    same run, so a slot quoting one is not, for that, written for other results."""
+
+
 def seconds(value: Any) -> str:
     """12.345 -> '12.3 s'."""
-    return f"{float(value):.1f} s"
+    return Timing(f"{float(value):.1f} s")
 
 
 class UnknownPlaceholder(RenderError):
@@ -267,7 +272,7 @@ def markdown_to_html(text: str, file: str = "<commentary>") -> str:
 def render_commentary(path: Path, context: dict[str, Any], known_names: list[str],
                       quotes: list[str] | None = None) -> tuple[Markup | None, str | None]:
     """(html, warning): html is None when the slot is missing or empty, with the warning why.
-    `quotes`, when given, receives what each placeholder printed, in order."""
+    `quotes`, when given, receives what each placeholder printed, in order, less the durations."""
     if not path.is_file():
         return None, f"{path}: commentary slot is missing (create it to write this section's text)"
     try:
@@ -279,7 +284,8 @@ def render_commentary(path: Path, context: dict[str, Any], known_names: list[str
     env = environment()
     if quotes is not None:
         def record(value: Any) -> Any:
-            quotes.append(str(value))
+            if not isinstance(value, Timing):
+                quotes.append(str(value))
             return value
 
         env.finalize = record

@@ -71,3 +71,9 @@ def test_a_long_list_of_changed_values_says_how_many_it_leaves_out() -> None:
     assert changes is not None and len(changes) == 6
     assert some_changes(changes) == "0% -> 10%; 1% -> 11%; 2% -> 12%; 3% -> 13%; 4% -> 14%; and 1 more"
     assert some_changes(changes[:5]) == "0% -> 10%; 1% -> 11%; 2% -> 12%; 3% -> 13%; 4% -> 14%"
+
+
+def test_durations_a_lock_recorded_before_they_were_left_out_do_not_make_a_slot_stale() -> None:
+    recorded = {"text": "t", "quotes": ["97.01%", "3.6 s", "27,660"]}
+    assert quote_changes(recorded, "t", ["97.01%", "27,660"]) is None
+    assert quote_changes(recorded, "t", ["96.50%", "27,660"]) == ["97.01% -> 96.50%"]

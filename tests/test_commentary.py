@@ -123,3 +123,13 @@ def test_values_that_would_fill_memory_are_refused_before_they_are_built(source)
 def test_format_errors_name_file_and_line_instead_of_a_traceback(source):
     with pytest.raises(RenderError, match=r"c\.md:1: KeyError while filling placeholders"):
         render_bounded(environment(), source, "c.md", CONTEXT, NAMES)
+
+
+def test_a_slots_recorded_quotes_leave_out_durations(tmp_path) -> None:
+    # A retrain takes 3.5 s where the last took 3.6 s: not a reason to call the prose stale.
+    slot = tmp_path / "s.md"
+    slot.write_text("Reached {{ acc | pct }} in {{ t | seconds }} an epoch, {{ n | num }} parameters.\n")
+    quotes: list[str] = []
+    html, warning = render_commentary(slot, {"acc": 0.97, "t": 3.64, "n": 27660}, ["acc", "t", "n"], quotes)
+    assert warning is None and "3.6 s" in str(html)
+    assert quotes == ["97.00%", "27,660"]
