@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .commentary import DURATION
+
 if TYPE_CHECKING:
     from .build import Session
 
@@ -213,9 +215,6 @@ def slot_key(section_number: str, commentary: Path, experiments_dir: Path) -> st
     except ValueError:
         name = commentary.name
     return f"{section_number} {name}"
-
-
-DURATION = re.compile(r"\d+\.\d s")  # what the `seconds` filter prints
 
 
 def quote_changes(recorded: dict[str, Any] | None, text: str, quotes: list[str]) -> list[str] | None:

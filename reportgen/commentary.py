@@ -55,6 +55,9 @@ class Timing(str):
     same run, so a slot quoting one is not, for that, written for other results."""
 
 
+DURATION = re.compile(r"\d+\.\d s")  # the form `seconds` prints, to tell one in an older record
+
+
 def seconds(value: Any) -> str:
     """12.345 -> '12.3 s'."""
     return Timing(f"{float(value):.1f} s")

@@ -11,6 +11,8 @@ import pytest
 from reportgen.cli import app
 
 COMMANDS = ["build", "run", "render", "status", "list", "clean", "doctor", "compare", "verify", "check"]
+# A project of one small dense run.
+ONE_RUN = {"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\nkind = "mlp"\nhidden_layers = [4]\n'}
 
 
 def test_every_command_has_help_text():
@@ -138,8 +140,7 @@ def test_bad_file_is_one_error_with_file_and_key_and_trains_nothing(runner, make
 
 
 def test_unknown_only_lists_the_choices(runner, make_project):
-    root = make_project({"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\n'
-                                               'kind = "mlp"\nhidden_layers = [4]\n'})
+    root = make_project(ONE_RUN)
     result = runner.invoke(app, ["run", "-C", str(root), "--only", "b", "--dry-run"])
     assert result.exit_code == 1
     out = result.output.replace("\n", "")
@@ -149,8 +150,7 @@ def test_unknown_only_lists_the_choices(runner, make_project):
 
 
 def test_a_data_file_the_profile_does_not_read_is_named(runner, make_project, tmp_path):
-    root = make_project({"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\n'
-                                               'kind = "mlp"\nhidden_layers = [4]\n'})
+    root = make_project(ONE_RUN)
     result = runner.invoke(app, ["run", "-C", str(root), "--quick", "--dry-run", "--data-file",
                                  str(tmp_path / "mnist.npz")])
     assert result.exit_code == 0, result.output
@@ -159,8 +159,7 @@ def test_a_data_file_the_profile_does_not_read_is_named(runner, make_project, tm
 
 
 def test_dry_run_with_force_says_cached_runs_train_again(runner, make_project):
-    root = make_project({"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\n'
-                                               'kind = "mlp"\nhidden_layers = [4]\n'})
+    root = make_project(ONE_RUN)
     limits = ["--limit-train", "200", "--limit-val", "50"]
     assert runner.invoke(app, ["run", "-C", str(root), *limits]).exit_code == 0
     plain = runner.invoke(app, ["run", "-C", str(root), *limits, "--dry-run"])
@@ -239,8 +238,7 @@ def test_doctor_under_jax_says_how_much_the_compiled_programs_take_of_their_boun
 def test_the_rebuild_hint_repeats_the_builds_profile_backend_limits_and_precision(make_project, monkeypatch):
     from reportgen.build import Options, open_session, rebuild_command
 
-    root = make_project({"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\n'
-                                               'kind = "mlp"\nhidden_layers = [4]\n'})
+    root = make_project(ONE_RUN)
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     plain = open_session(Options(root=root), say=lambda message: None)
     assert rebuild_command(plain) == "reportgen build"

@@ -108,8 +108,8 @@ def test_a_dask_cluster_trains_the_experiments_and_a_lost_worker_costs_a_retry(
 
 @pytest.mark.slow
 def test_a_lone_experiment_whose_worker_is_lost_runs_again(tmp_path: Path, sequential: dict[str, dict]) -> None:
-    # The data set goes to the workers once, before any task: the other worker must hold it too,
-    # though no task of its own ever asked for it there.
+    # The killed worker held the only copy of the data set: the scheduler must be able to make it
+    # again on the other worker, which no task had asked for it.
     root = project(tmp_path)
     output, killed = on_a_cluster_losing_a_worker(root, "--only", "net-16")
     assert killed == "net-16", output
