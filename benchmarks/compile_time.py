@@ -2,7 +2,7 @@
 
     KERAS_BACKEND=jax python benchmarks/compile_time.py relu-200x100 cnn --epochs 2 --images 12000
 
-Each named run trains through `reportgen.run.train` (the path `reportgen build` takes) in this
+Each named run trains through `reportgen.train.run.train` (the path `reportgen build` takes) in this
 interpreter, one after another, so a later run reuses what an earlier one compiled, as in a
 sequential build. For each: the seconds of the whole run, how many XLA programs were compiled and
 the seconds spent compiling them (on the calling thread and on reportgen's compile threads alike,
@@ -55,8 +55,9 @@ def main() -> None:
     import jax
     from gan_speed import images
 
-    from reportgen.run import device_info, train
-    from reportgen.spec import load_project
+    from reportgen.project.spec import load_project
+    from reportgen.train.machine import device_info
+    from reportgen.train.run import train
 
     jax.config.update("jax_log_compiles", True)
     compiles = Compiles()

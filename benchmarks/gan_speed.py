@@ -30,8 +30,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reportgen.data import Dataset, load  # noqa: E402
-from reportgen.spec import Experiment, GANSpec  # noqa: E402
+from reportgen.project.data import Dataset, load  # noqa: E402
+from reportgen.project.spec import Experiment, GANSpec  # noqa: E402
 
 
 def images(count: int) -> tuple[Dataset, str]:
@@ -51,7 +51,7 @@ def baseline(spec: GANSpec, x: np.ndarray, epochs: int) -> dict[str, object]:
     """The tutorial loop, on the Keras 3 API."""
     import keras
 
-    from reportgen.gan import build_discriminator, build_generator, scale_images
+    from reportgen.train.gan import build_discriminator, build_generator, scale_images
 
     keras.utils.set_random_seed(spec.seed)
     generator, discriminator = build_generator(spec), build_discriminator(spec)
@@ -86,7 +86,7 @@ def baseline(spec: GANSpec, x: np.ndarray, epochs: int) -> dict[str, object]:
 
 
 def reportgen_gan(spec: GANSpec, data: Dataset) -> dict[str, object]:
-    from reportgen.run import train
+    from reportgen.train.run import train
 
     exp = Experiment(name="bench", section="bench", model=spec, data=data.name, source=Path("bench"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +120,7 @@ def main() -> None:
 
     import keras
 
-    from reportgen.run import device_info
+    from reportgen.train.machine import device_info
 
     spec = GANSpec(kind="gan", epochs=args.epochs, batch_size=args.batch_size, label_smoothing=0.1, samples=500)
     data, described = images(args.images)

@@ -13,7 +13,7 @@ The baseline is what a student writes: for a classifier, the same model (built b
 builder, so the networks are identical, but with Keras' L2 penalty even at strength 0, which
 reportgen leaves out) compiled with the same optimizer and `model.fit` on NumPy arrays with
 `validation_data`; for a GAN, the `train_on_batch` loop of benchmarks/gan_speed.py.
-reportgen's side is `reportgen.run.train`, the path `reportgen build` takes (it also predicts the
+reportgen's side is `reportgen.train.run.train`, the path `reportgen build` takes (it also predicts the
 validation set for the misclassified-image grid, and a GAN draws its samples and checkpoints).
 Same data, batch size, epochs and seeds on both sides. Each side of each run trains in a fresh
 interpreter, so neither inherits the other's state (TensorFlow's determinism switch, allocator,
@@ -61,8 +61,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from gan_speed import baseline as gan_baseline  # noqa: E402
 from gan_speed import images  # noqa: E402
 
-from reportgen.data import Dataset  # noqa: E402
-from reportgen.spec import Experiment, GANSpec, load_project  # noqa: E402
+from reportgen.project.data import Dataset  # noqa: E402
+from reportgen.project.spec import Experiment, GANSpec, load_project  # noqa: E402
 
 
 def plain_keras(exp: Experiment, data: Dataset) -> dict[str, float]:
@@ -70,7 +70,7 @@ def plain_keras(exp: Experiment, data: Dataset) -> dict[str, float]:
     TensorFlow with the environment this machine gives it."""
     import keras
 
-    from reportgen import models
+    from reportgen.train import models
 
     keras.utils.set_random_seed(exp.model.seed)
     started = time.perf_counter()
@@ -85,7 +85,7 @@ def plain_keras(exp: Experiment, data: Dataset) -> dict[str, float]:
 def with_reportgen(exp: Experiment, data: Dataset) -> dict[str, float]:
     import keras  # noqa: F401  # imported before the clock starts, as on the baseline's side
 
-    from reportgen.run import train
+    from reportgen.train.run import train
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +141,7 @@ def one_side(exp: Experiment, data: Dataset, side: str) -> dict[str, float]:
         out = plain_keras(exp, data)
     import keras
 
-    from reportgen.run import onednn_enabled
+    from reportgen.train.machine import onednn_enabled
 
     if keras.backend.backend() == "tensorflow":  # which CPU kernels this side ran: 1 oneDNN, 0 Eigen
         out["onednn"] = float(bool(onednn_enabled()))
@@ -163,7 +163,7 @@ def main() -> None:
                         help=argparse.SUPPRESS)  # one child run
     args = parser.parse_args()
     if args.side and args.side.startswith("reportgen"):
-        from reportgen.run import tensorflow_environment
+        from reportgen.train.machine import tensorflow_environment
 
         tensorflow_environment()  # before anything imports keras, as `reportgen` does
 
@@ -177,7 +177,7 @@ def main() -> None:
 
     import keras
 
-    from reportgen.run import device_info
+    from reportgen.train.machine import device_info
 
     print(f"{len(chosen)} run(s), {args.epochs} epoch(s), {described}; backend {keras.backend.backend()} "
           f"{keras.__version__}; device {device_info()['name']}", flush=True)

@@ -1,5 +1,5 @@
 """`python -m reportgen` runs the CLI."""
 
-from .cli import app
+from reportgen.cli import app
 
 app()

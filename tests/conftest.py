@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.run import tensorflow_environment
+from reportgen.train.machine import tensorflow_environment
 
 # Set before keras can be imported anywhere in the test session, as the CLI sets them: the runs
 # trained in this process and those of worker processes must use the same kernels.

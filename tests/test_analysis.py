@@ -1,6 +1,6 @@
 """What the section views measure."""
 
-from reportgen.analysis import convergence, epochs_to_converge, params_threshold
+from reportgen.views.analysis import convergence, epochs_to_converge, params_threshold
 
 
 def facts(name, params, val, activation="relu"):
@@ -33,7 +33,7 @@ def test_convergence_means_by_activation():
 
 
 def test_a_generator_of_one_digit_scores_one_class_and_no_entropy():
-    from reportgen.analysis import class_distribution
+    from reportgen.views.analysis import class_distribution
 
     one = class_distribution([7] * 500, [0.9] * 500, present_share=0.02)
     assert one["digits_present"] == 1 and one["top_digit"] == 7 and one["top_share"] == 1.0
@@ -48,7 +48,7 @@ def test_a_generator_of_one_digit_scores_one_class_and_no_entropy():
 def test_diversity_is_zero_for_copies_and_compared_with_real_images():
     import numpy as np
 
-    from reportgen.analysis import mean_pairwise_distance, mode_collapse
+    from reportgen.views.analysis import mean_pairwise_distance, mode_collapse
 
     rng = np.random.default_rng(0)
     copies = np.repeat(rng.integers(0, 256, (1, 28, 28), dtype=np.uint8), 50, axis=0)

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from reportgen.check import (
-    Candidate,
-    matches,
-    nearest,
-    placeholder,
-    quote_changes,
-    some_changes,
-    typed_numbers,
-    unmatched_claims,
-)
+from reportgen.grade.check import Candidate, matches, nearest, placeholder, typed_numbers, unmatched_claims
+from reportgen.report.lock import quote_changes, some_changes
 
 
 def test_typed_numbers_skip_placeholders_math_code_links_and_config_like_values() -> None:

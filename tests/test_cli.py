@@ -45,7 +45,7 @@ def test_help_in_a_real_process_is_fast_and_lists_commands():
 def test_tensorflow_loads_without_its_native_start_up_lines_in_the_output():
     # TensorFlow's native libraries log as they load whatever TF_CPP_MIN_LOG_LEVEL says; every
     # process that trains loads them, and the lines ran through the progress display.
-    probe = ("from reportgen.run import tensorflow_environment; tensorflow_environment(); "
+    probe = ("from reportgen.train.machine import tensorflow_environment; tensorflow_environment(); "
              "import keras, tensorflow; print(keras.backend.backend(), tensorflow.__version__ > '2')")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
@@ -70,7 +70,8 @@ def test_a_fatal_error_while_tensorflow_loads_is_still_shown(tmp_path):
     project.mkdir()
     (project / "re.py").write_text("raise ImportError('a project module, not the standard library')\n")
     probe = tmp_path / "probe.py"  # run as a script, as the reportgen command is: its folder is on the path
-    probe.write_text("from reportgen.run import tensorflow_environment; tensorflow_environment(); import tensorflow\n")
+    probe.write_text("from reportgen.train.machine import tensorflow_environment\n"
+                     "tensorflow_environment(); import tensorflow\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120, cwd=project,
                           env={**env, "PYTHONPATH": str(tmp_path / "fake")})
@@ -80,7 +81,7 @@ def test_a_fatal_error_while_tensorflow_loads_is_still_shown(tmp_path):
 
 
 def test_only_the_native_lines_the_log_level_holds_back_are_dropped():
-    from reportgen.native_log import native_log_kept
+    from reportgen.train.native_log import native_log_kept
 
     text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
             "I0000 00:00:1796131035.516561    3710 port.cc:153] oneDNN custom operations are on.\n"
@@ -200,7 +201,7 @@ def test_doctor_names_backend_versions_device_and_data(runner, tmp_path, monkeyp
 
 @pytest.mark.parametrize("answer", [None, "[Errno -3] Temporary failure in name resolution"])
 def test_doctor_says_whether_full_mnist_can_be_downloaded(runner, tmp_path, monkeypatch, answer):
-    from reportgen import data
+    from reportgen.project import data
 
     monkeypatch.delenv(data.MNIST_ENV, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no copy in Keras' cache
@@ -216,7 +217,7 @@ def test_doctor_says_whether_full_mnist_can_be_downloaded(runner, tmp_path, monk
 
 
 def test_the_mnist_probe_reports_why_an_address_cannot_be_reached(monkeypatch):
-    from reportgen import data
+    from reportgen.project import data
 
     monkeypatch.setattr(data, "MNIST_URL", "http://127.0.0.1:9/mnist.npz")  # discard port: refused
     why = data.mnist_reachable(timeout=2)
@@ -236,7 +237,9 @@ def test_doctor_under_jax_says_how_much_the_compiled_programs_take_of_their_boun
 
 
 def test_the_rebuild_hint_repeats_the_builds_profile_backend_limits_and_precision(make_project, monkeypatch):
-    from reportgen.build import Options, open_session, rebuild_command
+    from reportgen.pipeline import open_session
+    from reportgen.project.settings import Options
+    from reportgen.train.plan import rebuild_command
 
     root = make_project(ONE_RUN)
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
@@ -254,7 +257,7 @@ def test_a_runs_progress_line_keeps_its_name_and_shows_only_this_epochs_figures(
 
     from rich.console import Console
 
-    from reportgen.progress import TrainingProgress
+    from reportgen.train.progress import TrainingProgress
 
     out = io.StringIO()
     console = Console(file=out, width=80)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reportgen.commentary import (
+from reportgen.errors import RenderError
+from reportgen.report.commentary import (
     UnknownPlaceholder,
     environment,
     markdown_to_html,
@@ -12,7 +13,6 @@ from reportgen.commentary import (
     render_bounded,
     render_commentary,
 )
-from reportgen.errors import RenderError
 
 CONTEXT = {"runs": {"relu-30x100": {"val_accuracy": 0.97012, "params": 27660}}}
 NAMES = ["relu-30x100", "val_accuracy", "params"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reportgen import data
 from reportgen.errors import DataError
+from reportgen.project import data, dataset
 
 
 def write_npz(path, n_train=20, n_val=10):
@@ -81,6 +81,6 @@ def test_sample_split_is_fixed_and_stratified():
 def test_the_first_images_of_the_sample_are_a_mix_of_digits():
     """--limit-train/--limit-val take the first N images: they must not be one digit."""
     sample = data.load_sample()
-    limited = data.subset(sample, 300, 100)
+    limited = dataset.subset(sample, 300, 100)
     assert np.bincount(limited.y_val, minlength=10).min() >= 3
     assert np.bincount(limited.y_train, minlength=10).min() >= 10

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.run import ONEDNN_ENV, cpu_threads, tensorflow_environment
+from reportgen.train.machine import ONEDNN_ENV, cpu_threads, tensorflow_environment
 
 from .conftest import write_project
 

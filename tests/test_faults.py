@@ -52,7 +52,8 @@ def phase(output: str) -> str:
 
 def cache_state(root: Path) -> dict[str, list[str]]:
     """Each stored entry as the next build will find it, and every leftover temp file."""
-    from reportgen import store
+    from reportgen import files
+    from reportgen.train import store
 
     cache = root / ".reportgen-cache"
     entries = sorted(p.name for p in (cache / "results").iterdir()) if (cache / "results").is_dir() else []
@@ -60,8 +61,8 @@ def cache_state(root: Path) -> dict[str, list[str]]:
     corrupt = [k for k in entries if opened.get(k) is None]
     leftovers = [str(p) for p in (cache / "tmp").iterdir()]
     for folder in (root / "build", root / "experiments", cache / "index"):
-        store.sweep_temp_files(folder)  # what a build does before it writes there
-        leftovers += [str(p) for p in folder.iterdir() if store.TEMP_FILE.match(p.name)] if folder.is_dir() else []
+        files.sweep_temp_files(folder)  # what a build does before it writes there
+        leftovers += [str(p) for p in folder.iterdir() if files.TEMP_FILE.match(p.name)] if folder.is_dir() else []
     return {"entries": [k for k in entries if k not in corrupt], "corrupt": corrupt, "leftovers": leftovers}
 
 
@@ -116,7 +117,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_ends_with_the_same_report(tm
     assert retrained == []
     assert comparable(root) == comparable(reference)  # same seeds, same numbers, same report
     assert list((root / ".reportgen-cache" / "locks").iterdir()) == []
-    from reportgen.store import TEMP_FILE
+    from reportgen.files import TEMP_FILE
 
     leftovers = [str(p) for p in root.rglob("*") if TEMP_FILE.match(p.name) or p.suffix == ".tmp"]
     leftovers += [str(p) for p in (root / ".reportgen-cache" / "tmp").iterdir()]

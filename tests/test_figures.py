@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reportgen import figures
+from reportgen.views import figures
 
 HISTORY = {"loss": [1.0, 0.5, 0.3], "accuracy": [0.7, 0.85, 0.9], "val_loss": [0.8, 0.6, 0.55],
            "val_accuracy": [0.75, 0.8, 0.82], "epoch": [1, 2, 3]}

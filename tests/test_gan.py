@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reportgen.data import load, subset
-from reportgen.run import SilentReporter, train
-from reportgen.spec import Experiment, GANSpec
+from reportgen.project.data import load
+from reportgen.project.dataset import subset
+from reportgen.project.spec import Experiment, GANSpec
+from reportgen.train.outcome import SilentReporter
+from reportgen.train.run import train
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +100,7 @@ def test_losses_that_become_nan_stop_the_run_at_that_epoch(data, tmp_path):
 
 
 def test_steps_per_call_divides_the_epoch():
-    from reportgen.gan import steps_per_call
+    from reportgen.train.gan import steps_per_call
 
     assert steps_per_call(468) == 52  # full MNIST at batch 128: nine equal compiled calls
     assert steps_per_call(31) == 31 and steps_per_call(6) == 6
@@ -123,7 +125,7 @@ def test_an_l2_gan_trains_under_tensorflow_as_with_keras_own_penalty(data, tmp_p
     follows the same path as with Keras' own penalty (the recorded losses leave the penalty out)."""
     import keras
 
-    from reportgen import tf_kernels
+    from reportgen.train import tf_kernels
 
     assert keras.backend.backend() == "tensorflow"
     fuse, seen = tf_kernels.fuse_penalties, []
@@ -144,7 +146,7 @@ def test_an_l2_gan_trains_under_tensorflow_as_with_keras_own_penalty(data, tmp_p
 
 
 def test_the_larger_layers_of_both_networks_take_the_batched_input_gradient(data, tmp_path, monkeypatch):
-    from reportgen import tf_kernels
+    from reportgen.train import tf_kernels
 
     batched, kernels = tf_kernels.batched_input_gradient, []
 
@@ -173,9 +175,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from reportgen import data, gan
-from reportgen.run import set_seeds
-from reportgen.spec import GANSpec
+from reportgen.project import data
+from reportgen.train import gan
+from reportgen.train.machine import set_seeds
+from reportgen.project.spec import GANSpec
 
 spec = GANSpec(**json.loads(sys.argv[1]))
 set_seeds(spec.seed)

@@ -197,10 +197,11 @@ def test_gan_run_shows_losses_sample_grids_log_and_measured_mode_collapse(built)
 def test_a_one_digit_generator_scores_one_class_with_the_trained_classifier(built):
     """Feed the measurement images of known composition: real validation 1s stand in for a
     generator that draws nothing else."""
-    from reportgen.analysis import class_distribution
-    from reportgen.data import load, subset
-    from reportgen.run import WEIGHTS_FILE, classify
-    from reportgen.spec import load_project
+    from reportgen.project.data import load
+    from reportgen.project.dataset import subset
+    from reportgen.project.spec import load_project
+    from reportgen.train.run import WEIGHTS_FILE, classify
+    from reportgen.views.analysis import class_distribution
 
     root, _ = built
     project = load_project(root)

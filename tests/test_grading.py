@@ -68,7 +68,7 @@ def test_compare_a_build_with_itself_agrees(builds: dict[str, Path], runner) -> 
     assert result.exit_code == 0, result.output
     assert "agree within tolerance (2 same)" in result.output
     assert "Made the same way" in result.output
-    from reportgen.compare import environment_of, load_build
+    from reportgen.grade.compare import environment_of, load_build
 
     made = environment_of(load_build(builds["a"] / "build"))
     assert made["data"] == "mnist-sample[300/100] (300 train / 100 validation)"

@@ -265,7 +265,7 @@ def test_passive_payloads_fetch_nothing_leak_nothing_and_refusals_name_their_fil
 @pytest.mark.parametrize("location", ["commentary", "template", "caption"])
 def test_active_payloads_are_refused_with_file_and_line_or_stay_text(
         setting: dict, runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str) -> None:
-    from reportgen import commentary
+    from reportgen.report import commentary
 
     monkeypatch.setattr(commentary, "MAX_SECONDS", BOUND_SECONDS)
     root = copy_project(setting["built"], tmp_path)

@@ -1,5 +1,5 @@
 """Training under the JAX backend, where a classifier trains through reportgen's own compiled loop
-(fused.py) instead of Keras' fit. It must report what Keras would: the validation figures of the
+(jax_loop.py) instead of Keras' fit. It must report what Keras would: the validation figures of the
 stored weights, a short last batch trained, a penalty counted in the loss, the same weights for
 the same seed, and a run that blows up marked as diverged."""
 
@@ -11,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+
+from reportgen.train import xla
 
 from .conftest import EXPLODING_RUN, write_project
 
@@ -50,15 +52,16 @@ from pathlib import Path
 
 import keras
 
-from reportgen import data, models, run
-from reportgen.spec import load_project
+from reportgen.project import data, dataset
+from reportgen.train import models, outcome, run
+from reportgen.project.spec import load_project
 
 root = Path(sys.argv[1])
-images = data.subset(data.load("mnist-sample"), 1000, 300)
+images = dataset.subset(data.load("mnist-sample"), 1000, 300)
 out = {"backend": keras.backend.backend()}
 
 
-class Steps(run.SilentReporter):
+class Steps(outcome.SilentReporter):
     def __init__(self):
         self.last = []
 
@@ -154,12 +157,11 @@ def test_looping_on_the_device_trains_the_same_steps_to_the_same_weights(trained
 
 @pytest.mark.parametrize("variable", ["REPORTGEN_DEVICE_LOOP", "REPORTGEN_XLA_AUTOTUNE"])
 def test_a_bad_jax_switch_is_named_with_what_it_takes(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reportgen import fused
     from reportgen.errors import ReportgenError
 
     monkeypatch.setenv(variable, "yes")
     with pytest.raises(ReportgenError, match=f"{variable}='yes': expected one of 0, 1"):
-        fused.device_loop() if variable.endswith("LOOP") else fused.compiler_options()
+        xla.device_loop() if variable.endswith("LOOP") else xla.compiler_options()
 
 
 def test_jax_lays_out_its_program_folder_as_reportgen_tidies_it(tmp_path) -> None:
@@ -167,12 +169,11 @@ def test_jax_lays_out_its_program_folder_as_reportgen_tidies_it(tmp_path) -> Non
     # them, tidying stops (the folder is left alone) and this says so.
     from jax._src import lru_cache
 
-    from reportgen import fused
 
     cache = lru_cache.LRUCache(str(tmp_path), max_size=2**20)
     cache.put("program", b"compiled")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lockfile", "program-atime", "program-cache"]
-    assert fused._jax_layout_known()
+    assert xla._jax_layout_known()
 
 
 def test_a_program_cut_short_goes_even_once_another_process_has_read_it(tmp_path) -> None:
@@ -181,7 +182,6 @@ def test_a_program_cut_short_goes_even_once_another_process_has_read_it(tmp_path
     import jax
     from jax._src import compilation_cache, lru_cache
 
-    from reportgen import fused
 
     program = compilation_cache.compress_executable(b"a compiled program " * 200)
     cache = lru_cache.LRUCache(str(tmp_path), max_size=2**20)
@@ -190,7 +190,7 @@ def test_a_program_cut_short_goes_even_once_another_process_has_read_it(tmp_path
     assert cache.get("cut") is not None and (tmp_path / "cut-atime").is_file()
     before = jax.config.jax_compilation_cache_dir
     try:
-        fused.keep_programs(str(tmp_path))
+        xla.keep_programs(str(tmp_path))
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
     assert sorted(p.name for p in tmp_path.glob("*-*")) == ["whole-atime", "whole-cache"]
@@ -200,18 +200,17 @@ def test_a_program_folder_that_cannot_be_made_means_compiling_not_failing(tmp_pa
     # A Dask worker on another machine gets the build's folder, which it may not be able to make.
     import jax
 
-    from reportgen import fused
 
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    fused.keep_programs(str(blocked / "xla"))
+    xla.keep_programs(str(blocked / "xla"))
     assert jax.config.jax_compilation_cache_dir != str(blocked / "xla")
 
 
 def test_seeding_a_jax_run_leaves_tensorflow_out_yet_usable() -> None:
     # Keras seeds TensorFlow wherever it is installed; a JAX run skips that import (5 s here), and
     # a model that needs TensorFlow for a layer of its own still gets it.
-    probe = ("import sys, keras; from reportgen.run import set_seeds; set_seeds(3); "
+    probe = ("import sys, keras; from reportgen.train.machine import set_seeds; set_seeds(3); "
              "print('tensorflow' in sys.modules); ours = keras.random.uniform((4,)).tolist(); "
              "keras.layers.Hashing(num_bins=3); keras.utils.set_random_seed(3); "
              "print(ours == keras.random.uniform((4,)).tolist())")  # the same draws as Keras' own seeding
@@ -224,34 +223,32 @@ def test_seeding_a_jax_run_leaves_tensorflow_out_yet_usable() -> None:
 @pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
 def test_a_bad_bound_on_the_compiled_programs_is_named_with_what_it_takes(value: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from reportgen import fused
     from reportgen.errors import ReportgenError
 
     monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", value)
     with pytest.raises(ReportgenError, match=f"REPORTGEN_XLA_CACHE_MB='{value}': expected a size in megabytes, "
                                              "0 or more, such as 2048 or 0.5"):
-        fused.program_cache_bytes()
+        xla.program_cache_bytes()
     monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", "0.5")
-    assert fused.program_cache_bytes() == 2**19
+    assert xla.program_cache_bytes() == 2**19
 
 
 def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from reportgen import fused
 
     dense = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
     inner = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3)])
     nested = keras.Sequential([keras.Input((28, 28, 1)), inner, keras.layers.Flatten(), keras.layers.Dense(10)])
     generator = keras.Sequential([keras.Input((7, 7, 8)), keras.layers.Conv2DTranspose(1, 4, strides=4)])
     monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
-    assert fused.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 0}
+    assert xla.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 0}
     # Without autotuning the CNN ran several times slower on an H100.
-    assert fused.compiler_options(nested, platform="gpu") == {}
-    assert fused.compiler_options(dense, generator, platform="gpu") == {}
-    assert fused.compiler_options(dense, platform="cpu") == {}
+    assert xla.compiler_options(nested, platform="gpu") == {}
+    assert xla.compiler_options(dense, generator, platform="gpu") == {}
+    assert xla.compiler_options(dense, platform="cpu") == {}
     monkeypatch.setenv("REPORTGEN_XLA_AUTOTUNE", "4")
-    assert fused.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 4}
+    assert xla.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 4}
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -263,12 +260,11 @@ def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: 
 ])
 def test_bad_xla_options_are_named_with_what_they_take(text: str, expected: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from reportgen import fused
     from reportgen.errors import ReportgenError
 
     monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", text)
     with pytest.raises(ReportgenError) as caught:
-        fused.compiler_options()
+        xla.compiler_options()
     assert str(caught.value).startswith("environment variable REPORTGEN_XLA_OPTIONS: ")
     assert expected in str(caught.value)
 
@@ -276,14 +272,13 @@ def test_bad_xla_options_are_named_with_what_they_take(text: str, expected: str,
 def test_xla_options_from_the_environment_are_added_last_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from reportgen import fused
 
     dense = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
     monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
     monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", '{"xla_gpu_enable_triton_gemm": false, "xla_gpu_autotune_level": 2}')
-    assert fused.compiler_options(dense, platform="gpu") == {"xla_gpu_enable_triton_gemm": False,
+    assert xla.compiler_options(dense, platform="gpu") == {"xla_gpu_enable_triton_gemm": False,
                                                              "xla_gpu_autotune_level": 2}
-    assert fused.compiler_options(dense, platform="cpu") == {"xla_gpu_enable_triton_gemm": False,
+    assert xla.compiler_options(dense, platform="cpu") == {"xla_gpu_enable_triton_gemm": False,
                                                              "xla_gpu_autotune_level": 2}
 
 
@@ -331,8 +326,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from reportgen import data, gan
-from reportgen.spec import load_project
+from reportgen.project import data, dataset
+from reportgen.train import gan
+from reportgen.project.spec import load_project
 
 root = Path(sys.argv[1])
 spec = load_project(root).experiments[0].model
@@ -374,8 +370,9 @@ CACHE_CHECK = r"""
 import json, logging, sys
 from pathlib import Path
 
-from reportgen import data, run
-from reportgen.spec import load_project
+from reportgen.project import data, dataset
+from reportgen.train import run
+from reportgen.project.spec import load_project
 
 
 class Seen(logging.Handler):
@@ -395,7 +392,7 @@ logger.setLevel(logging.DEBUG)
 logger.addHandler(seen)
 root = Path(sys.argv[1])
 exp = next(e for e in load_project(root).experiments if e.name == "plain")
-outcome = run.train(exp, data.subset(data.load("mnist-sample"), 300, 100), root / "experiments")
+outcome = run.train(exp, dataset.subset(data.load("mnist-sample"), 300, 100), root / "experiments")
 print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.result["weights_sha256"],
                   "tensorflow": "tensorflow" in sys.modules}))
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.errors import ReportgenError, SpecError
-from reportgen.spec import GANSpec, MLPSpec, load_project, select
+from reportgen.project.spec import GANSpec, MLPSpec, load_project, select
 
 from .conftest import REPO
 
@@ -272,7 +272,7 @@ def test_a_key_named_like_a_kind_keeps_its_name_and_a_default_no_run_takes_is_re
 def test_the_default_learning_rates_the_report_names_are_keras_own():
     import keras
 
-    from reportgen.spec import KERAS_LEARNING_RATES
+    from reportgen.project.spec import KERAS_LEARNING_RATES
 
     classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
                "rmsprop": keras.optimizers.RMSprop, "nadam": keras.optimizers.Nadam}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.errors import SpecError
-from reportgen.spec import load_project
+from reportgen.project.spec import load_project
 
 from .conftest import REPO, build_or_fail, write_project
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from reportgen.train import machine
+
 from .conftest import THREE_NETS, write_project
 
 SECTION = THREE_NETS
@@ -161,28 +163,26 @@ def fake_nvidia_smi(folder: Path, script: str) -> str:
 
 def test_physical_gpus_come_from_the_driver_and_fall_back_to_none(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from reportgen import run
 
     if Path("/proc/driver/nvidia/gpus").is_dir():
         pytest.skip("this machine has an NVIDIA driver: the fallbacks cannot be staged")
     monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "ok", "echo 'NVIDIA H100 80GB HBM3'\n"))
-    assert run.physical_gpus() == ["NVIDIA H100 80GB HBM3"]
+    assert machine.physical_gpus() == ["NVIDIA H100 80GB HBM3"]
     monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "broken", "echo 'NVIDIA-SMI has failed' >&2; exit 9\n"))
-    assert run.physical_gpus() == []
+    assert machine.physical_gpus() == []
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert run.physical_gpus() == []
+    assert machine.physical_gpus() == []
 
 
 def test_a_failing_accelerator_query_falls_back_to_the_cpu_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     import tensorflow as tf
 
-    from reportgen import run
 
     def broken(kind: str | None = None) -> list:
         raise RuntimeError("CUDA driver version is insufficient")
 
     monkeypatch.setattr(tf.config, "list_physical_devices", broken)
-    info = run.device_info()
+    info = machine.device_info()
     assert info["kind"] == "cpu" and info["name"].startswith("CPU:")
     assert "accelerator query failed: CUDA driver version is insufficient" in info["note"]
 
@@ -191,10 +191,9 @@ def test_a_gpu_the_backend_does_not_use_is_named_and_training_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from reportgen import run
     from reportgen.cli import app
 
-    monkeypatch.setattr(run, "physical_gpus", lambda: ["NVIDIA H100 80GB HBM3"])
+    monkeypatch.setattr(machine, "physical_gpus", lambda: ["NVIDIA H100 80GB HBM3"])
     root = project(tmp_path, SECTION.replace("[[8], [16], [24]]", "[[8]]"))
     result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["run", "-C", str(root), *LIMITS])
     assert result.exit_code == 0, result.output
@@ -222,10 +221,9 @@ def test_bfloat16_without_bfloat16_hardware_names_the_file_and_trains_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from reportgen import run
     from reportgen.cli import app
 
-    monkeypatch.setattr(run, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(machine, "cpu_has_bf16", lambda: False)
     root = project(tmp_path, SECTION.replace('kind = "mlp"', 'kind = "mlp"\nprecision = "mixed_bfloat16"'))
     result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["run", "-C", str(root), *LIMITS])
     assert result.exit_code == 1, result.output
@@ -240,10 +238,9 @@ def test_bfloat16_without_bfloat16_hardware_names_the_file_and_trains_nothing(
 def test_a_custom_models_bfloat16_output_is_pointed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from reportgen import run
     from reportgen.cli import app
 
-    monkeypatch.setattr(run, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(machine, "cpu_has_bf16", lambda: True)
     builder = ("import keras\n\n\ndef net(out):\n    return keras.Sequential([keras.Input((28, 28)), "
                "keras.layers.Flatten(), keras.layers.Dense(10), keras.layers.Activation('softmax', dtype=out)])\n")
     runs = "".join(f'[[runs]]\nname = "{out}-out"\nkind = "custom"\nbuilder = "nets:net"\n'
@@ -265,10 +262,9 @@ def test_bfloat16_runs_where_supported_and_the_report_says_so(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from reportgen import run
     from reportgen.cli import app
 
-    monkeypatch.setattr(run, "cpu_has_bf16", lambda: True)  # emulated here: slow, but the same arithmetic
+    monkeypatch.setattr(machine, "cpu_has_bf16", lambda: True)  # emulated here: slow, but the same arithmetic
     section = SECTION.replace("[[8], [16], [24]]", "[[16]]")
     root = project(tmp_path, section)
     plain = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["build", "-C", str(root), *LIMITS])
@@ -298,8 +294,9 @@ def test_bfloat16_runs_where_supported_and_the_report_says_so(tmp_path: Path,
 def test_side_by_side_runs_start_with_the_longest(tmp_path: Path) -> None:
     """Handed out in declared order, the shipped project's GANs (20 epochs) and CNN would start
     last under --jobs, and the build would wait for them after every dense run had finished."""
-    from reportgen.build import Planned, longest_first
-    from reportgen.spec import load_project
+    from reportgen.pipeline import longest_first
+    from reportgen.project.spec import load_project
+    from reportgen.train.plan import Planned
 
     experiments = load_project(Path(__file__).resolve().parent.parent).experiments
     todo = [Planned(exp, {}, f"key-{i}", None, ["never run"]) for i, exp in enumerate(experiments)]
@@ -315,7 +312,7 @@ def test_side_by_side_runs_start_with_the_longest(tmp_path: Path) -> None:
 def test_workers_train_with_the_builds_jax_switches_not_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
     # A Dask worker starts each run from its own environment plus these: a switch the build did
     # not set must reach it as unset, not as whatever that worker's machine happens to say.
-    from reportgen import parallel
+    from reportgen.train import parallel
 
     monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", '{"xla_gpu_enable_triton_gemm": false}')
     monkeypatch.setenv("REPORTGEN_DEVICE_LOOP", "1")

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from reportgen import store
-from reportgen.spec import load_project
+from reportgen.project.spec import load_project
+from reportgen.train import store
 
 from .conftest import REPO
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reportgen import models
-from reportgen.spec import GANSpec, MLPSpec
+from reportgen.project.spec import GANSpec, MLPSpec
+from reportgen.train import models
 
 RNG = np.random.default_rng(11)
 X = RNG.normal(size=(96, 20)).astype("float32")
@@ -36,7 +36,7 @@ def test_the_fused_kernel_takes_the_steps_keras_adam_takes(settings: dict, monke
     import keras
     import tensorflow as tf
 
-    from reportgen.tf_kernels import FusedAdam
+    from reportgen.train.tf_kernels import FusedAdam
 
     kernel, calls = tf.raw_ops.ResourceApplyAdam, []
 
@@ -60,7 +60,7 @@ def test_the_fused_kernel_takes_the_steps_keras_adam_takes(settings: dict, monke
 def test_runs_that_ask_for_adam_under_tensorflow_get_the_fused_kernel() -> None:
     import keras
 
-    from reportgen.tf_kernels import FusedAdam
+    from reportgen.train.tf_kernels import FusedAdam
 
     assert keras.backend.backend() == "tensorflow"
     assert isinstance(models.optimizer(MLPSpec(kind="mlp", hidden_layers=[4])), FusedAdam)
@@ -77,7 +77,7 @@ def test_the_one_kernel_l2_penalty_is_keras_l2_in_value_and_gradient() -> None:
     import keras
     import tensorflow as tf
 
-    from reportgen.tf_kernels import FusedL2
+    from reportgen.train.tf_kernels import FusedL2
 
     w = tf.Variable(RNG.normal(size=(30, 7)).astype("float32"))
     values, grads = [], []
@@ -96,10 +96,11 @@ def test_an_l2_run_trains_as_with_keras_penalty_and_keeps_keras_l2_in_its_layers
                                                                                 tmp_path: Path) -> None:
     import keras
 
-    from reportgen import data, run, tf_kernels
-    from reportgen.spec import Experiment
+    from reportgen.project import data, dataset
+    from reportgen.project.spec import Experiment
+    from reportgen.train import run, tf_kernels
 
-    images = data.subset(data.load("mnist-sample"), 600, 200)
+    images = dataset.subset(data.load("mnist-sample"), 600, 200)
     spec = MLPSpec(kind="mlp", hidden_layers=[16, 8], regularizer="l2", strength=0.01, epochs=2)
     exp = Experiment(name="l2", section="1.4", model=spec, data="mnist-sample", source=tmp_path / "x.toml")
     swapped: list[Any] = []
@@ -132,7 +133,7 @@ def test_a_finished_model_is_freed_before_the_next_one_is_built(tmp_path: Path) 
     import gc
     import weakref
 
-    from reportgen.spec import Experiment
+    from reportgen.project.spec import Experiment
 
     exp = Experiment(name="m", section="1", model=MLPSpec(kind="mlp", hidden_layers=[8]), data="mnist-sample",
                      source=tmp_path / "m.toml")
@@ -154,7 +155,7 @@ def gradient_graph(model: Any, x: np.ndarray, faster: bool) -> tuple[list[str], 
     """The op types of a traced gradient step of `model` (inputs and weights) and its gradients."""
     import tensorflow as tf
 
-    from reportgen.tf_kernels import matmul_input_gradients
+    from reportgen.train.tf_kernels import matmul_input_gradients
 
     @tf.function(autograph=False)
     def grads(x: Any) -> Any:
@@ -203,7 +204,7 @@ def test_a_tensorflow_whose_gradient_registry_differs_keeps_its_own_gradient(mon
     import keras
     from tensorflow.python.framework import ops as tf_ops
 
-    from reportgen import tf_kernels
+    from reportgen.train import tf_kernels
 
     inner = tf_ops._gradient_registry
     tensorflows = tf_kernels._INSTALLED[0] if tf_kernels._INSTALLED else inner.lookup("MatMul")
@@ -224,10 +225,11 @@ def test_a_tensorflow_whose_gradient_registry_differs_keeps_its_own_gradient(mon
 @pytest.mark.slow
 def test_a_classifier_with_a_large_hidden_layer_trains_with_the_batched_gradient(monkeypatch: pytest.MonkeyPatch,
                                                                                  tmp_path: Path) -> None:
-    from reportgen import data, run, tf_kernels
-    from reportgen.spec import Experiment
+    from reportgen.project import data, dataset
+    from reportgen.project.spec import Experiment
+    from reportgen.train import run, tf_kernels
 
-    images = data.subset(data.load("mnist-sample"), 600, 200)
+    images = dataset.subset(data.load("mnist-sample"), 600, 200)
     exp = Experiment(name="wide", section="1", model=MLPSpec(kind="mlp", hidden_layers=[256, 256], epochs=2),
                      data="mnist-sample", source=tmp_path / "x.toml")
     batched, kernels = tf_kernels.batched_input_gradient, []

@@ -9,8 +9,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import RunError
-from .spec import CNNSpec, ConvBlock, CustomSpec, DropoutBlock, Experiment, GANSpec, MLPSpec, PoolBlock
+from reportgen.errors import RunError
+from reportgen.project.spec import (
+    CNNSpec,
+    ConvBlock,
+    CustomSpec,
+    DropoutBlock,
+    Experiment,
+    GANSpec,
+    MLPSpec,
+    PoolBlock,
+    builder_path,
+)
 
 INPUT_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -109,11 +119,6 @@ def precision(policy: str) -> Iterator[None]:
         keras.config.set_dtype_policy(before)
 
 
-def builder_path(builder: str, experiments_dir: Path) -> Path:
-    """The file a `module:function` builder lives in: experiments/<module>.py."""
-    return experiments_dir / f"{builder.split(':')[0]}.py"
-
-
 def load_builder(builder: str, experiments_dir: Path) -> Any:
     """Import `module:function` from the project's experiments folder (project code, run as such)."""
     module_name, function_name = builder.split(":")
@@ -142,7 +147,7 @@ def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec, fused: bool = True
     if isinstance(spec, GANSpec) and spec.optimizer in ("adam", "adamw", "nadam"):
         kwargs["beta_1"] = spec.beta_1
     if fused and spec.optimizer == "adam" and keras.backend.backend() == "tensorflow":
-        from .tf_kernels import FusedAdam  # the same update in one TensorFlow kernel per variable
+        from reportgen.train.tf_kernels import FusedAdam  # the same update in one TensorFlow kernel per variable
 
         return FusedAdam(**kwargs)
     return classes[spec.optimizer](**kwargs)

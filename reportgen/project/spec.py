@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .errors import Problem, ReportgenError, SpecError
+from reportgen.errors import Problem, ReportgenError, SpecError
 
 EXPERIMENTS_DIR = "experiments"
 PROJECT_FILE = "project.toml"
@@ -665,3 +665,8 @@ def with_dependencies(project: Project, chosen: list[Experiment]) -> list[Experi
         if exp not in out:
             out.append(exp)
     return out
+
+
+def builder_path(builder: str, experiments_dir: Path) -> Path:
+    """The file a `module:function` builder lives in: experiments/<module>.py."""
+    return experiments_dir / f"{builder.split(':')[0]}.py"

@@ -93,8 +93,8 @@ def _start_filter(level: int) -> subprocess.Popen[bytes] | None:
     # Isolated (-I): no current folder or PYTHONPATH ahead of the standard library, where a
     # project's own typing.py or re.py would stop the filter and lose every line; reportgen is
     # found where this process found it, after the standard library.
-    here = str(Path(__file__).resolve().parent.parent)
-    code = f"import sys; sys.path.append({here!r}); from reportgen.native_log import main; main()"
+    here = str(Path(__file__).resolve().parents[2])
+    code = f"import sys; sys.path.append({here!r}); from reportgen.train.native_log import main; main()"
     try:
         return subprocess.Popen([sys.executable, "-I", "-c", code, str(level)], stdin=subprocess.PIPE,
                                 stdout=sys.stderr.fileno())

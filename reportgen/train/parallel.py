@@ -8,7 +8,7 @@ lock for the whole time, as a sequential build does. Progress travels back as sm
 queue and is drawn by the build, one line per running experiment.
 
 Equal results: every run, sequential or not, uses a CPU thread pool of the same size
-(run.cpu_threads, passed to workers in REPORTGEN_THREADS). On a CPU, the cores are dealt out
+(machine.cpu_threads, passed to workers in REPORTGEN_THREADS). On a CPU, the cores are dealt out
 among the local workers that are training (affinity, set again whenever a run starts or ends),
 so runs do not fight over them and the last run standing gets them all, without changing how
 any run splits its arithmetic. Several workers may share one GPU: they allocate its memory as
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import Dataset
-from .spec import Experiment
+from reportgen.project.dataset import Dataset
+from reportgen.project.spec import Experiment
 
 SCHEDULER_ENV = "REPORTGEN_SCHEDULER"
 EVENT_INTERVAL = 0.25  # seconds between two batch events of one run: enough for a smooth bar
@@ -59,7 +59,7 @@ class Failure:
 
 
 class EventReporter:
-    """A run.Reporter in the worker: forwards progress to the build as (index, what, args) tuples."""
+    """A outcome.Reporter in the worker: forwards progress to the build as (index, what, args) tuples."""
 
     def __init__(self, events: Any, index: int):
         self.events, self.index = events, index
@@ -88,7 +88,7 @@ class EventReporter:
 
 
 def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
-    """Run in a worker: train one experiment and return its run.Outcome, or a Failure when the
+    """Run in a worker: train one experiment and return its outcome.Outcome, or a Failure when the
     experiment itself raised."""
     if not where:
         try:
@@ -99,7 +99,7 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
             where = f"pid {os.getpid()}"
     reporter = EventReporter(events, task.index)
     reporter._put("started", where)
-    from .run import train
+    from reportgen.train.run import train
 
     try:
         return train(task.exp, data, task.experiments_dir, reporter, checkpoints=task.checkpoints, key=task.key)
@@ -113,8 +113,8 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
 def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
     """Environment for worker processes: the build's backend and device choice (already in
     os.environ), the sequential thread-pool size, and GPU memory taken as needed when shared."""
-    from .fused import AUTOTUNE_ENV, CACHE_MB_ENV, LOOP_ENV, OPTIONS_ENV
-    from .run import ONEDNN_ENV, THREADS_ENV, cpu_threads
+    from reportgen.train.machine import ONEDNN_ENV, THREADS_ENV, cpu_threads
+    from reportgen.train.xla import AUTOTUNE_ENV, CACHE_MB_ENV, LOOP_ENV, OPTIONS_ENV
 
     env = {THREADS_ENV: str(cpu_threads()), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "REPORTGEN_XLA_CACHE", ONEDNN_ENV):
@@ -273,10 +273,10 @@ class DaskRunner(Runner):
         try:
             from distributed import Client, Queue
         except ImportError as exc:
-            from .errors import ReportgenError
+            from reportgen.errors import ReportgenError
 
             raise ReportgenError("--scheduler needs Dask: pip install 'reportgen[dask]'") from exc
-        from .errors import ReportgenError
+        from reportgen.errors import ReportgenError
 
         try:
             check_address(address)
@@ -354,7 +354,7 @@ def _dask_work(task: Task, data: Dataset, events: Any, env: dict[str, str]) -> A
         folder = Path(tmp)
         (folder / "task.pkl").write_bytes(pickle.dumps((task, data, where)))
         log = (folder / "stderr.txt").open("w")  # a file, not a pipe nobody reads while it trains
-        child = subprocess.Popen([sys.executable, "-m", "reportgen.parallel", str(folder)],
+        child = subprocess.Popen([sys.executable, "-m", "reportgen.train.parallel", str(folder)],
                                  stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **env})
         assert child.stdout is not None
         for line in child.stdout:  # progress, one JSON event a line

@@ -1,60 +1,19 @@
-"""Train one experiment and capture what the report needs. The only stage that imports keras."""
+"""The machine a build trains on: the Keras backend and library versions, the device, CPU threads,
+bfloat16 support, seeds and determinism, and the switches checked before any training."""
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-
-from . import native_log
-from .data import Dataset
-from .spec import Experiment, GANSpec
-
-MISCLASSIFIED_IMAGES_KEPT = 100  # the most confident mistakes, enough for any grid the report draws
-PROGRESS_TICKS = 10  # calls per epoch (TensorFlow, JAX): each runs many steps, and the progress bar moves after each
-
-
-class Reporter(Protocol):
-    """Where training reports progress (the CLI draws it with rich; tests pass a silent one)."""
-
-    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def batch_end(self, step: int, logs: dict[str, float]) -> None: ...
-    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
-    def note(self, message: str) -> None: ...
-
-
-class SilentReporter:
-    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        pass
-
-    def batch_end(self, step: int, logs: dict[str, float]) -> None:
-        pass
-
-    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        pass
-
-    def note(self, message: str) -> None:
-        pass
-
-
-@dataclass
-class Outcome:
-    """What one training run produced: JSON-able facts, arrays (misclassified images, generated
-    samples) and files (the trained weights, a GAN's text log)."""
-
-    result: dict[str, Any]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    files: dict[str, bytes] = field(default_factory=dict)
+from reportgen.errors import ReportgenError
+from reportgen.train import native_log, xla
 
 
 def backend_name() -> str:
@@ -107,6 +66,8 @@ def onednn_enabled() -> bool | None:
 
 
 THREADS_ENV = "REPORTGEN_THREADS"
+
+
 XLA_CACHE_ENV = "REPORTGEN_XLA_CACHE"  # JAX: compiled programs kept on disk (the build sets it in its cache)
 
 
@@ -115,11 +76,10 @@ def cpu_threads() -> int:
     the cores this process may use. How TensorFlow splits a matmul or a sum depends on this number,
     and with it the last bits of the weights; so side-by-side runs (--jobs, each pinned to its
     own cores) keep the pool of a sequential build and give the same weights. A value that is not
-    a whole number of threads, 1 or more, stops the build before training (fused.check_environment)."""
+    a whole number of threads, 1 or more, stops the build before training (machine.check_environment)."""
     text = os.environ.get(THREADS_ENV, "").strip()
     if text:
         if not text.isdigit() or int(text) < 1:
-            from .errors import ReportgenError
 
             raise ReportgenError(f"environment variable {THREADS_ENV}={text!r}: expected a whole number of CPU "
                                  "threads for each run, 1 or more, such as 2")
@@ -188,16 +148,14 @@ def _seed_keras(keras: Any, seed: int) -> None:
 
 def _jax_settings(flags: dict[str, Any]) -> None:
     """Record the XLA options the training loops get; keep compiled programs in the build's cache."""
-    from .fused import extra_options, keep_programs
-
-    options = extra_options()
+    options = xla.extra_options()
     if options:  # other kernels (cuBLAS or Triton, say), other last bits of the weights
         flags["xla_options"] = options
     if os.environ.get(XLA_CACHE_ENV):
         # A rebuild (--force) or a second model of the same shapes loads its compiled programs
         # instead of compiling them again: compilation is most of a small run on a GPU. JAX keeps
         # XLA's GPU autotuning results in the same folder.
-        keep_programs(os.environ[XLA_CACHE_ENV])
+        xla.keep_programs(os.environ[XLA_CACHE_ENV])
 
 
 def _share_gpu_memory(tf: Any) -> None:
@@ -310,191 +268,25 @@ def _cpu_name() -> str:
     return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
-def weights_hash(*models: Any) -> str:
-    """SHA-256 of the trained weights' bytes, in layer order: equal hashes, equal models."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for model in models:
-        for w in model.get_weights():
-            h.update(np.ascontiguousarray(w).tobytes())
-    return h.hexdigest()
-
-
-def model_summary(model: Any) -> dict[str, Any]:
-    """The model summary as data: one row per layer, and the totals."""
-    rows = []
-    for layer in model.layers:
-        try:
-            shape = tuple(layer.output.shape)
-        except (AttributeError, ValueError):
-            shape = ()
-        rows.append({
-            "name": layer.name,
-            "type": type(layer).__name__,
-            "output_shape": "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")",
-            "params": int(layer.count_params()),
-        })
-    trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-    non_trainable = int(sum(int(np.prod(w.shape)) for w in model.non_trainable_weights))
-    return {"layers": rows, "total": trainable + non_trainable, "trainable": trainable,
-            "non_trainable": non_trainable}
-
-
-def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
+def check_environment() -> None:
+    """Stop before any training on a bad value of these switches. Under JAX, also when
+    REPORTGEN_XLA_OPTIONS names an option this XLA does not have or gives one a value it does not
+    take (one trivial program is compiled with them to find out). Other backends ignore them."""
     import keras
 
-    class Watch(keras.callbacks.Callback):
-        """Times epochs, forwards progress, and stops after the compiled call (a tenth of an epoch)
-        in which the loss became NaN/inf. `batch` is the last step of that call."""
+    cpu_threads()  # REPORTGEN_THREADS, read by every backend
+    if keras.backend.backend() != "jax":
+        return
+    xla.switch(xla.LOOP_ENV, xla.LOOP_VALUES)
+    xla.switch(xla.AUTOTUNE_ENV, xla.AUTOTUNE_LEVELS)
+    xla.program_cache_bytes()
+    options = xla.extra_options()
+    if not options:
+        return
+    import jax
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds: list[float] = []
-            self.diverged: dict[str, Any] | None = None
-            self._epoch = 0
-            self._t0 = 0.0
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self._epoch = epoch
-            self._t0 = time.perf_counter()
-            reporter.epoch_start(epoch + 1, epochs, steps)
-
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            loss = float((logs or {}).get("loss", 0.0))
-            if not math.isfinite(loss):
-                self.diverged = {"epoch": self._epoch + 1, "batch": batch + 1, "loss": str(loss)}
-                self.model.stop_training = True
-            reporter.batch_end(batch + 1, {k: float(v) for k, v in (logs or {}).items()})
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.seconds.append(time.perf_counter() - self._t0)
-            if self.diverged is None and not all(np.isfinite(w).all() for w in self.model.get_weights()):
-                # Some backends clip the loss of NaN outputs to a finite number: the weights tell.
-                self.diverged = {"epoch": epoch + 1, "batch": steps, "loss": "non-finite weights"}
-                self.model.stop_training = True
-            reporter.epoch_end(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
-
-    return Watch()
-
-
-WEIGHTS_FILE = "model.weights.h5"
-
-
-def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Reporter | None = None,
-          checkpoints: Path | None = None, key: str = "") -> Outcome:
-    """Build, fit and evaluate one experiment; return its result and arrays for the store.
-    A GAN run checkpoints each epoch into `checkpoints` and resumes from it."""
-    from . import models
-
-    reporter = reporter or SilentReporter()
-    if isinstance(exp.model, GANSpec):
-        from .gan import train_gan
-
-        outcome: Outcome = train_gan(exp, data, reporter, checkpoints, key)
-        return outcome
-    started = time.perf_counter()
-    flags = set_seeds(exp.model.seed)
-    import keras
-
-    spec = exp.model
-    steps = math.ceil(len(data.x_train) / spec.batch_size)
-    model = models.build(exp, experiments_dir)
-    output = getattr(model, "outputs", None)  # a subclassed model has none until it is called
-    if spec.precision == "mixed_bfloat16" and output and str(output[0].dtype) != "float32":
-        reporter.note(f"{exp.name}: its output is {output[0].dtype} under mixed_bfloat16; give the builder's last "
-                      "layer dtype=\"float32\" so the softmax and the loss stay float32")
-    backend = keras.backend.backend()
-    model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    watch = _callback(reporter, spec.epochs, steps)
-    if backend in ("tensorflow", "jax"):  # the data held by the backend, many steps a call
-        from . import fused, tf_fit
-
-        fit = fused.fit if backend == "jax" else tf_fit.fit
-        watch.set_model(model)
-        fitted, probs = fit(model, data.x_train, data.y_train, data.x_val, data.y_val, spec.batch_size, spec.epochs,
-                            spec.seed, watch)
-    else:  # PyTorch: Keras' fit, one step a call
-        x_val = data.x_val.astype("float32") / 255.0
-        fitted = model.fit(data.x_train.astype("float32") / 255.0, data.y_train, batch_size=spec.batch_size,
-                           epochs=spec.epochs, validation_data=(x_val, data.y_val), callbacks=[watch],
-                           verbose=0).history
-        probs = np.asarray(model.predict(x_val, batch_size=1024, verbose=0))
-    log = {k: [float(v) for v in values] for k, values in fitted.items()}
-    done = len(log.get("loss", []))
-    log["seconds"] = [round(s, 4) for s in watch.seconds[:done]]
-    log["epoch"] = list(range(1, done + 1))
-
-    arrays: dict[str, np.ndarray] = {}
-    misclassified: dict[str, Any] = {"count": 0, "total": int(len(data.y_val))}
-    if np.all(np.isfinite(probs)):
-        pred = probs.argmax(axis=1)
-        wrong = np.flatnonzero(pred != data.y_val)
-        confidence = probs[wrong, pred[wrong]]
-        order = wrong[np.argsort(-confidence, kind="stable")]
-        kept = order[:MISCLASSIFIED_IMAGES_KEPT]
-        misclassified = {
-            "count": int(len(wrong)),
-            "total": int(len(data.y_val)),
-            "indices": [int(i) for i in order],
-            "true": [int(data.y_val[i]) for i in order],
-            "predicted": [int(pred[i]) for i in order],
-            "confidence": [round(float(probs[i, pred[i]]), 4) for i in order],
-        }
-        arrays["misclassified_images"] = data.x_val[kept]
-
-    val_acc = log.get("val_accuracy", [])
-    finite_val = [v for v in val_acc if math.isfinite(v)]
-    best_epoch = int(np.argmax(finite_val)) + 1 if finite_val else None
-    result = {
-        "name": exp.name,
-        "status": "diverged" if watch.diverged else "ok",
-        "diverged": watch.diverged,
-        "summary": model_summary(model),
-        "weights_sha256": weights_hash(model),
-        "history": log,
-        "epochs_run": done,
-        "steps_trained": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
-        "final": {k: log[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
-        "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else {},
-        "misclassified": misclassified,
-        **provenance(flags, started, data, spec.precision),
-    }
-    return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
-
-
-def provenance(flags: dict[str, Any], started: float, data: Dataset, precision: str) -> dict[str, Any]:
-    """Where and how a result was made: device, backend, precision, versions, determinism, time, data."""
-    import keras
-
-    return {
-        "device": device_info(),
-        "precision": precision,
-        "backend": keras.backend.backend(),
-        "versions": versions(),
-        "determinism": flags,
-        "train_seconds": round(time.perf_counter() - started, 3),
-        "data": {"name": data.name, "fingerprint": data.fingerprint},
-    }
-
-
-def _weights_bytes(model: Any) -> bytes:
-    """The trained weights as an .h5 file's bytes, kept so later steps can use the model."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / WEIGHTS_FILE
-        model.save_weights(path)
-        return path.read_bytes()
-
-
-def classify(exp: Experiment, weights: Path, images: np.ndarray, experiments_dir: Path) -> np.ndarray:
-    """Class probabilities of uint8 images (n x 28 x 28) under a stored classifier run."""
-    from . import models
-
-    tensorflow_environment()
-    model = models.build(exp, experiments_dir)
-    model.load_weights(weights)
-    probs = model.predict(images.astype("float32") / 255.0, batch_size=1000, verbose=0)
-    return np.asarray(probs, dtype=np.float32)
+    lowered = jax.jit(lambda x: x + 1).lower(1.0)  # outside the try: a device that fails to start is not the options'
+    try:
+        lowered.compile(compiler_options=options)
+    except RuntimeError as exc:  # XLA's own words say which option and why
+        raise ReportgenError(f"environment variable {xla.OPTIONS_ENV}: XLA refused it: {exc}") from None

@@ -11,24 +11,17 @@ review() runs all of it over a project and its last build, without training.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .commentary import DURATION
+from reportgen.errors import RenderError
+from reportgen.train.plan import Session, rebuild_command
 
-if TYPE_CHECKING:
-    from .build import Session
-
-LOCK_FILE = "commentary.lock.json"
-LOCK_SCHEMA = 1
 MARKERS = re.compile(r"\b(TODO|FIXME|TBD|XXX)\b|lorem ipsum", re.IGNORECASE)
 
 # Spans whose numbers are not prose claims: placeholders, code, math, link targets, HTML.
@@ -189,68 +182,6 @@ def markers(source: str) -> list[tuple[int, str]]:
 # --- slots written for earlier results -----------------------------------------------------------------
 
 
-def text_hash(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
-def read_lock(experiments_dir: Path) -> dict[str, Any]:
-    """The recorded slots, or an empty record when the file is missing or unreadable (it is rebuilt)."""
-    try:
-        data = json.loads((experiments_dir / LOCK_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"schema": LOCK_SCHEMA, "slots": {}}
-    if not isinstance(data, dict) or not isinstance(data.get("slots"), dict):
-        return {"schema": LOCK_SCHEMA, "slots": {}}
-    return data
-
-
-def lock_key(profile: str, data_name: str, fingerprint: str) -> str:
-    return f"{profile} {data_name} {fingerprint[:12]}"
-
-
-def slot_key(section_number: str, commentary: Path, experiments_dir: Path) -> str:
-    """A slot's name in the lock: its section and its file (two sections may share one file)."""
-    try:
-        name = commentary.resolve().relative_to(experiments_dir.resolve()).as_posix()
-    except ValueError:
-        name = commentary.name
-    return f"{section_number} {name}"
-
-
-def quote_changes(recorded: dict[str, Any] | None, text: str, quotes: list[str]) -> list[str] | None:
-    """None when the slot is current (or was edited since it was recorded); otherwise the values
-    whose printed form changed, as 'old -> new'."""
-    if not recorded or recorded.get("text") != text:
-        return None
-    # Durations are not recorded (commentary.Timing); a lock written before that may hold some.
-    old = [q for q in recorded.get("quotes") or [] if not DURATION.fullmatch(str(q))]
-    if old == quotes:
-        return None
-    changes = [f"{a} -> {b}" for a, b in zip(old, quotes, strict=False) if a != b]
-    if len(old) != len(quotes):
-        changes.append(f"{len(old)} quoted value(s) then, {len(quotes)} now")
-    return changes
-
-
-def some_changes(changes: list[str], shown: int = 5) -> str:
-    """The first few of a slot's changed values, and how many more there are."""
-    more = len(changes) - shown
-    return "; ".join(changes[:shown]) + (f"; and {more} more" if more > 0 else "")
-
-
-def write_lock(experiments_dir: Path, lock: dict[str, Any]) -> None:
-    from .store import write_atomic
-
-    text = json.dumps(lock, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    path = experiments_dir / LOCK_FILE
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return
-    except OSError:
-        pass
-    write_atomic(path, text.encode())
-
-
 # --- the whole review -------------------------------------------------------------------------------
 
 
@@ -295,16 +226,16 @@ def _report_behind(pdf: Path, made: dict[str, Any], context: dict[str, Any], slo
     return findings
 
 
-def review(session: Session, accept: Iterable[str] = ()) -> Review:
-    """Every submission check over a project, its cached results and its last build. Figures are drawn
-    into a scratch folder: build/ is left as it is. `accept` records the listed sections' slots as
-    still true for the current results."""
-    from . import build, render
-
+def review(session: Session, context: dict[str, Any], slots: dict[str, Any], accept: Iterable[str] = (),
+           accepted: Iterable[str] = ()) -> Review:
+    """Every submission check over a project, its cached results and its last build, given the report's
+    context as rendering it now would make it (`context`, with what each commentary slot quotes in
+    `slots`). `accept` names the sections whose slots the author confirmed; `accepted` the stale slots
+    that confirmation recorded."""
     accept = set(accept)
     findings: list[Finding] = []
     project = session.project
-    again = f"run `{build.rebuild_command(session)}`"  # with the last build's profile and limits
+    again = f"run `{rebuild_command(session)}`"  # with the last build's profile and limits
     for p in session.planned:
         if p.state != "fresh":
             findings.append(Finding(p.exp.source, None, "experiment", f"experiment {p.exp.name!r} is {p.state} ("
@@ -327,14 +258,8 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
                                     "for the report to hand in"))
 
     numbers = 0
-    with tempfile.TemporaryDirectory(prefix="reportgen-check-") as scratch:
-        scratch_session = dataclasses.replace(
-            session, options=dataclasses.replace(session.options, build_dir=Path(scratch)))
-        build.measure(scratch_session, say=lambda message: None)
-        context, _ = build.collect(scratch_session)
-        accepted = build.record_slots(scratch_session, accept) if accept else []
     if made is not None:
-        findings += _report_behind(out / "report.pdf", made, context, scratch_session.slots, set(accept))
+        findings += _report_behind(out / "report.pdf", made, context, slots, set(accept))
     sizes = {"train": len(session.data.y_train), "validation": len(session.data.y_val)}
     for section in context["sections"]:
         file = Path(section["commentary_path"])
@@ -357,12 +282,12 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
                                     f"{typed.text} matches no result of section {section['number']}{hint}"))
         if section["stale"] and section["number"] not in accept:
             findings.append(Finding(file, None, "stale slot", "written for earlier results ("
-                                    + some_changes(section["stale"]) + "): edit it, or run `reportgen check "
+                                    + section["stale_summary"] + "): edit it, or run `reportgen check "
                                     f"--accept {section['number']}` if it still holds"))
     pages = None
     pdf = out / "report.pdf"
     if pdf.is_file():
-        facts = render.pdf_facts(pdf)
+        facts = pdf_facts(pdf)
         pages = facts["pages"]
         if facts["fonts_not_embedded"]:
             findings.append(Finding(pdf, None, "fonts", "fonts not embedded: " + ", ".join(facts["fonts_not_embedded"])
@@ -372,4 +297,42 @@ def review(session: Session, accept: Iterable[str] = ()) -> Review:
                                     f"set in {project.experiments_dir / 'project.toml'}"))
     elif made is not None:
         findings.append(Finding(pdf, None, "build", "missing: " + again))
-    return Review(findings, accepted, numbers, pages)
+    return Review(findings, list(accepted), numbers, pages)
+
+
+def pdf_facts(path: Path) -> dict[str, Any]:
+    """What a submission check needs from a PDF: its page count and the fonts it uses without
+    embedding them (a reader without those fonts would substitute others)."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(path)
+        pages = len(reader.pages)
+    except (OSError, PyPdfError, ValueError) as exc:
+        raise RenderError(f"cannot read the PDF: {exc}", path) from None
+    missing: set[str] = set()
+    seen: set[int] = set()
+
+    def fonts_in(resources: Any) -> None:
+        resources = resources.get_object() if resources is not None else None
+        if not resources or id(resources) in seen:
+            return
+        seen.add(id(resources))
+        for font in (resources.get("/Font") or {}).values():
+            font = font.get_object()
+            if font.get("/Subtype") == "/Type3":
+                continue  # glyphs drawn by the PDF itself
+            described = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
+            descriptor = described.get("/FontDescriptor")
+            descriptor = descriptor.get_object() if descriptor is not None else {}
+            if not any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3")):
+                missing.add(str(font.get("/BaseFont", "?")).lstrip("/"))
+        for xobject in (resources.get("/XObject") or {}).values():
+            xobject = xobject.get_object()
+            if xobject.get("/Subtype") == "/Form":
+                fonts_in(xobject.get("/Resources"))
+
+    for page in reader.pages:
+        fonts_in(page.get("/Resources"))
+    return {"pages": pages, "fonts_not_embedded": sorted(missing)}

@@ -15,7 +15,7 @@ import html
 import io
 from typing import Any
 
-from .errors import RenderError
+from reportgen.errors import RenderError
 
 INLINE_POINTS = 10.5  # the report's body text size
 DISPLAY_POINTS = 12.5

@@ -23,7 +23,7 @@ SHOWN_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "d_loss", "g_lo
 
 
 class RunBar:
-    """One running experiment's line; a run.Reporter."""
+    """One running experiment's line; a outcome.Reporter."""
 
     def __init__(self, owner: TrainingProgress, task: TaskID):
         self.owner, self.task = owner, task
@@ -105,7 +105,7 @@ class TrainingProgress:
         self.finish(self.current, message)
         self.current = None
 
-    # --- run.Reporter, for the one current experiment of a sequential build ---------------------
+    # --- outcome.Reporter, for the one current experiment of a sequential build ---------------------
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         if self.current is not None:

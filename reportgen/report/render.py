@@ -12,16 +12,16 @@ from urllib.parse import unquote, urlsplit
 
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from .commentary import environment, render_bounded
-from .errors import RenderError
-from .store import temp_name, write_atomic
+from reportgen.errors import RenderError
+from reportgen.files import temp_name, write_atomic
+from reportgen.report.commentary import environment, render_bounded
 
 
 def _default_templates() -> Path:
     """Installed, the defaults are the package's templates/ folder; run from a checkout (an editable
     install), they are the repository's top-level templates/, which is what installs there."""
-    here = Path(__file__).resolve().parent
-    return here / "templates" if (here / "templates").is_dir() else here.parent / "templates"
+    package = Path(__file__).resolve().parent.parent
+    return package / "templates" if (package / "templates").is_dir() else package.parent / "templates"
 
 
 PACKAGE_TEMPLATES = _default_templates()
@@ -401,39 +401,3 @@ def compare_page(context: dict[str, Any], out: Path) -> Path:
     return out
 
 
-def pdf_facts(path: Path) -> dict[str, Any]:
-    """What a submission check needs from a PDF: its page count and the fonts it uses without
-    embedding them (a reader without those fonts would substitute others)."""
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(path)
-        pages = len(reader.pages)
-    except (OSError, PyPdfError, ValueError) as exc:
-        raise RenderError(f"cannot read the PDF: {exc}", path) from None
-    missing: set[str] = set()
-    seen: set[int] = set()
-
-    def fonts_in(resources: Any) -> None:
-        resources = resources.get_object() if resources is not None else None
-        if not resources or id(resources) in seen:
-            return
-        seen.add(id(resources))
-        for font in (resources.get("/Font") or {}).values():
-            font = font.get_object()
-            if font.get("/Subtype") == "/Type3":
-                continue  # glyphs drawn by the PDF itself
-            described = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
-            descriptor = described.get("/FontDescriptor")
-            descriptor = descriptor.get_object() if descriptor is not None else {}
-            if not any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3")):
-                missing.add(str(font.get("/BaseFont", "?")).lstrip("/"))
-        for xobject in (resources.get("/XObject") or {}).values():
-            xobject = xobject.get_object()
-            if xobject.get("/Subtype") == "/Form":
-                fonts_in(xobject.get("/Resources"))
-
-    for page in reader.pages:
-        fonts_in(page.get("/Resources"))
-    return {"pages": pages, "fonts_not_embedded": sorted(missing)}

@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import socket
 import time
@@ -28,18 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CacheError
-from .spec import CustomSpec, Experiment
+from reportgen.errors import CacheError
+from reportgen.files import pid_alive, sweep_temp_files, write_atomic, write_synced
+from reportgen.project.spec import CustomSpec, Experiment
 
 CACHE_ENV = "REPORTGEN_CACHE"
 SCHEMA = 1
 PACKAGE_DIR = Path(__file__).parent
 # The code that turns a configuration into numbers, per model kind: a change here invalidates
 # every result of that kind.
-# fused.py and tf_fit.py are the classifiers' training loops under JAX (fused.py also sets the
+# jax_loop.py and tf_loop.py are the classifiers' training loops under JAX (jax_loop.py also sets the
 # GAN's XLA options there) and TensorFlow; tf_kernels.py is the kernels TensorFlow runs in place of
 # Keras' ops (Adam, the L2 penalty, a matrix product's gradient).
-_CLASSIFIER_SOURCES = ("run.py", "models.py", "fused.py", "tf_fit.py", "tf_kernels.py")
+_CLASSIFIER_SOURCES = ("run.py", "models.py", "jax_loop.py", "tf_loop.py", "tf_kernels.py")
 TRAINING_SOURCES = {"mlp": _CLASSIFIER_SOURCES, "cnn": _CLASSIFIER_SOURCES, "custom": _CLASSIFIER_SOURCES,
                     "gan": (*_CLASSIFIER_SOURCES, "gan.py")}
 
@@ -67,7 +67,7 @@ def sources_hash(names: tuple[str, ...]) -> str:
 def code_fingerprint(exp: Experiment, experiments_dir: Path) -> str:
     """Hash of the source that trains this experiment: reportgen's training code, plus the
     project's builder module for `custom` models."""
-    from .models import builder_path
+    from reportgen.project.spec import builder_path
 
     h = hashlib.sha256(sources_hash(TRAINING_SOURCES[exp.model.kind]).encode())
     if isinstance(exp.model, CustomSpec):
@@ -133,16 +133,6 @@ class Entry:
         """A file stored with the result (trained weights, a text log), verified when read."""
         path = self.path / name
         return path if path.is_file() else None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Store:
@@ -215,9 +205,9 @@ class Store:
                     raise CacheError(f"cannot store an extra file named {name!r}")
             files.update(extra or {})
             for name, data in files.items():
-                _write_synced(tmp / name, data)
+                write_synced(tmp / name, data)
             manifest = {"key": key, "files": {n: _sha256(d) for n, d in files.items()}}
-            _write_synced(tmp / "MANIFEST.json", json.dumps(manifest, indent=1).encode())
+            write_synced(tmp / "MANIFEST.json", json.dumps(manifest, indent=1).encode())
             final = self.results / key
             old = self.root / "replaced" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
             if replace and final.exists():
@@ -247,14 +237,14 @@ class Store:
         for path in (self.root / "tmp").iterdir():
             parts = path.name.split(".")
             pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
-            if pid is None or not _pid_alive(pid):
+            if pid is None or not pid_alive(pid):
                 shutil.rmtree(path, ignore_errors=True)
         for folder in (self.root / "index", *(self.root / "partial").iterdir()):
             sweep_temp_files(folder)
         for path in (self.root / "replaced").iterdir():  # set aside by a forced retrain that died
             key, _, rest = path.name.partition(".")
             writer = rest.split(".")[0]
-            if writer.isdigit() and _pid_alive(int(writer)):
+            if writer.isdigit() and pid_alive(int(writer)):
                 continue
             if (self.results / key).exists():
                 shutil.rmtree(path, ignore_errors=True)  # the new entry made it
@@ -287,7 +277,7 @@ class Store:
                             time.sleep(poll)
                             continue
                     pid, same_host = -1, True
-                if same_host and (pid < 0 or not _pid_alive(pid)):
+                if same_host and (pid < 0 or not pid_alive(pid)):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                     continue
@@ -306,35 +296,3 @@ class Store:
                 path.unlink()
 
 
-TEMP_FILE = re.compile(r"^\.(.+)\.reportgen-(\d{1,9})\.tmp$")
-
-
-def temp_name(path: Path) -> Path:
-    """Where write_atomic writes before renaming: hidden, named after the file and the writer's pid."""
-    return path.with_name(f".{path.name}.reportgen-{os.getpid()}.tmp")
-
-
-def sweep_temp_files(folder: Path) -> list[Path]:
-    """Remove the temp files write_atomic left in a folder when their process died mid-write; those of
-    live processes (another build writing now) and anything not named like them stay."""
-    removed = []
-    for path in folder.iterdir() if folder.is_dir() and not folder.is_symlink() else []:
-        found = TEMP_FILE.match(path.name)
-        if found and path.is_file() and not path.is_symlink() and not _pid_alive(int(found[2])):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace a file in one step: readers see the old bytes or the new, never a part."""
-    tmp = temp_name(path)
-    _write_synced(tmp, data)
-    os.replace(tmp, path)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ReportgenError
+from reportgen.errors import ReportgenError
 
 MANIFEST = "manifest.json"
 
@@ -339,7 +339,8 @@ def page_context(cmp: Comparison, tolerance: Tolerance, only_changed: bool) -> d
     curves from both builds on one plot (inline SVG, so the page is one file to pass around)."""
     import base64
 
-    from . import __version__, figures
+    from reportgen import __version__
+    from reportgen.views import figures
 
     rows = []
     drawn = 0

@@ -20,7 +20,7 @@ for the first validation pass).
 The semantics are Keras': the same model, loss, optimizer, metrics, batch size, a fresh shuffle
 each epoch and a short last batch. Validation loss is the mean cross-entropy plus the model's
 regularization losses, as `evaluate` reports it. The epoch's order comes from NumPy's generator
-seeded with the run's seed, as under JAX (fused.py).
+seeded with the run's seed, as under JAX (jax_loop.py).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .fused import end_epoch, floats
-from .run import PROGRESS_TICKS  # times an epoch the host waits for the graph and reports progress
+from reportgen.train.jax_loop import end_epoch, floats
+from reportgen.train.outcome import PROGRESS_TICKS  # times an epoch the host waits for the graph and reports progress
 
 VALIDATION_PART = 1000  # images a forward pass of validation takes at once: a CNN's activations stay small
 
@@ -45,7 +45,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     import keras
     import tensorflow as tf
 
-    from .tf_kernels import fuse_penalties, matmul_input_gradients
+    from reportgen.train.tf_kernels import fuse_penalties, matmul_input_gradients
 
     n = len(x_train)
     steps = math.ceil(n / batch_size)

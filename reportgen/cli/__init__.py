@@ -1,0 +1,5 @@
+"""The command line: commands that parse, call the pipeline and print."""
+
+from reportgen.cli.main import app
+
+__all__ = ["app"]

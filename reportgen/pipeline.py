@@ -1,0 +1,502 @@
+"""The build, stage by stage: load -> plan -> train -> derive -> collect -> render -> write.
+
+Like a static-site build, it first gathers everything (experiment files validated, data loaded,
+every experiment's cache key computed) and only then trains and writes. Each stage is a package
+of its own (project, train, views, report); this module only calls them in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reportgen import __version__, files
+from reportgen.errors import BuildInterrupted
+from reportgen.grade import check
+from reportgen.project import spec
+from reportgen.project.data import load
+from reportgen.project.dataset import subset
+from reportgen.project.settings import Options
+from reportgen.project.spec import ModeCollapseView
+from reportgen.report import context as report_context
+from reportgen.report import lock
+from reportgen.train import store
+from reportgen.train.plan import Planned, Session
+from reportgen.views import analysis
+
+# --- stage 1-3: read specs, load data, compute every key -------------------------------------------
+
+
+def open_session(options: Options, say: Callable[[str], None] = print) -> Session:
+    project = spec.load_project(options.root, options.profile)
+    if options.precision:
+        project = spec.with_precision(project, options.precision)
+    selected = {e.name for e in spec.select(project, options.only)}
+    data = load(project.data, options.data_file)
+    if options.data_file is not None and project.data == "mnist-sample":
+        say(f"Note: --data-file {options.data_file} is not used: the {project.profile} profile's data set is the "
+            "embedded sample (`data = \"mnist-sample\"`).")
+    if options.train_limit or options.val_limit:
+        data = subset(data, options.train_limit or len(data.y_train), options.val_limit or len(data.y_val))
+    if data.notice:
+        say(f"Note: {data.notice}")
+    results = store.Store(options.cache_dir or store.default_root(project.root))
+    from reportgen.train.machine import XLA_CACHE_ENV
+
+    os.environ[XLA_CACHE_ENV] = str(results.root / "xla")
+    from reportgen.train.machine import backend_name, versions
+
+    backend, vers = backend_name(), versions()
+    planned = []
+    for exp in project.experiments:
+        inputs = store.inputs_for(exp, project.experiments_dir, data.fingerprint, backend, vers)
+        key = store.key_of(inputs)
+        entry = results.get(key)
+        reasons = [] if entry else store.explain(results.last_inputs(exp.name), inputs)
+        planned.append(Planned(exp=exp, inputs=inputs, key=key, entry=entry, reasons=reasons,
+                               cache_hit=entry is not None))
+    for warning in results.warnings:
+        say(f"Warning: {warning}")
+    return Session(options, project, data, results, planned, selected, backend, vers)
+
+
+# --- stage 4: train what is stale --------------------------------------------------------------------
+
+
+def train_stale(session: Session, console: Any) -> list[Planned]:
+    """Train every selected experiment that has no fresh result (all selected with --force):
+    one after another, in local worker processes (--jobs) or on a Dask cluster (--scheduler).
+    A failing experiment is recorded and the others go on; Ctrl-C stops with nothing half-written
+    and raises BuildInterrupted saying what finished."""
+    todo = [p for p in session.planned
+            if p.exp.name in session.selected and (p.entry is None or session.options.force)]
+    if not todo:
+        return []
+    from reportgen.train.machine import check_environment
+
+    check_environment()  # a misspelt switch or XLA option stops the build here, not in every run
+    running: set[str] = set()
+    earlier = {p.exp.name: p.entry for p in todo}  # --force: the cached results being replaced
+    try:
+        from reportgen.train.parallel import scheduler_address
+
+        address = scheduler_address(session.options.scheduler)
+        if address or (session.options.jobs > 1 and len(todo) > 1):
+            _train_side_by_side(session, todo, console, address, running)
+        else:
+            _train_each(session, todo, console)
+    except KeyboardInterrupt:
+        finished = [p.exp.name for p in todo if p.entry is not earlier[p.exp.name] and not p.error]
+        left = [p for p in todo if p.exp.name not in finished and not p.error]
+        cut = [p for p in todo if p.exp.name in running] or left[:1]
+        resumable = any((session.store.partial(p.key) / "checkpoint.npz").is_file() for p in cut)
+        pending = [p.exp.name for p in left if p not in cut]
+        raise BuildInterrupted(finished, ", ".join(p.exp.name for p in cut) or None, resumable,
+                               pending) from None
+    return todo
+
+
+def _store_outcome(session: Session, planned: Planned, outcome: Any, started: float) -> None:
+    planned.seconds = time.perf_counter() - started
+    outcome.result["config"] = planned.exp.config()
+    planned.entry = session.store.put(planned.key, planned.inputs, outcome.result, outcome.arrays, outcome.files,
+                                      replace=session.options.force)
+    shutil.rmtree(session.store.partial(planned.key), ignore_errors=True)  # stored: the checkpoint has served
+    planned.cache_hit, planned.reasons = False, []
+
+
+def _finished_line(planned: Planned, i: int, total: int) -> str:
+    from rich.markup import escape
+
+    head = f"  [{i}/{total}] {escape(planned.exp.name)}: "
+    if planned.error:
+        return head + f"[red]failed[/red]: {escape(planned.error)}"
+    assert planned.entry is not None
+    result = planned.entry.result
+    if planned.cache_hit:
+        return head + "trained by another build, using its result"
+    final = result.get("final", {})
+    status = (f"[yellow]diverged at epoch {result['diverged']['epoch']}[/yellow]"
+              if result["status"] == "diverged" else
+              f"val_accuracy {final['val_accuracy']:.4f}" if "val_accuracy" in final else
+              f"d_loss {final['d_loss']:.4f}, g_loss {final['g_loss']:.4f}" if "d_loss" in final else "done")
+    if result.get("resumed"):
+        status += f" (resumed after epoch {result['resumed'][-1]['from_epoch']})"
+    return head + f"{status} ({planned.seconds:.1f} s)"
+
+
+def _already_done(session: Session, planned: Planned) -> bool:
+    """Under the key's lock: whether the build we waited for has stored it meanwhile."""
+    done = None if session.options.force else session.store.get(planned.key)
+    if done is None:
+        return False
+    planned.entry, planned.cache_hit, planned.reasons = done, True, []
+    return True
+
+
+@contextmanager
+def _claimed(session: Session, planned: Planned, console: Any) -> Iterator[Path | None]:
+    """Hold the experiment's key lock while it trains (another build training it is waited for)
+    and give its checkpoint folder, emptied under --force; None when a build that held the lock
+    meanwhile left a result, which then stands."""
+    from rich.markup import escape
+
+    def waiting(pid: int) -> None:
+        console.print(f"  {escape(planned.exp.name)}: another build (pid {pid}) is training it; waiting")
+
+    with session.store.lock(planned.key, wait_message=waiting):
+        if _already_done(session, planned):
+            yield None
+            return
+        partial = session.store.partial(planned.key)
+        if session.options.force:
+            shutil.rmtree(partial, ignore_errors=True)
+        yield partial
+
+
+def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
+    from reportgen.train.progress import TrainingProgress
+    from reportgen.train.run import train
+
+    with TrainingProgress(console, len(todo)) as progress:
+        for i, planned in enumerate(todo, start=1):
+            progress.start_experiment(i, len(todo), planned.exp.name, planned.exp.model.epochs)
+            with _claimed(session, planned, console) as partial:
+                if partial is not None:
+                    started = time.perf_counter()
+                    try:
+                        outcome = train(planned.exp, session.data, session.project.experiments_dir, progress,
+                                        checkpoints=partial, key=planned.key)
+                    except Exception as exc:  # one broken experiment must not sink the others
+                        planned.error = f"{type(exc).__name__}: {exc}"
+                    else:
+                        _store_outcome(session, planned, outcome, started)
+            progress.finish_experiment(_finished_line(planned, i, len(todo)))
+
+
+# A run's rough time per epoch, by kind, against a dense net's; only the order they give matters.
+# On 2 CPU cores a CNN epoch takes many times a GAN epoch, on an H100 about the same.
+KIND_COST = {"cnn": 3.0, "gan": 2.5, "custom": 1.2, "mlp": 1.0}
+
+
+def longest_first(todo: list[Planned]) -> list[tuple[int, Planned]]:
+    """The order in which side-by-side runs are handed out: (number, run), the likely longest
+    first (GANs and convolutional nets, more epochs), so that the build ends on a short run rather
+    than waiting for a long one that started last. Ties keep the declared order."""
+    def cost(item: tuple[int, Planned]) -> float:
+        model = item[1].exp.model
+        return KIND_COST.get(model.kind, 1.0) * model.epochs
+
+    return sorted(enumerate(todo, start=1), key=cost, reverse=True)
+
+
+def _train_side_by_side(session: Session, todo: list[Planned], console: Any, address: str | None,
+                        running: set[str]) -> None:
+    """Every experiment at once as a task of a Runner (local processes or Dask), each waited for
+    by a thread of this process that holds its key's lock and stores what comes back."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import wait as wait_all
+
+    from rich.markup import escape
+
+    from reportgen.train.machine import device_info
+    from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining
+    from reportgen.train.progress import RunBar, TrainingProgress
+
+    runner: Runner
+    if address:
+        runner = DaskRunner(address, session.data)
+    else:
+        device = device_info()
+        gpus = int(device.get("count", "0")) if device["kind"] == "gpu" else 0
+        runner = LocalRunner(min(session.options.jobs, len(todo)), session.data, gpus)
+    console.print(f"Training {len(todo)} experiment(s) on {escape(runner.description)}.")
+    total = len(todo)
+    bars: dict[int, RunBar] = {}
+    starts: dict[int, int] = {}
+    began: dict[int, float] = {}  # when a worker last started each: its time excludes the wait for one
+    lock = threading.Lock()
+    stopping = threading.Event()
+
+    with TrainingProgress(console, total) as progress:
+
+        def on_event(index: int, what: str, args: tuple[Any, ...]) -> None:
+            planned = todo[index - 1]
+            with lock:
+                if what == "started":
+                    runner.started(index, str(args[0]))
+                    starts[index] = starts.get(index, 0) + 1
+                    began[index] = time.perf_counter()
+                    if starts[index] > 1:
+                        console.print(f"  {escape(planned.exp.name)}: its worker was lost; "
+                                      f"running it again on {escape(str(args[0]))}")
+                    else:
+                        console.print(f"  {escape(planned.exp.name)}: started on {escape(str(args[0]))}")
+                    if index not in bars:
+                        bars[index] = progress.bar(index, total, planned.exp.name)
+                    return
+                bar = bars.get(index)
+            if bar is not None and what in ("epoch_start", "batch_end", "epoch_end", "note"):
+                getattr(bar, what)(*args)
+
+        def one(index: int, planned: Planned, priority: int) -> None:
+            with _claimed(session, planned, console) as partial:
+                if partial is not None:
+                    started = time.perf_counter()
+                    running.add(planned.exp.name)
+                    try:
+                        outcome = runner.submit(Task(index, planned.exp, session.project.experiments_dir,
+                                                     partial, planned.key, priority)).result()
+                    except Exception as exc:  # the worker pool itself broke (out of memory, killed)
+                        if stopping.is_set():
+                            return  # Ctrl-C: it stays in `running`, reported as cut short
+                        outcome = Failure(f"worker failed: {type(exc).__name__}: {exc}")
+                    finally:
+                        runner.finished(index)
+                    running.discard(planned.exp.name)
+                    if isinstance(outcome, Failure):
+                        planned.error = outcome.error
+                    else:
+                        with lock:
+                            started = began.get(index, started)
+                        _store_outcome(session, planned, outcome, started)
+            with lock:
+                bar = bars.pop(index, None)
+            progress.finish(bar, _finished_line(planned, index, total))
+
+        interrupted = False
+        try:
+            with draining(runner.events, on_event), ThreadPoolExecutor(max_workers=total) as threads:
+                order = longest_first(todo)
+                futures = [threads.submit(one, i, p, len(order) - rank) for rank, (i, p) in enumerate(order)]
+                try:
+                    while wait_all(futures, timeout=0.5).not_done:
+                        pass
+                except KeyboardInterrupt:
+                    interrupted = True
+                    stopping.set()
+                    runner.close(cancel=True)
+                    raise
+                for future in futures:
+                    future.result()
+        finally:
+            if not interrupted:
+                runner.close()
+
+
+# --- stage 5: derive the measurements that need more than one result -------------------------------
+
+MEASURE_SOURCES = ("run.py", "models.py")  # run.classify, with the classifier rebuilt by models.py
+
+
+def _mode_collapse_jobs(session: Session) -> Iterator[tuple[ModeCollapseView, Planned, Planned, str,
+                                                             dict[str, Any]]]:
+    """Each mode-collapse view whose GAN and classifier both have usable results, with the key its
+    measurement is cached under: both runs' keys, so retraining either one redoes it, nothing else."""
+    by_name = {p.exp.name: p for p in session.planned}
+    for section in session.project.sections:
+        for view in section.views:
+            if not isinstance(view, ModeCollapseView):
+                continue
+            gan, judge = by_name[view.run], by_name[view.classifier]
+            if gan.entry is None or judge.entry is None or judge.entry.result.get("status") != "ok":
+                continue  # a diverged classifier would call every image a 0
+            inputs = {"schema": store.SCHEMA, "measure": "mode_collapse", "gan": gan.key, "classifier": judge.key,
+                      "code": store.sources_hash(MEASURE_SOURCES)}
+            yield view, gan, judge, store.key_of(inputs), inputs
+
+
+def derive(session: Session, say: Callable[[str], None] = print) -> None:
+    """Classify each GAN run's recorded samples with the classifier its mode-collapse view names, and
+    store the result. Runs right after training (it loads the classifier, so Keras); rendering
+    only reads what this stored."""
+    from reportgen.train.run import WEIGHTS_FILE, classify
+
+    for view, gan, judge, key, inputs in _mode_collapse_jobs(session):
+        assert gan.entry is not None and judge.entry is not None
+        weights = judge.entry.file(WEIGHTS_FILE)
+        samples = gan.entry.arrays()["samples"]
+        if weights is None or not len(samples) or session.store.get(key) is not None:
+            continue
+        say(f"Measuring mode collapse: {len(samples)} epoch(s) of {samples.shape[1]} images generated by "
+            f"{view.run}, classified by {view.classifier}")
+        probs = classify(judge.exp, weights, samples.reshape(-1, 28, 28), session.project.experiments_dir)
+        probs = probs.reshape(samples.shape[0], samples.shape[1], -1)
+        arrays = {"predicted": probs.argmax(axis=-1).astype("uint8"),
+                  "confidence": probs.max(axis=-1).astype("float32")}
+        result = {"name": f"mode-collapse.{view.run}.{view.classifier}", "gan": view.run,
+                  "classifier": view.classifier, "epochs": gan.entry.result["history"]["epoch"]}
+        session.store.put(key, inputs, result, arrays)
+
+
+def find_measures(session: Session) -> None:
+    """The stored measurements of this plan's views, for the report; never computes one."""
+    for view, _gan, _judge, key, _inputs in _mode_collapse_jobs(session):
+        entry = session.store.get(key)
+        if entry is not None:
+            session.measures[(view.run, view.classifier)] = entry
+
+
+# --- stage 6: collect results into the report's context ---------------------------------------------
+
+
+# --- stage 7: write the report and its manifest ---------------------------------------------------
+
+
+def _git(root: Path) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip() != ""
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _distinct(dicts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each distinct dict once, in a stable order (most builds ran on one device)."""
+    unique = {json.dumps(d, sort_keys=True): d for d in dicts}
+    return [unique[k] for k in sorted(unique)]
+
+
+def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict[str, Any]:
+    """What was built from what: enough for `reportgen compare` to put two builds side by side and
+    for `reportgen verify` to re-run each experiment elsewhere (configuration, seeds, code and data
+    fingerprints, versions) and check its metrics."""
+    results = [p.entry.result for p in session.planned if p.entry is not None]
+    return {
+        "tool": {"name": "reportgen", "version": __version__},
+        "project": {"title": session.project.title, "author": session.project.author},
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "profile": session.project.profile,
+        "limits": {"train": session.options.train_limit, "val": session.options.val_limit},
+        "precision_override": session.options.precision,
+        "backend": session.backend,
+        "versions": session.versions,
+        "devices": _distinct(r["device"] for r in results),
+        "precisions": sorted({str(r.get("precision", "float32")) for r in results}),
+        "data": session.data.summary(),
+        "seeds": sorted({p.exp.model.seed for p in session.planned}),
+        "determinism": _distinct(r.get("determinism", {}) for r in results),
+        "git": _git(session.project.root),
+        "experiments": [
+            {"name": p.exp.name, "section": p.exp.section, "kind": p.exp.model.kind, "key": p.key, "state": p.state,
+             "cache_hit": p.cache_hit, "train_seconds": round(p.seconds, 3) if not p.cache_hit else 0.0,
+             "recorded_train_seconds": p.entry.result.get("train_seconds") if p.entry else None,
+             "status": p.entry.result["status"] if p.entry else None, "error": p.error,
+             "resumed": p.entry.result.get("resumed", []) if p.entry else [],
+             "config": p.exp.config(), "inputs": p.inputs, "metrics": _metrics(p),
+             "weights_sha256": p.entry.result.get("weights_sha256") if p.entry else None,
+             "device": p.entry.result.get("device") if p.entry else None,
+             "history": p.entry.result.get("history") if p.entry else None}
+            for p in session.planned
+        ],
+        "warnings": warnings,
+        # Each rendered commentary slot's text, hashed: `check` tells a report older than its prose.
+        "commentary": {name: slot["text"] for name, slot in sorted(session.slots.items())},
+        "refused": refusals,  # fetches refused and content the sanitizers took out, each with FILE:LINE
+    }
+
+
+def render_report(session: Session, pdf: bool = True, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Draw figures, fill commentary, write report.html, report.pdf and manifest.json, from stored
+    results and measurements only (nothing here trains or loads Keras)."""
+    from reportgen.report import render
+
+    out = session.options.out
+    render.check_output_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files.sweep_temp_files(out)  # left by a build killed while writing
+    files.sweep_temp_files(session.project.experiments_dir)
+    # Figures are regenerated from results every time: stale ones from removed runs must go.
+    shutil.rmtree(out / "assets", ignore_errors=True)
+    find_measures(session)
+    context, warnings = report_context.collect(session)
+    removed: list[tuple[str, str]] = []
+    html_path = render.html(context, session.project.root, out, removed)
+    attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
+    refused = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
+    sources = sorted(p for d in (session.project.experiments_dir, session.project.root / "templates") if d.is_dir()
+                     for p in d.rglob("*") if p.is_file() and not p.is_symlink()
+                     and p.suffix in (".md", ".toml", ".j2", ".css", ".html"))
+    refusals = render.locate(refused, sources, out) + render.locate_removed(removed, sources)
+    lock.record_slots(session)
+    data = manifest(session, refusals, warnings)
+    results = results_table(session)
+    files.write_atomic(out / "results.json", json.dumps(results, indent=1).encode())
+    files.write_atomic(out / "results.csv", results_csv(results).encode())
+    files.write_atomic(out / "manifest.json", json.dumps(data, indent=1).encode())
+    return {"html": html_path, "pdf": out / "report.pdf" if pdf else None, "warnings": warnings,
+            "refusals": refusals, "manifest": data}
+
+
+# What results.csv has per experiment, in this order; results.json has these and the histories.
+RESULT_COLUMNS = ("section", "name", "kind", "state", "status", "params", "epochs", "val_accuracy", "accuracy",
+                  "val_loss", "loss", "best_val_accuracy", "best_epoch", "first_val_accuracy", "misclassified",
+                  "validation_size", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "seconds_per_epoch",
+                  "resumed_from", "key")
+
+
+def results_table(session: Session) -> dict[str, Any]:
+    """Every experiment's metrics and resolved configuration, for loading many reports into one
+    table (build/results.json; build/results.csv holds the metric columns, one row per run)."""
+    rows = []
+    for p in session.planned:
+        rows.append({"section": p.exp.section, "name": p.exp.name, "kind": p.exp.model.kind, "state": p.state,
+                     "status": p.entry.result.get("status") if p.entry else None, "key": p.key,
+                     **_metrics(p), "config": p.exp.config(),
+                     "history": p.entry.result.get("history") if p.entry else None})
+    return {"schema": 1, "project": session.project.title, "profile": session.project.profile,
+            "data": {"name": session.data.name, "fingerprint": session.data.fingerprint},
+            "columns": list(RESULT_COLUMNS), "experiments": rows}
+
+
+def _metrics(p: Planned) -> dict[str, Any]:
+    """The metric columns of one experiment (None where it has no result or the kind lacks one)."""
+    facts: dict[str, Any] = {}
+    if p.entry is not None:
+        analyse = analysis.gan_facts if p.exp.model.kind == "gan" else analysis.run_facts
+        facts = analyse(p.entry.result, p.exp.config())
+    return {c: facts.get(c) for c in RESULT_COLUMNS if c not in ("section", "name", "kind", "state", "status", "key")}
+
+
+def results_csv(results: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*RESULT_COLUMNS, "config"], extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in results["experiments"]:
+        writer.writerow({**row, "config": json.dumps(row["config"], sort_keys=True)})
+    return buffer.getvalue()
+
+
+
+# --- before handing in: the review `reportgen check` prints ------------------------------------------
+
+
+def review(session: Session, accept: Iterable[str] = ()) -> check.Review:
+    """Every submission check over a project, its cached results and its last build, without training.
+    The context is collected into a scratch folder, so build/ is left as it is; `accept` records the
+    listed sections' slots as still true for the current results."""
+    with tempfile.TemporaryDirectory(prefix="reportgen-check-") as scratch:
+        scratch_session = dataclasses.replace(
+            session, options=dataclasses.replace(session.options, build_dir=Path(scratch)), slots={}, measures={})
+        find_measures(scratch_session)
+        context, _ = report_context.collect(scratch_session)
+        accepted = lock.record_slots(scratch_session, accept) if accept else []
+    return check.review(session, context, scratch_session.slots, accept, accepted)

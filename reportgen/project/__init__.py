@@ -1,0 +1,1 @@
+"""Stage 1, the project: experiment files read and validated, data sets, settings."""

@@ -1,0 +1,167 @@
+"""Train one experiment and capture what the report needs. The only stage that imports keras."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reportgen.project.dataset import Dataset
+from reportgen.project.spec import Experiment, GANSpec
+from reportgen.train.machine import set_seeds, tensorflow_environment
+from reportgen.train.outcome import (
+    MISCLASSIFIED_IMAGES_KEPT,
+    Outcome,
+    Reporter,
+    SilentReporter,
+    model_summary,
+    provenance,
+    weights_hash,
+)
+
+
+def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
+    import keras
+
+    class Watch(keras.callbacks.Callback):
+        """Times epochs, forwards progress, and stops after the compiled call (a tenth of an epoch)
+        in which the loss became NaN/inf. `batch` is the last step of that call."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+            self.diverged: dict[str, Any] | None = None
+            self._epoch = 0
+            self._t0 = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._epoch = epoch
+            self._t0 = time.perf_counter()
+            reporter.epoch_start(epoch + 1, epochs, steps)
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if not math.isfinite(loss):
+                self.diverged = {"epoch": self._epoch + 1, "batch": batch + 1, "loss": str(loss)}
+                self.model.stop_training = True
+            reporter.batch_end(batch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.seconds.append(time.perf_counter() - self._t0)
+            if self.diverged is None and not all(np.isfinite(w).all() for w in self.model.get_weights()):
+                # Some backends clip the loss of NaN outputs to a finite number: the weights tell.
+                self.diverged = {"epoch": epoch + 1, "batch": steps, "loss": "non-finite weights"}
+                self.model.stop_training = True
+            reporter.epoch_end(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+    return Watch()
+
+
+WEIGHTS_FILE = "model.weights.h5"
+
+
+def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Reporter | None = None,
+          checkpoints: Path | None = None, key: str = "") -> Outcome:
+    """Build, fit and evaluate one experiment; return its result and arrays for the store.
+    A GAN run checkpoints each epoch into `checkpoints` and resumes from it."""
+    from reportgen.train import models
+
+    reporter = reporter or SilentReporter()
+    if isinstance(exp.model, GANSpec):
+        from reportgen.train.gan import train_gan
+
+        outcome: Outcome = train_gan(exp, data, reporter, checkpoints, key)
+        return outcome
+    started = time.perf_counter()
+    flags = set_seeds(exp.model.seed)
+    import keras
+
+    spec = exp.model
+    steps = math.ceil(len(data.x_train) / spec.batch_size)
+    model = models.build(exp, experiments_dir)
+    output = getattr(model, "outputs", None)  # a subclassed model has none until it is called
+    if spec.precision == "mixed_bfloat16" and output and str(output[0].dtype) != "float32":
+        reporter.note(f"{exp.name}: its output is {output[0].dtype} under mixed_bfloat16; give the builder's last "
+                      "layer dtype=\"float32\" so the softmax and the loss stay float32")
+    backend = keras.backend.backend()
+    model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    watch = _callback(reporter, spec.epochs, steps)
+    if backend in ("tensorflow", "jax"):  # the data held by the backend, many steps a call
+        from reportgen.train import jax_loop, tf_loop
+
+        fit = jax_loop.fit if backend == "jax" else tf_loop.fit
+        watch.set_model(model)
+        fitted, probs = fit(model, data.x_train, data.y_train, data.x_val, data.y_val, spec.batch_size, spec.epochs,
+                            spec.seed, watch)
+    else:  # PyTorch: Keras' fit, one step a call
+        x_val = data.x_val.astype("float32") / 255.0
+        fitted = model.fit(data.x_train.astype("float32") / 255.0, data.y_train, batch_size=spec.batch_size,
+                           epochs=spec.epochs, validation_data=(x_val, data.y_val), callbacks=[watch],
+                           verbose=0).history
+        probs = np.asarray(model.predict(x_val, batch_size=1024, verbose=0))
+    log = {k: [float(v) for v in values] for k, values in fitted.items()}
+    done = len(log.get("loss", []))
+    log["seconds"] = [round(s, 4) for s in watch.seconds[:done]]
+    log["epoch"] = list(range(1, done + 1))
+
+    arrays: dict[str, np.ndarray] = {}
+    misclassified: dict[str, Any] = {"count": 0, "total": int(len(data.y_val))}
+    if np.all(np.isfinite(probs)):
+        pred = probs.argmax(axis=1)
+        wrong = np.flatnonzero(pred != data.y_val)
+        confidence = probs[wrong, pred[wrong]]
+        order = wrong[np.argsort(-confidence, kind="stable")]
+        kept = order[:MISCLASSIFIED_IMAGES_KEPT]
+        misclassified = {
+            "count": int(len(wrong)),
+            "total": int(len(data.y_val)),
+            "indices": [int(i) for i in order],
+            "true": [int(data.y_val[i]) for i in order],
+            "predicted": [int(pred[i]) for i in order],
+            "confidence": [round(float(probs[i, pred[i]]), 4) for i in order],
+        }
+        arrays["misclassified_images"] = data.x_val[kept]
+
+    val_acc = log.get("val_accuracy", [])
+    finite_val = [v for v in val_acc if math.isfinite(v)]
+    best_epoch = int(np.argmax(finite_val)) + 1 if finite_val else None
+    result = {
+        "name": exp.name,
+        "status": "diverged" if watch.diverged else "ok",
+        "diverged": watch.diverged,
+        "summary": model_summary(model),
+        "weights_sha256": weights_hash(model),
+        "history": log,
+        "epochs_run": done,
+        "steps_trained": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "final": {k: log[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
+        "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else {},
+        "misclassified": misclassified,
+        **provenance(flags, started, data, spec.precision),
+    }
+    return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
+
+
+def _weights_bytes(model: Any) -> bytes:
+    """The trained weights as an .h5 file's bytes, kept so later steps can use the model."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / WEIGHTS_FILE
+        model.save_weights(path)
+        return path.read_bytes()
+
+
+def classify(exp: Experiment, weights: Path, images: np.ndarray, experiments_dir: Path) -> np.ndarray:
+    """Class probabilities of uint8 images (n x 28 x 28) under a stored classifier run."""
+    from reportgen.train import models
+
+    tensorflow_environment()
+    model = models.build(exp, experiments_dir)
+    model.load_weights(weights)
+    probs = model.predict(images.astype("float32") / 255.0, batch_size=1000, verbose=0)
+    return np.asarray(probs, dtype=np.float32)
