@@ -146,7 +146,9 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 (pytest's hook)
     """Print the figures the hostile-input and fuzz tests measured, so every CI log carries them."""
-    from . import test_faults, test_hostile, test_spec_fuzz
+    from tests import test_faults
+    from tests.project import test_spec_fuzz
+    from tests.report import test_hostile
 
     for title, figures in (("hostile input", test_hostile.FIGURES),
                            ("broken experiment files", test_spec_fuzz.FIGURES), ("hard faults", test_faults.FIGURES)):

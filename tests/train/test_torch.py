@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_project
+from tests.conftest import write_project
+
 from .test_jax import CHECK, NETS, SECTION, assert_keras_would_report_it
 from .test_speed import project, reportgen, stored
 

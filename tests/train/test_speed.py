@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.train import machine
-
-from .conftest import THREE_NETS, write_project
+from tests.conftest import THREE_NETS, write_project
 
 SECTION = THREE_NETS
 LIMITS = ["--limit-train", "1500", "--limit-val", "200"]
@@ -298,7 +297,7 @@ def test_side_by_side_runs_start_with_the_longest(tmp_path: Path) -> None:
     from reportgen.project.spec import load_project
     from reportgen.train.plan import Planned
 
-    experiments = load_project(Path(__file__).resolve().parent.parent).experiments
+    experiments = load_project(Path(__file__).resolve().parents[2]).experiments
     todo = [Planned(exp, {}, f"key-{i}", None, ["never run"]) for i, exp in enumerate(experiments)]
     order = longest_first(todo)
     assert [p.exp.name for _, p in order[:4]] == ["gan", "gan-l2", "cnn", "dropout-400"]

@@ -16,8 +16,7 @@ import pytest
 
 from reportgen.errors import SpecError
 from reportgen.project.spec import load_project
-
-from .conftest import REPO, build_or_fail, write_project
+from tests.conftest import REPO, build_or_fail, write_project
 
 FIGURES: dict[str, int] = {}  # read by conftest.pytest_terminal_summary
 KEY_LINE = re.compile(r"^(\s*)([A-Za-z_][\w-]*)(\s*=\s*)(.+)$")

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from .conftest import build_or_fail, copy_project, write_project
+from tests.conftest import build_or_fail, copy_project, write_project
 
 FIGURES: dict[str, int] = {}  # read by conftest.pytest_terminal_summary
 LIMITS = ["--limit-train", "300", "--limit-val", "100"]

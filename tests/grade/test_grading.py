@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import build_or_fail, copy_project, write_project
+from tests.conftest import build_or_fail, copy_project, write_project
 
 LIMITS = ["--limit-train", "300", "--limit-val", "100"]
 

@@ -17,8 +17,7 @@ import pytest
 from pypdf import PdfReader
 
 from reportgen.cli import app
-
-from .conftest import build_or_fail, copy_project, read_manifest, run_command, wait_for_checkpoint, write_project
+from tests.conftest import build_or_fail, copy_project, read_manifest, run_command, wait_for_checkpoint, write_project
 
 pytestmark = pytest.mark.slow
 LIMITS = ["--limit-train", "1000", "--limit-val", "200"]

@@ -12,8 +12,7 @@ import pytest
 
 from reportgen.project.spec import load_project
 from reportgen.train import store
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 VERSIONS = {"keras": "3.0", "tensorflow": "2.0", "numpy": "2.0", "python": "3.11"}
 

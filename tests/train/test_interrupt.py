@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_command, wait_for_checkpoint
+from tests.conftest import run_command, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,7 @@ import pytest
 
 from reportgen.errors import ReportgenError, SpecError
 from reportgen.project.spec import GANSpec, MLPSpec, load_project, select
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 SECTION = """
 number = "2.1"

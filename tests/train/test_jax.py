@@ -13,8 +13,7 @@ import sys
 import pytest
 
 from reportgen.train import xla
-
-from .conftest import EXPLODING_RUN, write_project
+from tests.conftest import EXPLODING_RUN, write_project
 
 SECTION = """
 number = "1"

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.train.machine import ONEDNN_ENV, cpu_threads, tensorflow_environment
-
-from .conftest import write_project
+from tests.conftest import write_project
 
 pytestmark = pytest.mark.slow
 
