@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -145,7 +147,12 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 (pytest's hook)
-    """Print the figures the hostile-input and fuzz tests measured, so every CI log carries them."""
+    """Print the figures the hostile-input and fuzz tests measured, so every CI log carries them, and
+    whatever the run left in the system temp folder (which fails it)."""
+    left = config.stash.get(_LEFT, [])
+    if left:
+        terminalreporter.section("left in the system temp folder", red=True)
+        terminalreporter.write_line(f"{len(left)} new entries in {_SYSTEM_TEMP}: " + ", ".join(left[:20]))
     from tests import test_faults
     from tests.project import test_spec_fuzz
     from tests.report import test_hostile
@@ -156,3 +163,43 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
             terminalreporter.section(f"{title}: figures")
             for name, value in figures.items():
                 terminalreporter.write_line(f"{name}: {value}")
+
+
+# --- what a run of the suite may leave, and what the fast tier may load --------------------------------
+
+_SYSTEM_TEMP = Path(tempfile.gettempdir())
+_RUN_TEMP = Path(tempfile.mkdtemp(prefix="reportgen-tests-"))
+_TEMP_BEFORE = {p.name for p in _SYSTEM_TEMP.iterdir()}
+# Everything the suite writes to "the temp folder" lands in one folder of this run, removed when it
+# ends: the tests' own files, Dask's scratch space, TensorFlow's generated code, worker task folders,
+# in this process (tempfile.tempdir) and in every process it starts (TMPDIR).
+os.environ["TMPDIR"] = str(_RUN_TEMP)
+tempfile.tempdir = str(_RUN_TEMP)
+
+BACKENDS = ("keras", "tensorflow", "jax", "torch")
+
+
+class _NoBackend:
+    """Refuses to import Keras or a backend: the fast tier (-m "not slow") runs without them, so a test
+    that needs one must be marked slow."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.split(".")[0] in BACKENDS:
+            raise ImportError(f"{name} imported in the fast tier (-m 'not slow'): mark the test slow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.markexpr.replace(" ", "") == "notslow":
+        sys.meta_path.insert(0, _NoBackend())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_RUN_TEMP, ignore_errors=True)
+    left = sorted(p.name for p in _SYSTEM_TEMP.iterdir()
+                  if p.name not in _TEMP_BEFORE and not p.name.startswith("pytest-of-"))
+    if left:
+        session.config.stash[_LEFT] = left
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_LEFT = pytest.StashKey[list[str]]()

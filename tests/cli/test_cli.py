@@ -159,6 +159,7 @@ def test_a_data_file_the_profile_does_not_read_is_named(runner, make_project, tm
         result.output.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_dry_run_with_force_says_cached_runs_train_again(runner, make_project):
     root = make_project(ONE_RUN)
     limits = ["--limit-train", "200", "--limit-val", "50"]
@@ -185,6 +186,7 @@ def test_clean_removes_build_and_keeps_the_cache_unless_asked(runner, make_proje
     assert not (root / ".reportgen-cache").exists()
 
 
+@pytest.mark.slow
 def test_doctor_names_backend_versions_device_and_data(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # restored afterwards: doctor may set it
     missing = tmp_path / "nowhere" / "mnist.npz"
@@ -199,6 +201,7 @@ def test_doctor_names_backend_versions_device_and_data(runner, tmp_path, monkeyp
     assert f"Result cache: {tmp_path / '.reportgen-cache'} (0 stored result(s))" in " ".join(result.output.split())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("answer", [None, "[Errno -3] Temporary failure in name resolution"])
 def test_doctor_says_whether_full_mnist_can_be_downloaded(runner, tmp_path, monkeypatch, answer):
     from reportgen.project import data
@@ -224,6 +227,7 @@ def test_the_mnist_probe_reports_why_an_address_cannot_be_reached(monkeypatch):
     assert why is not None and "refused" in why.lower()
 
 
+@pytest.mark.slow
 def test_doctor_under_jax_says_how_much_the_compiled_programs_take_of_their_bound(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")  # restored afterwards
     monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", "512")

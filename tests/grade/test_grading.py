@@ -61,6 +61,7 @@ def rows_of(output: str) -> dict[str, str]:
 # --- compare -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_compare_a_build_with_itself_agrees(builds: dict[str, Path], runner) -> None:
     from reportgen.cli import app
 
@@ -75,6 +76,7 @@ def test_compare_a_build_with_itself_agrees(builds: dict[str, Path], runner) -> 
     assert made["limits"] == "train 300 images, val 100 images"
 
 
+@pytest.mark.slow
 def test_compare_marks_changed_added_and_unchanged(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -101,6 +103,7 @@ def test_compare_marks_changed_added_and_unchanged(builds: dict[str, Path], runn
     assert "small" not in rows_of(only.output) and "wide" in rows_of(only.output)
 
 
+@pytest.mark.slow
 def test_compare_refuses_a_table_across_data_sets(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -121,6 +124,7 @@ def test_compare_refuses_a_table_across_data_sets(builds: dict[str, Path], runne
     ('{"tool": {"name": "reportgen"}, "experiments": [{"name": "x", "metrics": {"params": "many"}}]}',
      "must be numbers"),
 ])
+@pytest.mark.slow
 def test_compare_bad_input_exits_2(builds: dict[str, Path], runner, tmp_path: Path, content: str | None,
                                    message: str) -> None:
     from reportgen.cli import app
@@ -137,6 +141,7 @@ def test_compare_bad_input_exits_2(builds: dict[str, Path], runner, tmp_path: Pa
 # --- verify ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_verify_reproduces_an_untouched_build(builds: dict[str, Path], runner) -> None:
     from reportgen.cli import app
 
@@ -147,6 +152,7 @@ def test_verify_reproduces_an_untouched_build(builds: dict[str, Path], runner) -
     assert result.output.count("bit-identical weights") >= 2  # same machine, same seeds
 
 
+@pytest.mark.slow
 def test_verify_fails_on_a_tampered_metric(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -162,6 +168,7 @@ def test_verify_fails_on_a_tampered_metric(builds: dict[str, Path], runner, tmp_
     assert "1 of 1 experiment(s) do not reproduce: wide" in result.output
 
 
+@pytest.mark.slow
 def test_verify_notices_results_json_edited(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -175,6 +182,7 @@ def test_verify_notices_results_json_edited(builds: dict[str, Path], runner, tmp
     assert "results.json has val_accuracy = 0.999" in result.output
 
 
+@pytest.mark.slow
 def test_verify_away_from_the_project_asks_for_it_when_a_custom_builder_is_missing(runner, make_project,
                                                                                  tmp_path: Path) -> None:
     import shutil
@@ -202,6 +210,7 @@ def test_verify_away_from_the_project_asks_for_it_when_a_custom_builder_is_missi
     assert "bit-identical weights" in result.output
 
 
+@pytest.mark.slow
 def test_verify_stops_before_running_on_other_data(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -215,6 +224,7 @@ def test_verify_stops_before_running_on_other_data(builds: dict[str, Path], runn
     assert "not the data the build used" in result.output and "nothing was run" in result.output
 
 
+@pytest.mark.slow
 def test_verify_under_jax_stops_before_running_on_an_xla_option_xla_lacks(builds: dict[str, Path],
                                                                          tmp_path: Path) -> None:
     # Else every run would fail in turn and the build would read as "does not reproduce" (exit 1).
@@ -235,6 +245,7 @@ def test_verify_under_jax_stops_before_running_on_an_xla_option_xla_lacks(builds
 # --- check -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_check_passes_a_clean_project(builds: dict[str, Path], runner) -> None:
     from reportgen.cli import app
 
@@ -243,6 +254,7 @@ def test_check_passes_a_clean_project(builds: dict[str, Path], runner) -> None:
     assert "Ready to hand in: 1 section(s), 2 experiment(s)" in result.output
 
 
+@pytest.mark.slow
 def test_check_does_not_pass_a_quick_draft(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -263,6 +275,7 @@ def test_check_does_not_pass_a_quick_draft(builds: dict[str, Path], runner, tmp_
     assert runner.invoke(app, ["check", "-C", str(root)]).exit_code == 0
 
 
+@pytest.mark.slow
 def test_check_finds_a_typed_number_that_matches_no_result(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -286,6 +299,7 @@ def test_check_finds_a_typed_number_that_matches_no_result(builds: dict[str, Pat
     assert "4 problem(s)" in out
 
 
+@pytest.mark.slow
 def test_a_slot_written_for_earlier_results_is_marked_until_accepted(builds: dict[str, Path], runner,
                                                                     tmp_path: Path) -> None:
     from reportgen.cli import app
@@ -321,6 +335,7 @@ def test_a_slot_written_for_earlier_results_is_marked_until_accepted(builds: dic
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_check_fails_on_page_limit_and_fonts_not_embedded(builds: dict[str, Path], runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -355,6 +370,7 @@ def pdf_with_unembedded_font() -> bytes:
     return bytes(out)
 
 
+@pytest.mark.slow
 def test_an_experiment_without_a_result_in_either_build_is_no_difference(builds: dict[str, Path], runner,
                                                                         tmp_path: Path) -> None:
     from reportgen.cli import app

@@ -43,6 +43,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(keras.datasets.mnist, "load_data", fail)
 
 
+@pytest.mark.slow
 def test_offline_full_mnist_says_how_to_proceed(monkeypatch, tmp_path):
     offline(monkeypatch, tmp_path)
     with pytest.raises(DataError) as info:
@@ -51,6 +52,7 @@ def test_offline_full_mnist_says_how_to_proceed(monkeypatch, tmp_path):
     assert "--data-file PATH" in message and data.MNIST_ENV in message and "mnist-sample" in message
 
 
+@pytest.mark.slow
 def test_auto_falls_back_to_the_sample_and_says_so(monkeypatch, tmp_path):
     offline(monkeypatch, tmp_path)
     loaded = data.load("auto")
@@ -60,6 +62,7 @@ def test_auto_falls_back_to_the_sample_and_says_so(monkeypatch, tmp_path):
     assert "--data-file PATH" in loaded.notice
 
 
+@pytest.mark.slow
 def test_auto_does_not_swap_a_named_file_that_fails_for_the_sample(monkeypatch, tmp_path):
     offline(monkeypatch, tmp_path)
     with pytest.raises(DataError, match="MNIST file not found: .*missing.npz"):

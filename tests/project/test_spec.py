@@ -268,6 +268,7 @@ def test_a_key_named_like_a_kind_keeps_its_name_and_a_default_no_run_takes_is_re
         in str(caught.value)
 
 
+@pytest.mark.slow
 def test_the_default_learning_rates_the_report_names_are_keras_own():
     import keras
 

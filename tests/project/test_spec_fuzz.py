@@ -87,6 +87,7 @@ def test_every_broken_variant_is_rejected_with_file_key_and_what_was_expected(na
         assert mutation in ("delete", "retype", "cut line", "truncate"), (mutation, key)
 
 
+@pytest.mark.slow
 def test_a_broken_file_stops_the_build_before_training_and_keeps_the_cache(tmp_path: Path, runner) -> None:
     from reportgen.cli import app
 

@@ -215,6 +215,7 @@ def tally(name: str, amount: int = 1) -> None:
     FIGURES[name] = FIGURES.get(name, 0) + amount
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("location", ["commentary", "template", "caption"])
 def test_passive_payloads_fetch_nothing_leak_nothing_and_refusals_name_their_file(
         setting: dict, runner, tmp_path: Path, location: str) -> None:
@@ -262,6 +263,7 @@ def test_passive_payloads_fetch_nothing_leak_nothing_and_refusals_name_their_fil
         assert refusals == []  # a caption is text: nothing in it is markup
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("location", ["commentary", "template", "caption"])
 def test_active_payloads_are_refused_with_file_and_line_or_stay_text(
         setting: dict, runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str) -> None:
@@ -294,6 +296,7 @@ def test_active_payloads_are_refused_with_file_and_line_or_stay_text(
     assert not executed
 
 
+@pytest.mark.slow
 def test_links_out_of_the_project_are_refused(setting: dict, runner, tmp_path: Path) -> None:
     from reportgen.cli import app
 
@@ -315,6 +318,7 @@ def test_links_out_of_the_project_are_refused(setting: dict, runner, tmp_path: P
     tally("refusals reported with file and line", 2)
 
 
+@pytest.mark.slow
 def test_linked_folders_are_refused_and_nothing_outside_is_written_or_read(setting: dict, runner,
                                                                          tmp_path: Path) -> None:
     from reportgen.cli import app

@@ -154,6 +154,7 @@ def test_looping_on_the_device_trains_the_same_steps_to_the_same_weights(trained
     assert trained[name]["looped"]["steps"] == trained[name]["steps"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variable", ["REPORTGEN_DEVICE_LOOP", "REPORTGEN_XLA_AUTOTUNE"])
 def test_a_bad_jax_switch_is_named_with_what_it_takes(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from reportgen.errors import ReportgenError
@@ -163,6 +164,7 @@ def test_a_bad_jax_switch_is_named_with_what_it_takes(variable: str, monkeypatch
         xla.device_loop() if variable.endswith("LOOP") else xla.compiler_options()
 
 
+@pytest.mark.slow
 def test_jax_lays_out_its_program_folder_as_reportgen_tidies_it(tmp_path) -> None:
     # keep_programs deletes programs by JAX's file names, under JAX's lock: if a JAX release renames
     # them, tidying stops (the folder is left alone) and this says so.
@@ -175,6 +177,7 @@ def test_jax_lays_out_its_program_folder_as_reportgen_tidies_it(tmp_path) -> Non
     assert xla._jax_layout_known()
 
 
+@pytest.mark.slow
 def test_a_program_cut_short_goes_even_once_another_process_has_read_it(tmp_path) -> None:
     # Killed while writing, a worker leaves a program cut short; another worker that asks for it
     # before the next tidying reads it, refuses it and stamps it as used all the same.
@@ -195,6 +198,7 @@ def test_a_program_cut_short_goes_even_once_another_process_has_read_it(tmp_path
     assert sorted(p.name for p in tmp_path.glob("*-*")) == ["whole-atime", "whole-cache"]
 
 
+@pytest.mark.slow
 def test_a_program_folder_that_cannot_be_made_means_compiling_not_failing(tmp_path) -> None:
     # A Dask worker on another machine gets the build's folder, which it may not be able to make.
     import jax
@@ -232,6 +236,7 @@ def test_a_bad_bound_on_the_compiled_programs_is_named_with_what_it_takes(value:
     assert xla.program_cache_bytes() == 2**19
 
 
+@pytest.mark.slow
 def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
@@ -257,6 +262,7 @@ def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: 
      '"triton_gemm": false; "xla_gpu_enable_command_buffer": ["WHILE"]: expected XLA options (names that start '
      'with xla_) set to true, false, a number or a string'),
 ])
+@pytest.mark.slow
 def test_bad_xla_options_are_named_with_what_they_take(text: str, expected: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from reportgen.errors import ReportgenError
@@ -268,6 +274,7 @@ def test_bad_xla_options_are_named_with_what_they_take(text: str, expected: str,
     assert expected in str(caught.value)
 
 
+@pytest.mark.slow
 def test_xla_options_from_the_environment_are_added_last_and_win(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 

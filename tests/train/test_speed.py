@@ -119,6 +119,7 @@ def test_a_lone_experiment_whose_worker_is_lost_runs_again(tmp_path: Path, seque
     assert stored(root) == {"net-16": sequential["net-16"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("address", ["garbage", "http://127.0.0.1:8786", "tcp://127.0.0.1"])
 def test_a_malformed_scheduler_address_is_a_clear_error_at_once(tmp_path: Path, address: str) -> None:
     pytest.importorskip("distributed")
@@ -134,6 +135,7 @@ def test_a_malformed_scheduler_address_is_a_clear_error_at_once(tmp_path: Path, 
     assert "expected tcp://HOST:PORT" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_a_clear_error_before_training(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     from typer.testing import CliRunner
@@ -173,6 +175,7 @@ def test_physical_gpus_come_from_the_driver_and_fall_back_to_none(tmp_path: Path
     assert machine.physical_gpus() == []
 
 
+@pytest.mark.slow
 def test_a_failing_accelerator_query_falls_back_to_the_cpu_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     import tensorflow as tf
 
@@ -186,6 +189,7 @@ def test_a_failing_accelerator_query_falls_back_to_the_cpu_and_says_why(monkeypa
     assert "accelerator query failed: CUDA driver version is insufficient" in info["note"]
 
 
+@pytest.mark.slow
 def test_a_gpu_the_backend_does_not_use_is_named_and_training_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
@@ -201,6 +205,7 @@ def test_a_gpu_the_backend_does_not_use_is_named_and_training_goes_on(
     assert "net-8: val_accuracy" in result.output
 
 
+@pytest.mark.slow
 def test_asking_for_a_gpu_that_is_not_there_stops_before_training(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -216,6 +221,7 @@ def test_asking_for_a_gpu_that_is_not_there_stops_before_training(tmp_path: Path
     assert bad.exit_code == 2 and "expected auto, cpu, gpu or gpu:N" in bad.output
 
 
+@pytest.mark.slow
 def test_bfloat16_without_bfloat16_hardware_names_the_file_and_trains_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
@@ -234,6 +240,7 @@ def test_bfloat16_without_bfloat16_hardware_names_the_file_and_trains_nothing(
     assert "Leave out --precision, or give --precision float32, on this machine." in " ".join(flag.output.split())
 
 
+@pytest.mark.slow
 def test_a_custom_models_bfloat16_output_is_pointed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
@@ -324,6 +331,7 @@ def test_workers_train_with_the_builds_jax_switches_not_their_own(monkeypatch: p
     assert env["REPORTGEN_XLA_CACHE_MB"] == "512"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["abc", "1.5", "0", "-1"])
 def test_a_bad_thread_count_stops_the_build_before_training(tmp_path: Path, value: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -341,6 +349,7 @@ def test_a_bad_thread_count_stops_the_build_before_training(tmp_path: Path, valu
         (root / ".reportgen-cache" / "results").iterdir())
 
 
+@pytest.mark.slow
 def test_cached_results_from_another_kind_of_device_are_pointed_out(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -32,6 +32,7 @@ def fitted(optimizer: Any) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("settings", [{}, {"learning_rate": 0.05, "beta_1": 0.5}, {"weight_decay": 0.01},
                                       {"amsgrad": True}])
+@pytest.mark.slow
 def test_the_fused_kernel_takes_the_steps_keras_adam_takes(settings: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
     import tensorflow as tf
@@ -57,6 +58,7 @@ def test_the_fused_kernel_takes_the_steps_keras_adam_takes(settings: dict, monke
         assert np.abs(mine - initial).max() > 1e-3  # the weights did move
 
 
+@pytest.mark.slow
 def test_runs_that_ask_for_adam_under_tensorflow_get_the_fused_kernel() -> None:
     import keras
 
@@ -73,6 +75,7 @@ def test_runs_that_ask_for_adam_under_tensorflow_get_the_fused_kernel() -> None:
     assert type(plain) is keras.optimizers.Adam
 
 
+@pytest.mark.slow
 def test_the_one_kernel_l2_penalty_is_keras_l2_in_value_and_gradient() -> None:
     import keras
     import tensorflow as tf
@@ -127,6 +130,7 @@ def test_an_l2_run_trains_as_with_keras_penalty_and_keeps_keras_l2_in_its_layers
     assert fused["history"]["loss"][0] > unpenalised["history"]["loss"][0] + 0.1
 
 
+@pytest.mark.slow
 def test_a_finished_model_is_freed_before_the_next_one_is_built(tmp_path: Path) -> None:
     """Keras models hold reference cycles: only a garbage collection frees their weights, optimizer
     state and traced graphs, so each build must run one (over what was made since the first)."""
@@ -170,6 +174,7 @@ def gradient_graph(model: Any, x: np.ndarray, faster: bool) -> tuple[list[str], 
     return [op.type for op in concrete.graph.get_operations()], [np.asarray(g) for g in concrete(x)]
 
 
+@pytest.mark.slow
 def test_large_input_gradients_take_the_batched_product_and_equal_tensorflows() -> None:
     import keras
 
@@ -188,6 +193,7 @@ def test_large_input_gradients_take_the_batched_product_and_equal_tensorflows() 
         assert np.abs(tensorflows).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_small_kernels_and_bfloat16_keep_tensorflows_gradient() -> None:
     import keras
 
@@ -200,6 +206,7 @@ def test_small_kernels_and_bfloat16_keep_tensorflows_gradient() -> None:
     assert "BatchMatMulV2" not in ops
 
 
+@pytest.mark.slow
 def test_a_tensorflow_whose_gradient_registry_differs_keeps_its_own_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
     from tensorflow.python.framework import ops as tf_ops
