@@ -29,9 +29,13 @@ from reportgen.project.dataset import subset
 from reportgen.project.settings import Options
 from reportgen.project.spec import ModeCollapseView
 from reportgen.report import context as report_context
-from reportgen.report import lock
+from reportgen.report import lock, render
 from reportgen.train import store
+from reportgen.train.machine import XLA_CACHE_ENV, backend_name, check_environment, device_info, versions
+from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining, scheduler_address
 from reportgen.train.plan import Planned, Session
+from reportgen.train.progress import RunBar, TrainingProgress
+from reportgen.train.run import WEIGHTS_FILE, classify, train
 from reportgen.views import analysis
 
 # --- stage 1-3: read specs, load data, compute every key -------------------------------------------
@@ -51,10 +55,8 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
     if data.notice:
         say(f"Note: {data.notice}")
     results = store.Store(options.cache_dir or store.default_root(project.root))
-    from reportgen.train.machine import XLA_CACHE_ENV
 
     os.environ[XLA_CACHE_ENV] = str(results.root / "xla")
-    from reportgen.train.machine import backend_name, versions
 
     backend, vers = backend_name(), versions()
     planned = []
@@ -82,14 +84,11 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
             if p.exp.name in session.selected and (p.entry is None or session.options.force)]
     if not todo:
         return []
-    from reportgen.train.machine import check_environment
 
     check_environment()  # a misspelt switch or XLA option stops the build here, not in every run
     running: set[str] = set()
     earlier = {p.exp.name: p.entry for p in todo}  # --force: the cached results being replaced
     try:
-        from reportgen.train.parallel import scheduler_address
-
         address = scheduler_address(session.options.scheduler)
         if address or (session.options.jobs > 1 and len(todo) > 1):
             _train_side_by_side(session, todo, console, address, running)
@@ -165,9 +164,6 @@ def _claimed(session: Session, planned: Planned, console: Any) -> Iterator[Path 
 
 
 def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
-    from reportgen.train.progress import TrainingProgress
-    from reportgen.train.run import train
-
     with TrainingProgress(console, len(todo)) as progress:
         for i, planned in enumerate(todo, start=1):
             progress.start_experiment(i, len(todo), planned.exp.name, planned.exp.model.epochs)
@@ -210,9 +206,6 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
 
     from rich.markup import escape
 
-    from reportgen.train.machine import device_info
-    from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining
-    from reportgen.train.progress import RunBar, TrainingProgress
 
     runner: Runner
     if address:
@@ -230,7 +223,6 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
     stopping = threading.Event()
 
     with TrainingProgress(console, total) as progress:
-
         def on_event(index: int, what: str, args: tuple[Any, ...]) -> None:
             planned = todo[index - 1]
             with lock:
@@ -321,7 +313,6 @@ def derive(session: Session, say: Callable[[str], None] = print) -> None:
     """Classify each GAN run's recorded samples with the classifier its mode-collapse view names, and
     store the result. Runs right after training (it loads the classifier, so Keras); rendering
     only reads what this stored."""
-    from reportgen.train.run import WEIGHTS_FILE, classify
 
     for view, gan, judge, key, inputs in _mode_collapse_jobs(session):
         assert gan.entry is not None and judge.entry is not None
@@ -413,7 +404,6 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
 def render_report(session: Session, pdf: bool = True, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Draw figures, fill commentary, write report.html, report.pdf and manifest.json, from stored
     results and measurements only (nothing here trains or loads Keras)."""
-    from reportgen.report import render
 
     out = session.options.out
     render.check_output_folder(out)

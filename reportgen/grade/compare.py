@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reportgen import __version__
 from reportgen.errors import ReportgenError
+from reportgen.views import figures
 
 MANIFEST = "manifest.json"
 
@@ -339,8 +341,6 @@ def page_context(cmp: Comparison, tolerance: Tolerance, only_changed: bool) -> d
     curves from both builds on one plot (inline SVG, so the page is one file to pass around)."""
     import base64
 
-    from reportgen import __version__
-    from reportgen.views import figures
 
     rows = []
     drawn = 0

@@ -23,7 +23,10 @@ from reportgen.grade.compare import METRICS, Build, CompareError, Row, Tolerance
 from reportgen.project import spec
 from reportgen.project.data import load
 from reportgen.project.dataset import Dataset, subset
+from reportgen.project.spec import builder_path
 from reportgen.train import store
+from reportgen.train.machine import backend_name, check_environment, versions
+from reportgen.train.run import train
 from reportgen.views import analysis
 
 
@@ -89,7 +92,6 @@ def recorded_data(build: Build, data_file: Path | None) -> Dataset:
 def plan(build: Build, project_root: Path, only: list[str], sample: int | None, seed: int | None,
          data_file: Path | None) -> Plan:
     """Everything checked before training: the choice, the configurations, the data, the code."""
-    from reportgen.train.machine import backend_name, versions
 
     chosen, sample_seed = choose(build, only, sample, seed)
     manifest_path = build.path / "manifest.json"
@@ -103,11 +105,9 @@ def plan(build: Build, project_root: Path, only: list[str], sample: int | None, 
             "MNIST file the build was made from; nothing was run.")
     notes = []
     here_backend, here_versions = backend_name(), versions()
-    from reportgen.train.machine import check_environment
 
     check_environment()  # a misspelt switch would fail every run and read as "does not reproduce"
     exp_dir = project_root / spec.EXPERIMENTS_DIR
-    from reportgen.project.spec import builder_path
 
     for name, exp in experiments.items():
         builder = getattr(exp.model, "builder", None)
@@ -153,7 +153,6 @@ def results_json_mismatches(build: Build) -> dict[str, list[str]]:
 def run(p: Plan, project_root: Path, tolerance: Tolerance, progress: Any,
         on_done: Callable[[Row], None] = lambda row: None) -> list[Row]:
     """Train each chosen experiment again and compare its metrics with the recorded ones."""
-    from reportgen.train.run import train
 
     mismatched = results_json_mismatches(p.build)
     rows = []

@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 
 from reportgen.errors import RenderError
+from reportgen.report import formulas
 
 MAX_OUTPUT_CHARS = 5_000_000  # no honest report section is larger; a runaway template is
 MAX_SECONDS = 20.0
@@ -261,7 +262,6 @@ def markdown_to_html(text: str, file: str = "<commentary>") -> str:
     section heading. Unsupported math raises RenderError naming file and line."""
     from markdown_it import MarkdownIt
 
-    from reportgen.report import formulas
 
     md = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable(["table", "replacements"])
     formulas.install(md)

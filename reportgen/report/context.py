@@ -20,9 +20,11 @@ from reportgen.project.spec import (
     ParamsView,
 )
 from reportgen.report import lock
+from reportgen.report.commentary import UnknownPlaceholder, render_commentary
+from reportgen.report.render import attachment_pages
 from reportgen.train import store
 from reportgen.train.plan import Session, rebuild_command
-from reportgen.views import analysis
+from reportgen.views import analysis, figures
 
 
 def _history_rows(history: dict[str, list[float]]) -> list[dict[str, Any]]:
@@ -35,8 +37,6 @@ def _history_rows(history: dict[str, list[float]]) -> list[dict[str, Any]]:
 def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
     """Everything the templates and commentary see, and the warnings raised while gathering it.
     Figures are drawn here into build/assets, named after what they show."""
-    from reportgen.report.commentary import UnknownPlaceholder, render_commentary
-    from reportgen.views import figures
 
     assets = session.options.out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
@@ -214,7 +214,6 @@ def _pick_epochs(epochs: list[int], count: int = 5) -> list[int]:
 
 def _gan_item(name: str, entry: store.Entry, assets: Path) -> dict[str, Any]:
     """A GAN run's figures (losses, sample grids) and its text log, copied beside the report."""
-    from reportgen.views import figures
 
     result = entry.result
     history = result["history"]
@@ -240,7 +239,6 @@ def _gan_item(name: str, entry: store.Entry, assets: Path) -> dict[str, Any]:
 
 def _attachment(path: Path, assets: Path, slug: str) -> dict[str, Any]:
     """Check an attached PDF and copy it beside the report; its pages are merged into the PDF."""
-    from reportgen.report.render import attachment_pages
 
     pages = attachment_pages(path)  # checks size, encryption and readability first
     target = assets / "attachments" / f"{slug}-{path.name}"

@@ -32,7 +32,10 @@ import numpy as np
 from reportgen.files import write_atomic
 from reportgen.project.dataset import Dataset
 from reportgen.project.spec import Experiment, GANSpec
+from reportgen.train.machine import set_seeds
 from reportgen.train.models import fresh_session, optimizer, precision, regularizer
+from reportgen.train.outcome import Outcome, model_summary, provenance, weights_hash
+from reportgen.train.xla import compiler_options
 
 IMAGE_PIXELS = 28 * 28
 CHECKPOINT = "checkpoint.npz"
@@ -268,9 +271,6 @@ class GanNets:
             g_tv, g_ov = self.g_opt.stateless_apply(g_ov, grads, g_tv)
             return (g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov), ops.stack([d_loss, g_loss, acc_real, acc_fake])
 
-        from reportgen.train.xla import (
-            compiler_options,  # the classifiers' XLA options (autotuning for convolutions only)
-        )
 
         compiled = jax.jit(lambda state, xs: ops.scan(body, state, xs), donate_argnums=0,
                            compiler_options=compiler_options(G, D) or None)
@@ -305,7 +305,6 @@ class GanNets:
         if self._infer is None:
             import jax
 
-            from reportgen.train.xla import compiler_options
 
             self._infer = jax.jit(lambda tv, ntv, z: generator.stateless_call(tv, ntv, z, training=False)[0],
                                   compiler_options=compiler_options(generator) or None)
@@ -401,8 +400,6 @@ def classic_log(history: dict[str, list[float]]) -> str:
 
 def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path | None, key: str) -> Any:
     """Train a GAN run, resuming from its checkpoint when one exists; return a outcome.Outcome."""
-    from reportgen.train.machine import set_seeds
-    from reportgen.train.outcome import Outcome, model_summary, provenance, weights_hash
 
     spec = exp.model
     assert isinstance(spec, GANSpec)

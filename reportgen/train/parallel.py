@@ -31,8 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reportgen.errors import ReportgenError
 from reportgen.project.dataset import Dataset
 from reportgen.project.spec import Experiment
+from reportgen.train.machine import ONEDNN_ENV, THREADS_ENV, cpu_threads
+from reportgen.train.run import train
+from reportgen.train.xla import AUTOTUNE_ENV, CACHE_MB_ENV, LOOP_ENV, OPTIONS_ENV
 
 SCHEDULER_ENV = "REPORTGEN_SCHEDULER"
 EVENT_INTERVAL = 0.25  # seconds between two batch events of one run: enough for a smooth bar
@@ -99,7 +103,6 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
             where = f"pid {os.getpid()}"
     reporter = EventReporter(events, task.index)
     reporter._put("started", where)
-    from reportgen.train.run import train
 
     try:
         return train(task.exp, data, task.experiments_dir, reporter, checkpoints=task.checkpoints, key=task.key)
@@ -113,8 +116,6 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
 def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
     """Environment for worker processes: the build's backend and device choice (already in
     os.environ), the sequential thread-pool size, and GPU memory taken as needed when shared."""
-    from reportgen.train.machine import ONEDNN_ENV, THREADS_ENV, cpu_threads
-    from reportgen.train.xla import AUTOTUNE_ENV, CACHE_MB_ENV, LOOP_ENV, OPTIONS_ENV
 
     env = {THREADS_ENV: str(cpu_threads()), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "REPORTGEN_XLA_CACHE", ONEDNN_ENV):
@@ -273,10 +274,7 @@ class DaskRunner(Runner):
         try:
             from distributed import Client, Queue
         except ImportError as exc:
-            from reportgen.errors import ReportgenError
-
             raise ReportgenError("--scheduler needs Dask: pip install 'reportgen[dask]'") from exc
-        from reportgen.errors import ReportgenError
 
         try:
             check_address(address)

@@ -11,6 +11,8 @@ import numpy as np
 
 from reportgen.project.dataset import Dataset
 from reportgen.project.spec import Experiment, GANSpec
+from reportgen.train import jax_loop, models, tf_loop
+from reportgen.train.gan import train_gan
 from reportgen.train.machine import set_seeds, tensorflow_environment
 from reportgen.train.outcome import (
     MISCLASSIFIED_IMAGES_KEPT,
@@ -67,12 +69,9 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
           checkpoints: Path | None = None, key: str = "") -> Outcome:
     """Build, fit and evaluate one experiment; return its result and arrays for the store.
     A GAN run checkpoints each epoch into `checkpoints` and resumes from it."""
-    from reportgen.train import models
 
     reporter = reporter or SilentReporter()
     if isinstance(exp.model, GANSpec):
-        from reportgen.train.gan import train_gan
-
         outcome: Outcome = train_gan(exp, data, reporter, checkpoints, key)
         return outcome
     started = time.perf_counter()
@@ -91,7 +90,6 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
                   metrics=["accuracy"])
     watch = _callback(reporter, spec.epochs, steps)
     if backend in ("tensorflow", "jax"):  # the data held by the backend, many steps a call
-        from reportgen.train import jax_loop, tf_loop
 
         fit = jax_loop.fit if backend == "jax" else tf_loop.fit
         watch.set_model(model)
@@ -158,7 +156,6 @@ def _weights_bytes(model: Any) -> bytes:
 
 def classify(exp: Experiment, weights: Path, images: np.ndarray, experiments_dir: Path) -> np.ndarray:
     """Class probabilities of uint8 images (n x 28 x 28) under a stored classifier run."""
-    from reportgen.train import models
 
     tensorflow_environment()
     model = models.build(exp, experiments_dir)

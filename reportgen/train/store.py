@@ -29,7 +29,7 @@ import numpy as np
 
 from reportgen.errors import CacheError
 from reportgen.files import pid_alive, sweep_temp_files, write_atomic, write_synced
-from reportgen.project.spec import CustomSpec, Experiment
+from reportgen.project.spec import CustomSpec, Experiment, builder_path
 
 CACHE_ENV = "REPORTGEN_CACHE"
 SCHEMA = 1
@@ -67,7 +67,6 @@ def sources_hash(names: tuple[str, ...]) -> str:
 def code_fingerprint(exp: Experiment, experiments_dir: Path) -> str:
     """Hash of the source that trains this experiment: reportgen's training code, plus the
     project's builder module for `custom` models."""
-    from reportgen.project.spec import builder_path
 
     h = hashlib.sha256(sources_hash(TRAINING_SOURCES[exp.model.kind]).encode())
     if isinstance(exp.model, CustomSpec):
