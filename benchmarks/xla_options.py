@@ -42,7 +42,7 @@ SETTINGS: dict[str, dict[str, str]] = {
         {**NO_TRITON, "xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL",
          "xla_gpu_graph_min_graph_size": 1})},
 }
-CLEARED = ("REPORTGEN_XLA_OPTIONS", "REPORTGEN_XLA_CACHE", "JAX_COMPILATION_CACHE_DIR",
+CLEARED = ("REPORTGEN_XLA_OPTIONS", "JAX_COMPILATION_CACHE_DIR",
            "JAX_THREEFRY_GPU_KERNEL_LOWERING")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -31,7 +30,7 @@ from reportgen.project.spec import ModeCollapseView
 from reportgen.report import context as report_context
 from reportgen.report import lock, render
 from reportgen.train import store
-from reportgen.train.machine import XLA_CACHE_ENV, backend_name, check_environment, device_info, versions
+from reportgen.train.machine import backend_name, check_environment, device_info, versions
 from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining, scheduler_address
 from reportgen.train.plan import Planned, Session
 from reportgen.train.progress import RunBar, TrainingProgress
@@ -56,7 +55,6 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
         say(f"Note: {data.notice}")
     results = store.Store(options.cache_dir or store.default_root(project.root))
 
-    os.environ[XLA_CACHE_ENV] = str(results.root / "xla")
 
     backend, vers = backend_name(), versions()
     planned = []
@@ -172,7 +170,7 @@ def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
                     started = time.perf_counter()
                     try:
                         outcome = train(planned.exp, session.data, session.project.experiments_dir, progress,
-                                        checkpoints=partial, key=planned.key)
+                                        checkpoints=partial, key=planned.key, programs=session.store.programs)
                     except Exception as exc:  # one broken experiment must not sink the others
                         planned.error = f"{type(exc).__name__}: {exc}"
                     else:
@@ -249,7 +247,8 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
                     running.add(planned.exp.name)
                     try:
                         outcome = runner.submit(Task(index, planned.exp, session.project.experiments_dir,
-                                                     partial, planned.key, priority)).result()
+                                                     partial, planned.key, priority,
+                                                     session.store.programs)).result()
                     except Exception as exc:  # the worker pool itself broke (out of memory, killed)
                         if stopping.is_set():
                             return  # Ctrl-C: it stays in `running`, reported as cut short

@@ -195,8 +195,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_RUN_TEMP, ignore_errors=True)
+    # Another run of the suite at the same time has a folder of its own there; this run's is gone.
     left = sorted(p.name for p in _SYSTEM_TEMP.iterdir()
-                  if p.name not in _TEMP_BEFORE and not p.name.startswith("pytest-of-"))
+                  if p.name not in _TEMP_BEFORE and not p.name.startswith("pytest-of-")
+                  and (p.name == _RUN_TEMP.name or not p.name.startswith("reportgen-tests-")))
     if left:
         session.config.stash[_LEFT] = left
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -398,13 +398,14 @@ def classic_log(history: dict[str, list[float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path | None, key: str) -> Any:
+def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path | None, key: str,
+              programs: Path | None = None) -> Any:
     """Train a GAN run, resuming from its checkpoint when one exists; return a outcome.Outcome."""
 
     spec = exp.model
     assert isinstance(spec, GANSpec)
     started = time.perf_counter()
-    flags = set_seeds(spec.seed)
+    flags = set_seeds(spec.seed, programs)
     fresh_session()
     nets = GanNets(spec)
     x = scale_images(data.x_train, spec.generator_output)
@@ -433,7 +434,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         except Exception as exc:  # a damaged checkpoint (any way) must not block the run: start over
             reporter.note(f"  {exp.name}: checkpoint unusable ({exc}); starting over")
             shutil.rmtree(checkpoints, ignore_errors=True)
-            set_seeds(spec.seed)
+            set_seeds(spec.seed, programs)
             fresh_session()
             nets = GanNets(spec)
             history = {k: [] for k in history}

@@ -68,7 +68,6 @@ def onednn_enabled() -> bool | None:
 THREADS_ENV = "REPORTGEN_THREADS"
 
 
-XLA_CACHE_ENV = "REPORTGEN_XLA_CACHE"  # JAX: compiled programs kept on disk (the build sets it in its cache)
 
 
 def cpu_threads() -> int:
@@ -90,9 +89,10 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def set_seeds(seed: int) -> dict[str, Any]:
+def set_seeds(seed: int, programs: Path | None = None) -> dict[str, Any]:
     """Seed Python, NumPy and the backend in one place, make TensorFlow ops deterministic and fix
-    the CPU thread pool's size. https://keras.io/examples/keras_recipes/reproducibility_recipes/"""
+    the CPU thread pool's size. Under JAX, compiled programs are kept in `programs` (the build's
+    cache) when given. https://keras.io/examples/keras_recipes/reproducibility_recipes/"""
     tensorflow_environment()
     import keras
 
@@ -117,7 +117,7 @@ def set_seeds(seed: int) -> dict[str, Any]:
 
         torch.set_num_threads(threads)
     elif keras.backend.backend() == "jax":
-        _jax_settings(flags)
+        _jax_settings(flags, programs)
     flags["cpu_threads"] = threads
     return flags
 
@@ -146,16 +146,16 @@ def _seed_keras(keras: Any, seed: int) -> None:
             rng_utils.tf = real
 
 
-def _jax_settings(flags: dict[str, Any]) -> None:
+def _jax_settings(flags: dict[str, Any], programs: Path | None) -> None:
     """Record the XLA options the training loops get; keep compiled programs in the build's cache."""
     options = xla.extra_options()
     if options:  # other kernels (cuBLAS or Triton, say), other last bits of the weights
         flags["xla_options"] = options
-    if os.environ.get(XLA_CACHE_ENV):
+    if programs is not None:
         # A rebuild (--force) or a second model of the same shapes loads its compiled programs
         # instead of compiling them again: compilation is most of a small run on a GPU. JAX keeps
         # XLA's GPU autotuning results in the same folder.
-        xla.keep_programs(os.environ[XLA_CACHE_ENV])
+        xla.keep_programs(str(programs))
 
 
 def _share_gpu_memory(tf: Any) -> None:

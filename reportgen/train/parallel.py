@@ -52,6 +52,7 @@ class Task:
     checkpoints: Path | None
     key: str
     priority: int = 0  # higher is handed out first where the runner can order its queue (Dask)
+    programs: Path | None = None  # JAX: the build's folder of compiled programs
 
 
 @dataclass
@@ -105,7 +106,8 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
     reporter._put("started", where)
 
     try:
-        return train(task.exp, data, task.experiments_dir, reporter, checkpoints=task.checkpoints, key=task.key)
+        return train(task.exp, data, task.experiments_dir, reporter, checkpoints=task.checkpoints, key=task.key,
+                     programs=task.programs)
     except Exception as exc:
         return Failure(f"{type(exc).__name__}: {exc}")
 
@@ -118,7 +120,7 @@ def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
     os.environ), the sequential thread-pool size, and GPU memory taken as needed when shared."""
 
     env = {THREADS_ENV: str(cpu_threads()), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "REPORTGEN_XLA_CACHE", ONEDNN_ENV):
+    for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", ONEDNN_ENV):
         if name in os.environ:
             env[name] = os.environ[name]
     # The build's own JAX switches, checked before training, set or empty (unset): a Dask worker

@@ -66,16 +66,17 @@ WEIGHTS_FILE = "model.weights.h5"
 
 
 def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Reporter | None = None,
-          checkpoints: Path | None = None, key: str = "") -> Outcome:
+          checkpoints: Path | None = None, key: str = "", programs: Path | None = None) -> Outcome:
     """Build, fit and evaluate one experiment; return its result and arrays for the store.
-    A GAN run checkpoints each epoch into `checkpoints` and resumes from it."""
+    A GAN run checkpoints each epoch into `checkpoints` and resumes from it. Under JAX, compiled
+    programs are kept in `programs` (the build's cache) for the next run of the same shapes."""
 
     reporter = reporter or SilentReporter()
     if isinstance(exp.model, GANSpec):
-        outcome: Outcome = train_gan(exp, data, reporter, checkpoints, key)
+        outcome: Outcome = train_gan(exp, data, reporter, checkpoints, key, programs)
         return outcome
     started = time.perf_counter()
-    flags = set_seeds(exp.model.seed)
+    flags = set_seeds(exp.model.seed, programs)
     import keras
 
     spec = exp.model

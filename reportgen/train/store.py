@@ -179,6 +179,11 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------
 
+    @property
+    def programs(self) -> Path:
+        """Where JAX keeps the programs it compiled for this cache's runs (`reportgen doctor` shows it)."""
+        return self.root / "xla"
+
     def partial(self, key: str) -> Path:
         """Where a long run keeps its checkpoint while it trains."""
         return self.root / "partial" / key

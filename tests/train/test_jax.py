@@ -398,7 +398,8 @@ logger.setLevel(logging.DEBUG)
 logger.addHandler(seen)
 root = Path(sys.argv[1])
 exp = next(e for e in load_project(root).experiments if e.name == "plain")
-outcome = run.train(exp, dataset.subset(data.load("mnist-sample"), 300, 100), root / "experiments")
+outcome = run.train(exp, dataset.subset(data.load("mnist-sample"), 300, 100), root / "experiments",
+                    programs=Path(sys.argv[2]))
 print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.result["weights_sha256"],
                   "tensorflow": "tensorflow" in sys.modules}))
 """
@@ -406,17 +407,18 @@ print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.r
 
 @pytest.mark.slow
 def test_compiled_programs_are_loaded_again_mended_when_cut_short_and_kept_within_their_bound(tmp_path) -> None:
-    # The build keeps JAX's compiled programs in its cache (REPORTGEN_XLA_CACHE): a rebuild or
+    # The build keeps JAX's compiled programs in its cache (<cache>/xla): a rebuild or
     # another worker training the same shapes loads every program, the weights' initialisers
     # included, instead of compiling it again.
     root = write_project(tmp_path, {"experiments/1-jax.toml": SECTION, "experiments/1-jax.md": "Under JAX.\n",
                                     "experiments/nets.py": NETS})
     folder = tmp_path / "xla"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REPORTGEN_")}
-    env.update({"KERAS_BACKEND": "jax", "REPORTGEN_XLA_CACHE": str(folder)})
+    env.update({"KERAS_BACKEND": "jax"})
 
     def train(**extra: str) -> dict:
-        done = subprocess.run([sys.executable, "-c", CACHE_CHECK, str(root)], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-c", CACHE_CHECK, str(root), str(folder)], capture_output=True,
+                              text=True,
                               timeout=600, env={**env, **extra})
         assert done.returncode == 0, done.stderr[-3000:]
         assert "persistent compilation cache" not in done.stderr, done.stderr[-3000:]  # no entry refused
