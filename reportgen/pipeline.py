@@ -34,7 +34,7 @@ from reportgen.train.machine import backend_name, check_environment, device_info
 from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining, scheduler_address
 from reportgen.train.plan import Planned, Session
 from reportgen.train.progress import RunBar, TrainingProgress
-from reportgen.train.run import WEIGHTS_FILE, classify, train
+from reportgen.train.run import classify, train
 from reportgen.views import analysis
 
 # --- stage 1-3: read specs, load data, compute every key -------------------------------------------
@@ -315,7 +315,7 @@ def derive(session: Session, say: Callable[[str], None] = print) -> None:
 
     for view, gan, judge, key, inputs in _mode_collapse_jobs(session):
         assert gan.entry is not None and judge.entry is not None
-        weights = judge.entry.file(WEIGHTS_FILE)
+        weights = judge.entry.file(store.WEIGHTS_FILE)
         samples = gan.entry.arrays()["samples"]
         if weights is None or not len(samples) or session.store.get(key) is not None:
             continue

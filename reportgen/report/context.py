@@ -133,8 +133,11 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                 no_epoch = gan_entry is not None and not gan_entry.result["history"].get("epoch")
                 judge_entry = by_name[view.classifier].entry
                 judge_failed = judge_entry is not None and judge_entry.result.get("status") != "ok"
-                entry.update(waiting=missing, no_epoch=no_epoch, judge_failed=judge_failed, run=view.run,
-                             classifier=view.classifier)
+                # Both results usable, the measurement not stored: a build measures it without training.
+                unmeasured = (not missing and not no_epoch and not judge_failed and judge_entry is not None
+                              and judge_entry.file(store.WEIGHTS_FILE) is not None)
+                entry.update(waiting=missing, no_epoch=no_epoch, judge_failed=judge_failed, unmeasured=unmeasured,
+                             run=view.run, classifier=view.classifier)
             views.append(entry)
 
         context = {"runs": facts, "section": {"number": section.number, "title": section.title,
@@ -148,11 +151,13 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
         except UnknownPlaceholder as exc:
             # A name that would exist once every run has a result is a gap, not a typo.
             expected = set(by_name) | {v.kind for v in section.views}
-            if exc.name in expected and any(p.entry is None for p in session.planned):
+            unmeasured = any(v.get("unmeasured") for v in views)
+            if exc.name in expected and (unmeasured or any(p.entry is None for p in session.planned)):
                 where = f"{exc.file}:{exc.line}" if exc.line else f"{exc.file}"
                 named = by_name.get(exc.name)
                 gap = ("has no result for its current configuration (" + "; ".join(named.reasons) + ")"
-                       if named is not None and named.state == "stale" else "has no result yet")
+                       if named is not None and named.state == "stale" else
+                       "is not measured yet" if unmeasured and named is None else "has no result yet")
                 html, warning = None, (f"{where}: placeholder {exc.name!r} {gap}; "
                                        f"run `{rebuild_command(session)}` to fill this slot")
             else:

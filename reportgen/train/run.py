@@ -23,6 +23,7 @@ from reportgen.train.outcome import (
     provenance,
     weights_hash,
 )
+from reportgen.train.store import WEIGHTS_FILE
 
 
 def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
@@ -62,7 +63,6 @@ def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
     return Watch()
 
 
-WEIGHTS_FILE = "model.weights.h5"
 
 
 def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Reporter | None = None,

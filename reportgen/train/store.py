@@ -32,6 +32,7 @@ from reportgen.files import pid_alive, sweep_temp_files, write_atomic, write_syn
 from reportgen.project.spec import CustomSpec, Experiment, builder_path
 
 CACHE_ENV = "REPORTGEN_CACHE"
+WEIGHTS_FILE = "model.weights.h5"  # a classifier's trained weights, beside its result
 SCHEMA = 1
 PACKAGE_DIR = Path(__file__).parent
 # The code that turns a configuration into numbers, per model kind: a change here invalidates

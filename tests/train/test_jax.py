@@ -52,7 +52,7 @@ from pathlib import Path
 import keras
 
 from reportgen.project import data, dataset
-from reportgen.train import models, outcome, run
+from reportgen.train import models, outcome, run, store
 from reportgen.project.spec import load_project
 
 root = Path(sys.argv[1])
@@ -75,8 +75,8 @@ for exp in load_project(root).experiments:
     looped = run.train(exp, images, root / "experiments", looped_steps)
     del os.environ["REPORTGEN_DEVICE_LOOP"]
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / run.WEIGHTS_FILE
-        weights.write_bytes(first.files[run.WEIGHTS_FILE])
+        weights = Path(tmp) / store.WEIGHTS_FILE
+        weights.write_bytes(first.files[store.WEIGHTS_FILE])
         model = models.build(exp, root / "experiments")
         model.load_weights(weights)
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
