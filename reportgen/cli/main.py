@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reportgen import __version__
+from reportgen.cli.help_format import Command, Group
 from reportgen.errors import BuildInterrupted, ReportgenError, SpecError
 
 EXIT_ERROR = 1
@@ -29,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console(highlight=False)
 
@@ -39,12 +42,15 @@ OnlyOpt = Annotated[list[str] | None, typer.Option(
 ForceOpt = Annotated[bool, typer.Option("--force", help="Retrain even what the cache already holds.")]
 QuickOpt = Annotated[bool | None, typer.Option(
     "--quick/--full", help="Draft profile (offline sample, 2 epochs) or the full one. "
-    "build defaults to --full; render and status to the profile of the last build.")]
+    "build and run default to --full; render, status, list and check to the profile of the last build.")]
 DataFileOpt = Annotated[Path | None, typer.Option(
     "--data-file", help="Local MNIST .npz (Keras format) instead of downloading; "
     "also read from REPORTGEN_MNIST.", dir_okay=False)]
-BackendOpt = Annotated[str | None, typer.Option(
-    "--backend", help="Keras backend: tensorflow, jax or torch (default: KERAS_BACKEND or tensorflow).")]
+Backend = Literal["tensorflow", "jax", "torch"]  # the choices --backend offers and checks
+BACKENDS: tuple[str, ...] = get_args(Backend)
+BackendOpt = Annotated[Backend | None, typer.Option(
+    "--backend", help="Keras backend: tensorflow, jax or torch.",
+    show_default="KERAS_BACKEND, else tensorflow")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit with an error when the report has warnings "
                                          "(empty commentary slots, missing results).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would train and why, then stop.")]
@@ -62,10 +68,14 @@ SchedulerOpt = Annotated[str | None, typer.Option(
     "--scheduler", help="Train on a Dask cluster: the scheduler's address, e.g. tcp://10.0.0.5:8786 "
     "(also read from REPORTGEN_SCHEDULER). Results come back into this project's cache.")]
 DeviceOpt = Annotated[str, typer.Option(
-    "--device", help="auto (the backend's GPU when it sees one, else the CPU), cpu, gpu, or gpu:N.")]
-PrecisionOpt = Annotated[str | None, typer.Option(
+    "--device", metavar="<auto|cpu|gpu|gpu:N>", help="Where to train: auto (the backend's GPU when it sees one, "
+    "else the CPU), cpu, gpu, or gpu:N (the GPU numbered N).")]
+Precision = Literal["float32", "mixed_bfloat16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+PrecisionOpt = Annotated[Precision | None, typer.Option(
     "--precision", help="Train every experiment in float32 or mixed_bfloat16 (bfloat16 compute, float32 "
-    "weights), overriding `precision` in the experiment files. Needs bfloat16 hardware.")]
+    "weights), overriding `precision` in the experiment files. mixed_bfloat16 needs bfloat16 hardware.",
+    show_default="each experiment's own precision")]
 
 
 @dataclass
@@ -123,8 +133,8 @@ def _errors() -> Iterator[None]:
 def _set_backend(backend: str | None, speed: Speed | None = None) -> None:
     """Backend and device go into the environment before keras is first imported."""
     if backend:
-        if backend not in ("tensorflow", "jax", "torch"):
-            raise typer.BadParameter(f"expected one of ['tensorflow', 'jax', 'torch'], got {backend!r}",
+        if backend not in BACKENDS:
+            raise typer.BadParameter(f"expected one of {list(BACKENDS)}, got {backend!r}",
                                      param_hint="--backend")
         os.environ["KERAS_BACKEND"] = backend
     from reportgen.train.machine import tensorflow_environment
@@ -132,7 +142,7 @@ def _set_backend(backend: str | None, speed: Speed | None = None) -> None:
     tensorflow_environment()
     if speed is None:
         return
-    if speed.precision is not None and speed.precision not in ("float32", "mixed_bfloat16"):
+    if speed.precision is not None and speed.precision not in PRECISIONS:
         raise typer.BadParameter(f"expected float32 or mixed_bfloat16, got {speed.precision!r}",
                                  param_hint="--precision")
     device = speed.device.strip().lower()
@@ -194,26 +204,34 @@ def _note_cached_elsewhere(session: Any, speed: Speed, stale: list[Any]) -> None
                       "--force trains them again here.", soft_wrap=True)
 
 
+def _last_build(project: Path) -> dict[str, Any]:
+    """What build/manifest.json records of the last build; empty when there is none (or it is unreadable)."""
+    try:
+        return dict(json.loads((project / "build" / "manifest.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _profile(quick: bool | None, last: dict[str, Any]) -> str:
+    """--quick or --full when given, else the profile of the last build, else full."""
+    return ("quick" if quick else "full") if quick is not None else str(last.get("profile", "full"))
+
+
 def _options(project: Path, quick: bool | None, only: list[str] | None, force: bool,
              data_file: Path | None, cache_dir: Path | None, limit_train: int | None,
              limit_val: int | None, like_last_build: bool) -> Any:
     """Build options from the flags. render and status default to what the last build made
     (its profile and image limits), so they find the results it stored."""
-    from reportgen.pipeline import Options
+    from reportgen.project.settings import Options
 
-    last: dict[str, Any] = {}
-    if like_last_build:
-        try:
-            last = dict(json.loads((project / "build" / "manifest.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            pass
+    last = _last_build(project) if like_last_build else {}
     limits = last.get("limits") or {}
-    profile = ("quick" if quick else "full") if quick is not None else str(last.get("profile", "full"))
+    profile = _profile(quick, last)
     override = last.get("precision_override")
     return Options(root=project.resolve(), profile=profile, only=only or [], force=force,
                    data_file=data_file, cache_dir=cache_dir, train_limit=limit_train or limits.get("train"),
                    val_limit=limit_val or limits.get("val"),
-                   precision=override if override in ("float32", "mixed_bfloat16") else None)
+                   precision=override if override in PRECISIONS else None)
 
 
 def _say(message: str) -> None:
@@ -284,7 +302,7 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
             raise typer.Exit(EXIT_ERROR)
 
 
-@app.command()
+@app.command(cls=Command)
 def build(
     project: ProjectOpt = Path("."), only: OnlyOpt = None, force: ForceOpt = False,
     quick: QuickOpt = None, data_file: DataFileOpt = None, backend: BackendOpt = None,
@@ -298,7 +316,7 @@ def build(
                       speed=Speed(jobs, scheduler, device, precision))
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     project: ProjectOpt = Path("."), only: OnlyOpt = None, force: ForceOpt = False,
     quick: QuickOpt = None, data_file: DataFileOpt = None, backend: BackendOpt = None,
@@ -312,7 +330,7 @@ def run(
                       speed=Speed(jobs, scheduler, device, precision))
 
 
-@app.command()
+@app.command(cls=Command)
 def render(
     project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
     backend: BackendOpt = None, strict: StrictOpt = False, cache_dir: CacheOpt = None,
@@ -323,7 +341,7 @@ def render(
                       limit_train, limit_val, train=False, render=True, like_last_build=True)
 
 
-@app.command()
+@app.command(cls=Command)
 def status(
     project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
     backend: BackendOpt = None, cache_dir: CacheOpt = None,
@@ -343,15 +361,21 @@ def status(
         console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_(project: ProjectOpt = Path("."), only: OnlyOpt = None, quick: QuickOpt = None) -> None:
-    """Show the sections and the experiments their grids expand to, before anything trains."""
+    """Show the sections and the experiments their grids expand to, before anything trains.
+
+    Without --quick or --full, shows the profile of the last build, as render and status do."""
     with _errors():
         from reportgen.project.spec import load_project, select
 
-        proj = load_project(project, "quick" if quick else "full")
+        last = {} if quick is not None else _last_build(project)
+        profile = _profile(quick, last)
+        proj = load_project(project, profile)
         chosen = {e.name for e in select(proj, only or [])}
-        table = Table(title=escape(f"{proj.title}: {len(chosen)}")+" experiment(s)", title_justify="left")
+        which = f"profile {profile}" + (", as the last build" if "profile" in last else "")
+        console.print(escape(f"{proj.title}: {len(chosen)} experiment(s) ({which})"), soft_wrap=True)
+        table = Table()
         for col in ("section", "experiment", "kind", "settings"):
             table.add_column(col, overflow="fold")
         for section in proj.sections:
@@ -367,7 +391,7 @@ def list_(project: ProjectOpt = Path("."), only: OnlyOpt = None, quick: QuickOpt
         console.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def clean(
     project: ProjectOpt = Path("."),
     cache: Annotated[bool, typer.Option("--cache", help="Also delete every cached result "
@@ -390,7 +414,7 @@ def clean(
     console.print("Removed " + ", ".join(removed) if removed else "Nothing to remove.")
 
 
-@app.command()
+@app.command(cls=Command)
 def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_file: DataFileOpt = None) -> None:
     """Print the backend, library versions, devices and which data sets a build can use."""
     from importlib import metadata
@@ -477,7 +501,7 @@ def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:
         table.add_column(col)
     probe = ("import json; from reportgen.train.machine import device_info, bf16_supported; d = device_info(); "
              "d['bf16'] = str(bf16_supported(d)); print(json.dumps(d))")
-    for backend in ("tensorflow", "jax", "torch"):
+    for backend in BACKENDS:
         if version(backend) == "not installed":
             table.add_row(backend, "not installed", "", "", "")
             continue
@@ -567,10 +591,10 @@ def _metric_table(rows: list[Any], title: str, labels: tuple[str, str] = ("A", "
     return table
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
-    a: Annotated[Path, typer.Argument(help="First build folder (or its manifest.json).")],
-    b: Annotated[Path, typer.Argument(help="Second build folder (or its manifest.json).")],
+    a: Annotated[Path, typer.Argument(metavar="A", help="First build folder (or its manifest.json).")],
+    b: Annotated[Path, typer.Argument(metavar="B", help="Second build folder (or its manifest.json).")],
     only_changed: Annotated[bool, typer.Option("--only-changed", help="List only experiments that differ.")] = False,
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page here, "
                                                   "with both learning curves of each changed experiment.",
@@ -578,6 +602,7 @@ def compare(
     tolerance: AccuracyTolOpt = None, loss_tolerance: LossTolOpt = 0.10, gan_tolerance: GanLossTolOpt = 0.25,
 ) -> None:
     """Put two builds side by side: metrics, what changed beyond tolerance, and how each was made.
+
     Exit code 0 when they agree, 1 when they differ (different projects or data sets included),
     2 when a build cannot be read."""
     from reportgen.grade.compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build, verdict
@@ -617,9 +642,10 @@ def compare(
     raise typer.Exit(EXIT_AGREE if cmp.agree else EXIT_DIFFER)
 
 
-@app.command()
+@app.command(cls=Command)
 def verify(
-    build_dir: Annotated[Path, typer.Argument(help="The build folder (or its manifest.json) to verify.")],
+    build_dir: Annotated[Path, typer.Argument(metavar="BUILD", help="The build folder (or its manifest.json) "
+                                              "to verify.")],
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="Re-run only this experiment (name or glob) or section number; repeatable.")] = None,
     sample: Annotated[int | None, typer.Option(
@@ -633,6 +659,7 @@ def verify(
     tolerance: AccuracyTolOpt = None, loss_tolerance: LossTolOpt = 0.10, gan_tolerance: GanLossTolOpt = 0.25,
 ) -> None:
     """Re-run a build's experiments from their recorded configuration and seeds, and check every metric.
+
     Exit code 0 when all agree within tolerance, 1 when any differs, 2 when it cannot verify."""
     from reportgen.grade.compare import EXIT_AGREE, EXIT_DIFFER, Tolerance, describe, load_build
 
@@ -676,7 +703,7 @@ def verify(
     raise typer.Exit(EXIT_DIFFER if bad else EXIT_AGREE)
 
 
-@app.command()
+@app.command(cls=Command)
 def check(
     project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
     backend: BackendOpt = None, cache_dir: CacheOpt = None,
@@ -685,8 +712,11 @@ def check(
         "--accept", help="Confirm that this section's commentary (number, or 'all') still holds for the "
         "current results; repeatable.")] = None,
 ) -> None:
-    """Check a report before handing it in: typed numbers against results, slots written for earlier
-    results, empty slots and TODOs, stale experiments, fonts embedded and the page limit.
+    """Check a report before handing it in: typed numbers, commentary, fonts and the page limit.
+
+    It checks typed numbers against results, commentary slots written for earlier results, empty slots
+    and TODOs, stale experiments, embedded fonts and the page limit.
+
     Exit code 0 when all pass, 1 when something needs fixing, 2 when it cannot check."""
     from reportgen.grade.compare import EXIT_AGREE, EXIT_DIFFER
 
