@@ -2,11 +2,10 @@
 
 - Hand-typed numbers that look like results (97.3%, 0.9826, 27,660) are matched against the results
   a section can quote; one that matches none is reported with the placeholder of the nearest result.
-- Each commentary slot's quoted values are recorded in experiments/commentary.lock.json (per profile
-  and data set) next to a hash of its text. When the text is unchanged but what its placeholders
-  print has changed, the slot was written for earlier results: the report marks it and check says so.
-  Editing the slot, or `reportgen check --accept SECTION`, records the current values.
-review() runs all of it over a project and its last build, without training.
+- Slots written for earlier results (report/lock.py records what each quoted) are reported until
+  edited or accepted with `reportgen check --accept SECTION`.
+review() runs all of it over a project, its cached results and its last build, given the report's
+context as rendering it now would make it (the pipeline collects that); nothing here trains.
 """
 
 from __future__ import annotations
