@@ -26,7 +26,6 @@ from reportgen.project import spec
 from reportgen.project.data import load
 from reportgen.project.dataset import subset
 from reportgen.project.settings import Options
-from reportgen.project.spec import ModeCollapseView
 from reportgen.report import context as report_context
 from reportgen.report import lock, render
 from reportgen.train import store
@@ -35,7 +34,7 @@ from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, T
 from reportgen.train.plan import Planned, Session
 from reportgen.train.progress import RunBar, TrainingProgress
 from reportgen.train.run import classify, train
-from reportgen.views import analysis
+from reportgen.views import analysis, mode_collapse
 
 # --- stage 1-3: read specs, load data, compute every key -------------------------------------------
 
@@ -291,14 +290,14 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
 MEASURE_SOURCES = ("run.py", "models.py")  # run.classify, with the classifier rebuilt by models.py
 
 
-def _mode_collapse_jobs(session: Session) -> Iterator[tuple[ModeCollapseView, Planned, Planned, str,
+def _mode_collapse_jobs(session: Session) -> Iterator[tuple[mode_collapse.Settings, Planned, Planned, str,
                                                              dict[str, Any]]]:
     """Each mode-collapse view whose GAN and classifier both have usable results, with the key its
     measurement is cached under: both runs' keys, so retraining either one redoes it, nothing else."""
     by_name = {p.exp.name: p for p in session.planned}
     for section in session.project.sections:
         for view in section.views:
-            if not isinstance(view, ModeCollapseView):
+            if not isinstance(view, mode_collapse.Settings):
                 continue
             gan, judge = by_name[view.run], by_name[view.classifier]
             if gan.entry is None or judge.entry is None or judge.entry.result.get("status") != "ok":

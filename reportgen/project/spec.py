@@ -12,7 +12,8 @@ import fnmatch
 import itertools
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +21,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from reportgen.errors import Problem, ReportgenError, SpecError
+from reportgen.project.views import adapter as view_adapter
+from reportgen.project.views import registered as registered_views
 
 EXPERIMENTS_DIR = "experiments"
 PROJECT_FILE = "project.toml"
@@ -145,61 +148,34 @@ _KIND_FIELDS = {"mlp": set(MLPSpec.model_fields), "cnn": set(CNNSpec.model_field
 # --- section views: the figure or table that answers a section's question ---------------------
 
 
-class _View(_Strict):
+class ViewSettings(_Strict):
+    """What every view's settings share. Each kind subclasses it in its own module under
+    reportgen/views/, with `kind: Literal["<its name>"]`, and is found through the registry
+    (reportgen.project.views); the checks that need more than its own settings are its methods."""
+
     # The author's caption for the view's figure(s), shown as plain text instead of the default one.
     caption: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    kind: str
+
+    def section_problems(self, kinds: Mapping[str, str], refused: AbstractSet[str]) -> list[tuple[str, str]]:
+        """(key within the view, message) for each way the view does not fit its section. `kinds`: the
+        section's valid runs, name to model kind; `refused`: runs whose settings were refused (already
+        reported: a view naming one waits for it). A view with a problem is left out."""
+        return []
+
+    def project_problems(self, kinds: Mapping[str, str], refused: AbstractSet[str]) -> list[tuple[str, str]]:
+        """As section_problems, for what the view names elsewhere in the project; `kinds`: every valid
+        run of the project."""
+        return []
+
+    def dependencies(self, run: str) -> list[str]:
+        """Runs of other sections whose results `run` (of this view's section) needs besides its own."""
+        return []
 
 
-class ParamsView(_View):
-    """Parameters against final validation accuracy, with a threshold line."""
-
-    kind: Literal["params_vs_accuracy"]
-    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.97
-
-
-class OverlayView(_View):
-    """Every run's curves of one metric on one plot."""
-
-    kind: Literal["overlay"]
-    metrics: Annotated[
-        list[Literal["accuracy", "val_accuracy", "loss", "val_loss"]], Field(min_length=1)
-    ] = ["val_accuracy", "val_loss"]
-
-
-class ConvergenceView(_View):
-    """Measured epochs to converge: the first epoch whose validation accuracy is within
-    `tolerance` of that run's best."""
-
-    kind: Literal["convergence"]
-    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.005
-    compare: list[str] = Field(default_factory=list)  # runs of other sections to measure alongside
-
-
-class MisclassifiedView(_View):
-    """A grid of misclassified validation images of one run."""
-
-    kind: Literal["misclassified"]
-    run: str
-    count: Annotated[int, Field(gt=0, le=100)] = 36
-
-
-class ModeCollapseView(_View):
-    """Mode collapse, measured: the generated images of a GAN run, classified at each recorded
-    epoch by a trained classifier run (a dependency: it trains first, and the measurement is
-    redone when it changes)."""
-
-    kind: Literal["mode_collapse"]
-    run: str
-    classifier: str
-    present_share: Annotated[float, Field(gt=0, lt=1)] = 0.02  # a digit "appears" above this share
-    diversity_samples: Annotated[int, Field(ge=10, le=5000)] = 500
-
-
-AnyView = ParamsView | OverlayView | ConvergenceView | MisclassifiedView | ModeCollapseView
-View = Annotated[AnyView, Field(discriminator="kind")]
-_UNION_TAGS = {*KINDS, "conv", "pool", "dropout", "params_vs_accuracy", "overlay", "convergence", "misclassified",
-               "mode_collapse"}
-_VIEW_ADAPTER: TypeAdapter[AnyView] = TypeAdapter(View)
+def _union_tags() -> set[str]:
+    """The tags of the tagged unions pydantic names in an error's location (model kinds, blocks, views)."""
+    return {*KINDS, "conv", "pool", "dropout", *registered_views()}
 
 
 # --- files as written -------------------------------------------------------------------------
@@ -281,7 +257,7 @@ class Section:
     source: Path
     commentary: Path
     experiments: tuple[Experiment, ...]
-    views: tuple[AnyView, ...]
+    views: tuple[ViewSettings, ...]
     attach: Path | None = None
 
     @property
@@ -345,6 +321,7 @@ def _pydantic_problems(path: Path, prefix: str, exc: ValidationError, tagged: bo
     """One Problem per pydantic error. `tagged`: the value was validated as a tagged union (a model or
     a view), whose member pydantic names by its tag in the error's location."""
     out = []
+    tags = _union_tags() if tagged else set()
     for err in exc.errors():
         # Keys as written: list indices in brackets, and without the union tags pydantic inserts.
         parts = [prefix] if prefix else []
@@ -354,7 +331,7 @@ def _pydantic_problems(path: Path, prefix: str, exc: ValidationError, tagged: bo
                 parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
             # pydantic names the member of a tagged union by its tag, first or right after a list
             # index; elsewhere the same word is a real key (a gan's `dropout`, not the dropout block).
-            elif not (tagged and part in _UNION_TAGS and (i == 0 or isinstance(loc[i - 1], int))):
+            elif not (tagged and part in tags and (i == 0 or isinstance(loc[i - 1], int))):
                 parts.append(str(part))
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             parts.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
@@ -469,29 +446,18 @@ def _expand_runs(
 
 
 def _section_views(path: Path, section: SectionFile, kinds: dict[str, str], problems: list[Problem],
-                   refused: set[str]) -> list[Any]:
-    names = set(kinds)
+                   refused: set[str]) -> list[ViewSettings]:
     views = []
     for i, raw in enumerate(section.views):
         try:
-            view = _VIEW_ADAPTER.validate_python(raw)
+            view: ViewSettings = view_adapter().validate_python(raw)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(path, _index_loc("views", i), exc, tagged=True))
             continue
-        if getattr(view, "run", None) in refused:  # its own problem is reported; the view waits for it
+        found = view.section_problems(kinds, refused)
+        problems.extend(Problem(path, f"views[{i}].{key}", message) for key, message in found)
+        if not found:
             views.append(view)
-            continue
-        if isinstance(view, MisclassifiedView) and view.run not in names:
-            problems.append(Problem(path, f"views[{i}].run",
-                                    f"expected one of this section's runs {sorted(names)}, got {view.run!r}"))
-            continue
-        if isinstance(view, ModeCollapseView):
-            gans = sorted(n for n, k in kinds.items() if k == "gan")
-            if view.run not in gans:
-                problems.append(Problem(path, f"views[{i}].run",
-                                        f"expected one of this section's gan runs {gans}, got {view.run!r}"))
-                continue
-        views.append(view)
     return views
 
 
@@ -585,16 +551,8 @@ def load_project(root: Path, profile: str = "full") -> Project:
     kinds = {e.name: e.model.kind for s in sections for e in s.experiments}
     for section in sections:
         for i, view in enumerate(section.views):
-            for name in getattr(view, "compare", []):
-                if name not in seen_names:
-                    problems.append(Problem(section.source, f"views[{i}].compare",
-                                            f"expected a run name declared in experiments/, got {name!r}"))
-            if isinstance(view, ModeCollapseView) and kinds.get(view.classifier) not in CLASSIFIER_KINDS \
-                    and view.classifier not in refused:
-                classifiers = sorted(n for n, k in kinds.items() if k in CLASSIFIER_KINDS)
-                problems.append(Problem(section.source, f"views[{i}].classifier",
-                                        f"expected the name of a classifier run (kind mlp, cnn or custom) "
-                                        f"declared in experiments/, one of {classifiers}, got {view.classifier!r}"))
+            problems.extend(Problem(section.source, f"views[{i}].{key}", message)
+                            for key, message in view.project_problems(kinds, refused))
     if problems:
         raise SpecError(problems)
     if not sections:
@@ -645,12 +603,11 @@ def select(project: Project, only: Iterable[str]) -> list[Experiment]:
 
 
 def dependencies(project: Project, exp: Experiment) -> list[str]:
-    """Runs whose results this run's section needs besides its own (a mode-collapse view's
-    classifier)."""
+    """Runs whose results this run's section needs besides its own (e.g. a mode-collapse view's
+    classifier), as its views declare them."""
     for section in project.sections:
         if exp in section.experiments:
-            return [v.classifier for v in section.views
-                    if isinstance(v, ModeCollapseView) and v.run == exp.name]
+            return [name for v in section.views for name in v.dependencies(exp.name)]
     return []
 
 

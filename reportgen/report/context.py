@@ -12,19 +12,13 @@ from typing import Any
 import numpy as np
 
 from reportgen import __version__
-from reportgen.project.spec import (
-    ConvergenceView,
-    MisclassifiedView,
-    ModeCollapseView,
-    OverlayView,
-    ParamsView,
-)
 from reportgen.report import lock
 from reportgen.report.commentary import UnknownPlaceholder, render_commentary
 from reportgen.report.render import attachment_pages
 from reportgen.train import store
 from reportgen.train.plan import Session, rebuild_command
 from reportgen.views import analysis, figures
+from reportgen.views.base import ViewInputs, lookup
 
 
 def _history_rows(history: dict[str, list[float]]) -> list[dict[str, Any]]:
@@ -46,6 +40,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                  p.entry.result, p.exp.config())
              for name, p in by_name.items() if p.entry is not None}
     declared = list(by_name)
+    entries = {name: p.entry for name, p in by_name.items()}
     recorded = lock.read_lock(session.project.experiments_dir)["slots"].get(
         lock.lock_key(session.project.profile, session.data.name, session.data.fingerprint), {})
 
@@ -73,71 +68,18 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
         view_facts: dict[str, Any] = {}
         # Views over classifiers (parameters, overlays, convergence) leave the section's GANs out:
         # a GAN has no validation accuracy to place.
-        classifiers = {n for n, f in facts.items() if f.get("kind") != "gan"}
-        section_facts = [facts[e.name] for e in section.experiments if e.name in classifiers]
+        classifiers = frozenset(n for n, f in facts.items() if f.get("kind") != "gan")
         for i, view in enumerate(section.views):
-            figure = f"{section.slug}-{view.kind}-{i}.svg"
+            kind = lookup(view.kind)
+            inputs = ViewInputs(assets=assets, figure=f"{section.slug}-{view.kind}-{i}.svg", section=section.slug,
+                                runs=tuple(e.name for e in section.experiments), facts=facts,
+                                classifiers=classifiers, entries=entries, measures=session.measures,
+                                validation_images=session.data.x_val)
+            collected = kind.collect(view, inputs)
             entry: dict[str, Any] = {"kind": view.kind, "measured": None, "figure": None, "figures": [],
-                                     "caption": view.caption}
-            if isinstance(view, ParamsView) and section_facts:
-                measured = analysis.params_threshold(section_facts, view.threshold)
-                points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"]}
-                          for f in section_facts if f.get("val_accuracy") is not None]
-                if points:  # none when every run failed or diverged: nothing to draw
-                    figures.save_svg(figures.params_vs_accuracy(points, view.threshold), assets / figure)
-                    entry["figure"] = f"assets/{figure}"
-                entry["measured"] = measured
-                view_facts[view.kind] = measured
-            elif isinstance(view, OverlayView) and section_facts:
-                histories = {e.name: by_name[e.name].entry.result["history"]  # type: ignore[union-attr]
-                             for e in section.experiments if e.name in classifiers}
-                figs = []
-                for metric in view.metrics:
-                    name = f"{section.slug}-overlay-{metric}.svg"
-                    figures.save_svg(figures.overlay(histories, metric), assets / name)
-                    figs.append({"metric": metric, "figure": f"assets/{name}"})
-                entry.update(figures=figs)
-            elif isinstance(view, ConvergenceView):
-                names = [e.name for e in section.experiments] + list(view.compare)
-                measured = analysis.convergence([facts[n] for n in names if n in classifiers], view.tolerance)
-                entry.update(measured=measured)
-                view_facts[view.kind] = measured
-            elif isinstance(view, MisclassifiedView) and view.run in facts:
-                p = by_name[view.run]
-                assert p.entry is not None
-                miss = p.entry.result["misclassified"]
-                images = p.entry.arrays().get("misclassified_images")
-                if images is not None and len(images):
-                    figures.save_svg(figures.misclassified_grid(images, miss["true"], miss["predicted"],
-                                                                miss["confidence"], view.count),
-                                     assets / figure)
-                    entry.update(figure=f"assets/{figure}")
-                entry.update(run=view.run, count=min(view.count, miss["count"]), total=miss["count"],
-                             of=miss["total"])
-            elif isinstance(view, ModeCollapseView) and (view.run, view.classifier) in session.measures:
-                measured_entry = session.measures[(view.run, view.classifier)]
-                gan_entry = by_name[view.run].entry
-                assert gan_entry is not None
-                judged = measured_entry.arrays()
-                measured = analysis.mode_collapse(
-                    measured_entry.result["epochs"], judged["predicted"], judged["confidence"],
-                    gan_entry.arrays()["samples"], session.data.x_val, view.present_share, view.diversity_samples)
-                measured.update(run=view.run, classifier=view.classifier,
-                                classifier_accuracy=facts[view.classifier].get("val_accuracy"))
-                figures.save_svg(figures.mode_collapse(measured["rows"], view.classifier), assets / figure)
-                entry.update(measured=measured, figure=f"assets/{figure}")
-                view_facts.setdefault(view.kind, {})[view.run] = measured  # one per GAN run
-            elif isinstance(view, ModeCollapseView):
-                missing = [n for n in (view.run, view.classifier) if by_name[n].entry is None]
-                gan_entry = by_name[view.run].entry
-                no_epoch = gan_entry is not None and not gan_entry.result["history"].get("epoch")
-                judge_entry = by_name[view.classifier].entry
-                judge_failed = judge_entry is not None and judge_entry.result.get("status") != "ok"
-                # Both results usable, the measurement not stored: a build measures it without training.
-                unmeasured = (not missing and not no_epoch and not judge_failed and judge_entry is not None
-                              and judge_entry.file(store.WEIGHTS_FILE) is not None)
-                entry.update(waiting=missing, no_epoch=no_epoch, judge_failed=judge_failed, unmeasured=unmeasured,
-                             run=view.run, classifier=view.classifier)
+                                     "caption": view.caption, "partial": kind.partial, **collected.entry}
+            if collected.facts is not None:
+                kind.add_facts(view_facts, view, collected.facts)
             views.append(entry)
 
         context = {"runs": facts, "section": {"number": section.number, "title": section.title,

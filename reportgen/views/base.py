@@ -1,0 +1,79 @@
+"""What a view kind is: its settings model, what it measures and draws from stored results, and the
+template partial that shows it. One module per kind under reportgen/views/ defines a `VIEW`, and
+the registry (reportgen.project.views) finds it through the entry points of `reportgen.views`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from reportgen.errors import ReportgenError
+from reportgen.project.spec import ViewSettings
+from reportgen.project.views import registered
+from reportgen.train.store import Entry
+
+S = TypeVar("S", bound=ViewSettings)
+
+
+@dataclass(frozen=True)
+class ViewInputs:
+    """What a view may draw on while the report is collected."""
+
+    assets: Path  # the folder figures are written to; the report names them "assets/<file>"
+    figure: str  # the file name of the view's figure: "<section file stem>-<kind>-<index>.svg"
+    section: str  # the section's file stem, for the names of further figures
+    runs: tuple[str, ...]  # the section's runs, in order
+    facts: Mapping[str, dict[str, Any]]  # every run with a result, by name (analysis.run_facts, gan_facts)
+    classifiers: frozenset[str]  # the runs with a result that are not GANs
+    entries: Mapping[str, Entry | None]  # every declared run's stored result, None where it has none
+    measures: Mapping[tuple[str, str], Entry]  # derived measurements: (gan run, classifier run) -> entry
+    validation_images: Any  # the data set's validation images
+
+    @property
+    def section_facts(self) -> list[dict[str, Any]]:
+        """The facts of the section's classifier runs: a GAN has no validation accuracy to place."""
+        return [self.facts[n] for n in self.runs if n in self.classifiers]
+
+    def history(self, run: str) -> dict[str, list[float]]:
+        entry = self.entries[run]
+        assert entry is not None
+        return entry.result["history"]
+
+
+class Collected(NamedTuple):
+    """A view's part of its template entry (beside kind, measured, figure, figures, caption and
+    partial, which every entry has), and what commentary may quote as `section.views.<kind>`
+    (None: nothing)."""
+
+    entry: dict[str, Any]
+    facts: Any = None
+
+
+class ViewKind(Generic[S]):
+    """One kind of view. Subclass it, override `collect`, and make one instance the module's VIEW."""
+
+    def __init__(self, kind: str, settings: type[S], partial: str | None = None) -> None:
+        self.kind = kind
+        self.settings = settings
+        self.partial = partial or f"views/{kind}.html.j2"  # found in the project's templates/ first
+
+    def collect(self, settings: S, inputs: ViewInputs) -> Collected:
+        """Measure, draw the figures into inputs.assets, and return the template entry's own keys."""
+        return Collected({})
+
+    def add_facts(self, view_facts: dict[str, Any], settings: S, facts: Any) -> None:
+        """Place what collect measured where commentary finds it: by default `section.views.<kind>`."""
+        view_facts[self.kind] = facts
+
+    def __repr__(self) -> str:
+        return f"ViewKind({self.kind!r})"
+
+
+def lookup(kind: str) -> ViewKind[Any]:
+    """The registered kind of that name."""
+    view = registered().get(kind)
+    if not isinstance(view, ViewKind):
+        raise ReportgenError(f"view kind {kind!r} is not registered as a reportgen.views.base.ViewKind")
+    return view

@@ -1,0 +1,36 @@
+"""The overlay view: every classifier run's curves of one metric on one plot, one plot per metric."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from reportgen.project.spec import ViewSettings
+from reportgen.views import figures
+from reportgen.views.base import Collected, ViewInputs, ViewKind
+
+
+class Settings(ViewSettings):
+    """Every run's curves of one metric on one plot."""
+
+    kind: Literal["overlay"]
+    metrics: Annotated[
+        list[Literal["accuracy", "val_accuracy", "loss", "val_loss"]], Field(min_length=1)
+    ] = ["val_accuracy", "val_loss"]
+
+
+class Kind(ViewKind[Settings]):
+    def collect(self, settings: Settings, inputs: ViewInputs) -> Collected:
+        if not inputs.section_facts:
+            return Collected({})
+        histories = {n: inputs.history(n) for n in inputs.runs if n in inputs.classifiers}
+        figs = []
+        for metric in settings.metrics:
+            name = f"{inputs.section}-overlay-{metric}.svg"
+            figures.save_svg(figures.overlay(histories, metric), inputs.assets / name)
+            figs.append({"metric": metric, "figure": f"assets/{name}"})
+        return Collected({"figures": figs})
+
+
+VIEW = Kind("overlay", Settings)

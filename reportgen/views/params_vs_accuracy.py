@@ -1,0 +1,38 @@
+"""The params_vs_accuracy view: each run's parameter count against its final validation accuracy,
+and the smallest model at or above a threshold."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from reportgen.project.spec import ViewSettings
+from reportgen.views import analysis, figures
+from reportgen.views.base import Collected, ViewInputs, ViewKind
+
+
+class Settings(ViewSettings):
+    """Parameters against final validation accuracy, with a threshold line."""
+
+    kind: Literal["params_vs_accuracy"]
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.97
+
+
+class Kind(ViewKind[Settings]):
+    def collect(self, settings: Settings, inputs: ViewInputs) -> Collected:
+        section_facts = inputs.section_facts
+        if not section_facts:
+            return Collected({})
+        measured = analysis.params_threshold(section_facts, settings.threshold)
+        entry: dict[str, Any] = {}
+        points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"]}
+                  for f in section_facts if f.get("val_accuracy") is not None]
+        if points:  # none when every run failed or diverged: nothing to draw
+            figures.save_svg(figures.params_vs_accuracy(points, settings.threshold), inputs.assets / inputs.figure)
+            entry["figure"] = f"assets/{inputs.figure}"
+        entry["measured"] = measured
+        return Collected(entry, measured)
+
+
+VIEW = Kind("params_vs_accuracy", Settings)
