@@ -1,4 +1,4 @@
-"""Keras models from validated specs. Part of the run stage: keras is imported only here and in run.py."""
+"""Keras models from validated specs: the kinds' layers, regularizers, optimizers and precision policy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Train one experiment and capture what the report needs. The only stage that imports keras."""
+"""Train one experiment: build its model, run the backend's training loop (or the GAN's), and capture what the
+report needs (history, summary, misclassified images, weights) as an Outcome."""
 
 from __future__ import annotations
 
