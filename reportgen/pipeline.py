@@ -287,7 +287,7 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
 
 # --- stage 5: derive the measurements that need more than one result -------------------------------
 
-MEASURE_SOURCES = ("run.py", "models.py")  # run.classify, with the classifier rebuilt by models.py
+MEASURE_SOURCES = ("run.py", "models.py", "machine.py")  # run.classify: the classifier rebuilt by models.py
 
 
 def _mode_collapse_jobs(session: Session) -> Iterator[tuple[mode_collapse.Settings, Planned, Planned, str,

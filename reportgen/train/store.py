@@ -37,10 +37,12 @@ SCHEMA = 1
 PACKAGE_DIR = Path(__file__).parent
 # The code that turns a configuration into numbers, per model kind: a change here invalidates
 # every result of that kind.
-# jax_loop.py and tf_loop.py are the classifiers' training loops under JAX (jax_loop.py also sets the
-# GAN's XLA options there) and TensorFlow; tf_kernels.py is the kernels TensorFlow runs in place of
-# Keras' ops (Adam, the L2 penalty, a matrix product's gradient).
-_CLASSIFIER_SOURCES = ("run.py", "models.py", "jax_loop.py", "tf_loop.py", "tf_kernels.py")
+# jax_loop.py and tf_loop.py are the classifiers' training loops under JAX and TensorFlow; xla.py
+# sets the XLA options of those loops and the GAN's; tf_kernels.py is the kernels TensorFlow runs in
+# place of Keras' ops (Adam, the L2 penalty, a matrix product's gradient); machine.py seeds every run
+# and sets determinism and thread pools; outcome.py assembles what a run records.
+_CLASSIFIER_SOURCES = ("run.py", "models.py", "machine.py", "outcome.py", "xla.py", "jax_loop.py", "tf_loop.py",
+                       "tf_kernels.py")
 TRAINING_SOURCES = {"mlp": _CLASSIFIER_SOURCES, "cnn": _CLASSIFIER_SOURCES, "custom": _CLASSIFIER_SOURCES,
                     "gan": (*_CLASSIFIER_SOURCES, "gan.py")}
 
