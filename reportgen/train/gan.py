@@ -400,7 +400,7 @@ def classic_log(history: dict[str, list[float]]) -> str:
 
 def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path | None, key: str,
               programs: Path | None = None) -> Any:
-    """Train a GAN run, resuming from its checkpoint when one exists; return a outcome.Outcome."""
+    """Train a GAN run, resuming from its checkpoint when one exists; return an outcome.Outcome."""
 
     spec = exp.model
     assert isinstance(spec, GANSpec)

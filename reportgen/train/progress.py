@@ -23,7 +23,7 @@ SHOWN_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "d_loss", "g_lo
 
 
 class RunBar:
-    """One running experiment's line; a outcome.Reporter."""
+    """One running experiment's line; an outcome.Reporter."""
 
     def __init__(self, owner: TrainingProgress, task: TaskID):
         self.owner, self.task = owner, task

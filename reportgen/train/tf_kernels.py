@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-# This module is imported only under TensorFlow, when a run trains (models.optimizer, tf_fit, gan).
+# This module is imported only under TensorFlow, when a run trains (models.optimizer, tf_loop, gan).
 import keras  # noqa: TID253
 import tensorflow as tf  # noqa: TID253
 
