@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reportgen import __version__, files
-from reportgen.errors import BuildInterrupted
+from reportgen.errors import BuildInterrupted, ReportgenError
 from reportgen.grade import check
 from reportgen.project import spec
 from reportgen.project.data import load
@@ -29,8 +29,15 @@ from reportgen.project.settings import Options
 from reportgen.report import context as report_context
 from reportgen.report import lock, render
 from reportgen.train import store
-from reportgen.train.machine import backend_name, check_environment, device_info, versions
-from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining, scheduler_address
+from reportgen.train.machine import (
+    backend_name,
+    bf16_supported,
+    check_environment,
+    device_info,
+    physical_gpus,
+    versions,
+)
+from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining
 from reportgen.train.plan import Planned, Session
 from reportgen.train.progress import RunBar, TrainingProgress
 from reportgen.train.run import classify, train
@@ -44,7 +51,7 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
     if options.precision:
         project = spec.with_precision(project, options.precision)
     selected = {e.name for e in spec.select(project, options.only)}
-    data = load(project.data, options.data_file)
+    data = load(project.data, options.mnist_file)
     if options.data_file is not None and project.data == "mnist-sample":
         say(f"Note: --data-file {options.data_file} is not used: the {project.profile} profile's data set is the "
             "embedded sample (`data = \"mnist-sample\"`).")
@@ -52,7 +59,7 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
         data = subset(data, options.train_limit or len(data.y_train), options.val_limit or len(data.y_val))
     if data.notice:
         say(f"Note: {data.notice}")
-    results = store.Store(options.cache_dir or store.default_root(project.root))
+    results = store.Store(options.cache_root)
 
 
     backend, vers = backend_name(), versions()
@@ -69,6 +76,57 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
     return Session(options, project, data, results, planned, selected, backend, vers)
 
 
+# --- before stage 4: the machine can train what is stale --------------------------------------------
+
+
+def check_machine(session: Session, device: str, stale: list[Planned]) -> list[str]:
+    """Before anything trains: the device asked for (--device: auto, cpu, gpu, gpu:N) exists and
+    bfloat16 runs have bfloat16 hardware, else a ReportgenError; what the user should hear (a GPU
+    the backend cannot see, cached results another kind of device made) comes back as notes."""
+    notes = _cached_elsewhere(session, device, stale)
+    if not stale:
+        return notes
+    found, present = device_info(), physical_gpus()
+    if device.startswith("gpu") and found["kind"] != "gpu":
+        seen = f" (the driver lists: {', '.join(present)})" if present else ""
+        raise ReportgenError(f"--device {device}: the {found['backend']} backend sees no GPU{seen}. "
+                             "Use --device cpu, or a backend built with GPU support.")
+    if found["kind"] == "cpu" and present and device != "cpu":
+        notes.append(f"Warning: this machine has a GPU ({', '.join(present)}) but the {found['backend']} backend "
+                     "does not use it; training runs on the CPU. Install the backend's GPU build (e.g. pip install "
+                     "'tensorflow[and-cuda]') or use --backend jax/torch with CUDA.")
+    if found.get("note"):
+        notes.append(f"Warning: {found['note']}")
+    wanting = [p for p in stale if p.exp.model.precision == "mixed_bfloat16"]
+    if wanting and not bf16_supported(found):
+        flag = session.options.precision
+        where = (f"--precision {flag}" if flag else
+                 ", ".join(f"{p.exp.source.name} (run {p.exp.name}, key precision)" for p in wanting[:3])
+                 + (f" and {len(wanting) - 3} more" if len(wanting) > 3 else ""))
+        fix = ("Leave out --precision, or give --precision float32, on this machine" if flag else
+               "Expected precision = \"float32\" on this machine")
+        raise ReportgenError(f"{where}: mixed_bfloat16 needs bfloat16 hardware, and {found['name']} has none "
+                             "(a CPU needs AVX512_BF16 or AMX, an NVIDIA GPU compute capability 8.0 or later). "
+                             f"{fix}. Nothing was trained.")
+    return notes
+
+
+def _cached_elsewhere(session: Session, device: str, stale: list[Planned]) -> list[str]:
+    """--device cpu or gpu with cached results another kind of device made: they are used as they
+    are (the device is not part of a result's key), which the user should hear of."""
+    wanted = "gpu" if device.startswith("gpu") else "cpu" if device == "cpu" else None
+    if wanted is None:
+        return []
+    training = {p.exp.name for p in stale}
+    elsewhere = [p.exp.name for p in session.planned if p.exp.name in session.selected - training
+                 and p.entry is not None and p.entry.result.get("device", {}).get("kind") not in (wanted, None)]
+    if not elsewhere:
+        return []
+    names = ", ".join(elsewhere[:3]) + (f" and {len(elsewhere) - 3} more" if len(elsewhere) > 3 else "")
+    return [f"Note: --device {device}: {len(elsewhere)} cached result(s) were trained on another kind of device "
+            f"({names}) and are used as they are; --force trains them again here."]
+
+
 # --- stage 4: train what is stale --------------------------------------------------------------------
 
 
@@ -82,11 +140,11 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
     if not todo:
         return []
 
-    check_environment()  # a misspelt switch or XLA option stops the build here, not in every run
+    check_environment(session.options.env)  # an XLA option stops the build here, not in every run
     running: set[str] = set()
     earlier = {p.exp.name: p.entry for p in todo}  # --force: the cached results being replaced
     try:
-        address = scheduler_address(session.options.scheduler)
+        address = session.options.scheduler_address
         if address or (session.options.jobs > 1 and len(todo) > 1):
             _train_side_by_side(session, todo, console, address, running)
         else:
@@ -169,7 +227,8 @@ def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
                     started = time.perf_counter()
                     try:
                         outcome = train(planned.exp, session.data, session.project.experiments_dir, progress,
-                                        checkpoints=partial, key=planned.key, programs=session.store.programs)
+                                        checkpoints=partial, key=planned.key, programs=session.store.programs,
+                                        env=session.options.env)
                     except Exception as exc:  # one broken experiment must not sink the others
                         planned.error = f"{type(exc).__name__}: {exc}"
                     else:
@@ -247,7 +306,7 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
                     try:
                         outcome = runner.submit(Task(index, planned.exp, session.project.experiments_dir,
                                                      partial, planned.key, priority,
-                                                     session.store.programs)).result()
+                                                     session.store.programs, session.options.env)).result()
                     except Exception as exc:  # the worker pool itself broke (out of memory, killed)
                         if stopping.is_set():
                             return  # Ctrl-C: it stays in `running`, reported as cut short

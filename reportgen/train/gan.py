@@ -31,6 +31,7 @@ import numpy as np
 
 from reportgen.files import write_atomic
 from reportgen.project.dataset import Dataset
+from reportgen.project.settings import Environment
 from reportgen.project.spec import Experiment, GANSpec
 from reportgen.train.machine import set_seeds
 from reportgen.train.models import fresh_session, optimizer, precision, regularizer
@@ -86,10 +87,11 @@ def steps_per_call(steps: int) -> int:
 class GanNets:
     """Generator, discriminator, their optimizers and the compiled chunk of training steps."""
 
-    def __init__(self, spec: GANSpec):
+    def __init__(self, spec: GANSpec, env: Environment | None = None):
         import keras
 
         self.spec = spec
+        self.env = env or Environment()  # JAX: the XLA options of its compiled programs
         self.backend = keras.backend.backend()
         with precision(spec.precision):
             self.generator = build_generator(spec)
@@ -273,7 +275,7 @@ class GanNets:
 
 
         compiled = jax.jit(lambda state, xs: ops.scan(body, state, xs), donate_argnums=0,
-                           compiler_options=compiler_options(G, D) or None)
+                           compiler_options=compiler_options(G, D, env=self.env) or None)
 
         def chunk(reals: Any, z1: Any, z2: Any) -> Any:
             if self._state is None:
@@ -307,7 +309,7 @@ class GanNets:
 
 
             self._infer = jax.jit(lambda tv, ntv, z: generator.stateless_call(tv, ntv, z, training=False)[0],
-                                  compiler_options=compiler_options(generator) or None)
+                                  compiler_options=compiler_options(generator, env=self.env) or None)
         compiled = self._infer
         trainable = [v.value for v in generator.trainable_variables]
         non_trainable = [v.value for v in generator.non_trainable_variables]
@@ -399,15 +401,15 @@ def classic_log(history: dict[str, list[float]]) -> str:
 
 
 def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path | None, key: str,
-              programs: Path | None = None) -> Any:
+              env: Environment, programs: Path | None = None) -> Any:
     """Train a GAN run, resuming from its checkpoint when one exists; return an outcome.Outcome."""
 
     spec = exp.model
     assert isinstance(spec, GANSpec)
     started = time.perf_counter()
-    flags = set_seeds(spec.seed, programs)
+    flags = set_seeds(spec.seed, env, programs)
     fresh_session()
-    nets = GanNets(spec)
+    nets = GanNets(spec, env)
     x = scale_images(data.x_train, spec.generator_output)
     steps = len(x) // spec.batch_size
     if steps == 0:
@@ -434,9 +436,9 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         except Exception as exc:  # a damaged checkpoint (any way) must not block the run: start over
             reporter.note(f"  {exp.name}: checkpoint unusable ({exc}); starting over")
             shutil.rmtree(checkpoints, ignore_errors=True)
-            set_seeds(spec.seed, programs)
+            set_seeds(spec.seed, env, programs)
             fresh_session()
-            nets = GanNets(spec)
+            nets = GanNets(spec, env)
             history = {k: [] for k in history}
             samples, resumed, first_epoch = [], [], 1
 

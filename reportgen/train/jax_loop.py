@@ -37,12 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.project.settings import Environment
 from reportgen.train.outcome import PROGRESS_TICKS  # times an epoch the host waits for the device and reports progress
 from reportgen.train.xla import compiler_options, device_loop
 
 
 def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-        batch_size: int, epochs: int, seed: int, watch: Any) -> tuple[dict[str, list[float]], np.ndarray]:
+        batch_size: int, epochs: int, seed: int, watch: Any,
+        env: Environment) -> tuple[dict[str, list[float]], np.ndarray]:
     """Train a compiled Keras model (JAX backend) on uint8 images scaled by 1/255 on the device.
     `watch` is a keras Callback (on_epoch_begin, on_train_batch_end, on_epoch_end; it may set
     model.stop_training). Returns the history, as `fit` would, and the last epoch's validation
@@ -66,7 +68,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         index = jax.lax.dynamic_slice_in_dim(order, start, size)
         return scaled(jnp.take(data[0], index, axis=0)), jnp.take(data[1], index, axis=0)
 
-    options = compiler_options(model)
+    options = compiler_options(model, env=env)
     jit = partial(jax.jit, compiler_options=options or None)
 
     def one_step(state: Any, data: Any, order: Any, index: Any) -> tuple[Any, Any]:
@@ -78,7 +80,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         logs = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), logs_shape)
         return jax.lax.fori_loop(first, last, lambda i, carry: one_step(carry[1], data, order, i), (logs, state))
 
-    in_loop = device_loop()
+    in_loop = device_loop(env)
     stepped = jit(looped if in_loop else one_step, donate_argnums=0)
 
     def steps(state: Any, data: Any, order: Any, first: int, last: int) -> tuple[Any, Any]:

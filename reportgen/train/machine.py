@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from reportgen.errors import ReportgenError
+from reportgen.project.settings import OPTIONS_ENV, Environment
 from reportgen.train import native_log, xla
 
 
@@ -27,6 +28,37 @@ def backend_name() -> str:
         return str(json.loads(config.read_text())["backend"])
     except (OSError, ValueError, KeyError):
         return "tensorflow"
+
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def parse_device(text: str) -> str:
+    """A --device value, lower-cased: auto, cpu, gpu or gpu:N. ValueError says what was expected."""
+    device = text.strip().lower()
+    if device in ("auto", "cpu", "gpu") or (device.startswith("gpu:") and device[4:].isdigit()):
+        return device
+    raise ValueError(f"expected auto, cpu, gpu or gpu:N, got {text!r}")
+
+
+def select(backend: str | None, device: str = "auto", jobs: int = 1) -> None:
+    """Choose the Keras backend and the device for this process and the workers it starts. Keras,
+    TensorFlow, PyTorch and JAX take these choices only from environment variables they read once,
+    when first imported: so this runs before anything imports them, and is the one place reportgen
+    sets them. The user's own settings stand unless a flag says otherwise."""
+    if backend:
+        if backend not in BACKENDS:
+            raise ValueError(f"expected one of {list(BACKENDS)}, got {backend!r}")
+        os.environ["KERAS_BACKEND"] = backend
+    tensorflow_environment()
+    device = parse_device(device)
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # TensorFlow, PyTorch and JAX all honour it
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    elif device.startswith("gpu:"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = device[4:]
+    if jobs > 1:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX here must not take the GPU's memory
 
 
 def versions() -> dict[str, str]:
@@ -65,31 +97,20 @@ def onednn_enabled() -> bool | None:
         return None
 
 
-THREADS_ENV = "REPORTGEN_THREADS"
-
-
-
-
-def cpu_threads() -> int:
+def cpu_threads(env: Environment) -> int:
     """The size of the backend's CPU thread pool for every run of a build: REPORTGEN_THREADS, else
     the cores this process may use. How TensorFlow splits a matmul or a sum depends on this number,
     and with it the last bits of the weights; so side-by-side runs (--jobs, each pinned to its
-    own cores) keep the pool of a sequential build and give the same weights. A value that is not
-    a whole number of threads, 1 or more, stops the build before training (machine.check_environment)."""
-    text = os.environ.get(THREADS_ENV, "").strip()
-    if text:
-        if not text.isdigit() or int(text) < 1:
-
-            raise ReportgenError(f"environment variable {THREADS_ENV}={text!r}: expected a whole number of CPU "
-                                 "threads for each run, 1 or more, such as 2")
-        return int(text)
+    own cores) keep the pool of a sequential build and give the same weights."""
+    if env.threads is not None:
+        return env.threads
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
 
 
-def set_seeds(seed: int, programs: Path | None = None) -> dict[str, Any]:
+def set_seeds(seed: int, env: Environment, programs: Path | None = None) -> dict[str, Any]:
     """Seed Python, NumPy and the backend in one place, make TensorFlow ops deterministic and fix
     the CPU thread pool's size. Under JAX, compiled programs are kept in `programs` (the build's
     cache) when given. https://keras.io/examples/keras_recipes/reproducibility_recipes/"""
@@ -98,7 +119,7 @@ def set_seeds(seed: int, programs: Path | None = None) -> dict[str, Any]:
 
     _seed_keras(keras, seed)
     flags: dict[str, Any] = {"seed": seed}
-    threads = cpu_threads()
+    threads = cpu_threads(env)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -117,7 +138,7 @@ def set_seeds(seed: int, programs: Path | None = None) -> dict[str, Any]:
 
         torch.set_num_threads(threads)
     elif keras.backend.backend() == "jax":
-        _jax_settings(flags, programs)
+        _jax_settings(flags, env, programs)
     flags["cpu_threads"] = threads
     return flags
 
@@ -146,16 +167,16 @@ def _seed_keras(keras: Any, seed: int) -> None:
             rng_utils.tf = real
 
 
-def _jax_settings(flags: dict[str, Any], programs: Path | None) -> None:
+def _jax_settings(flags: dict[str, Any], env: Environment, programs: Path | None) -> None:
     """Record the XLA options the training loops get; keep compiled programs in the build's cache."""
-    options = xla.extra_options()
+    options = env.xla_extra
     if options:  # other kernels (cuBLAS or Triton, say), other last bits of the weights
         flags["xla_options"] = options
     if programs is not None:
         # A rebuild (--force) or a second model of the same shapes loads its compiled programs
         # instead of compiling them again: compilation is most of a small run on a GPU. JAX keeps
         # XLA's GPU autotuning results in the same folder.
-        xla.keep_programs(str(programs))
+        xla.keep_programs(str(programs), env.xla_cache_bytes)
 
 
 def _share_gpu_memory(tf: Any) -> None:
@@ -268,25 +289,42 @@ def _cpu_name() -> str:
     return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
-def check_environment() -> None:
-    """Stop before any training on a bad value of these switches. Under JAX, also when
-    REPORTGEN_XLA_OPTIONS names an option this XLA does not have or gives one a value it does not
-    take (one trivial program is compiled with them to find out). Other backends ignore them."""
+def check_environment(env: Environment) -> None:
+    """Stop before any training when REPORTGEN_XLA_OPTIONS names an option this XLA does not have
+    or gives one a value it does not take (under JAX, one trivial program is compiled with them to
+    find out; other backends ignore them). The other variables were checked when they were read."""
     import keras
 
-    cpu_threads()  # REPORTGEN_THREADS, read by every backend
-    if keras.backend.backend() != "jax":
-        return
-    xla.switch(xla.LOOP_ENV, xla.LOOP_VALUES)
-    xla.switch(xla.AUTOTUNE_ENV, xla.AUTOTUNE_LEVELS)
-    xla.program_cache_bytes()
-    options = xla.extra_options()
-    if not options:
+    if keras.backend.backend() != "jax" or not env.xla_options:
         return
     import jax
 
     lowered = jax.jit(lambda x: x + 1).lower(1.0)  # outside the try: a device that fails to start is not the options'
     try:
-        lowered.compile(compiler_options=options)
+        lowered.compile(compiler_options=env.xla_extra)
     except RuntimeError as exc:  # XLA's own words say which option and why
-        raise ReportgenError(f"environment variable {xla.OPTIONS_ENV}: XLA refused it: {exc}") from None
+        raise ReportgenError(f"environment variable {OPTIONS_ENV}: XLA refused it: {exc}") from None
+
+
+def probe_backends(backends: tuple[str, ...] = BACKENDS, timeout: float = 120) -> dict[str, dict[str, str] | str]:
+    """What each backend sees (device_info plus bfloat16 support), or why it could not be asked:
+    each is asked in a fresh interpreter, so one that hangs or crashes on a broken driver cannot
+    take the caller with it. A backend that is not installed is left out."""
+    import json
+    import subprocess
+
+    probe = ("import json; from reportgen.train.machine import device_info, bf16_supported; d = device_info(); "
+             "d['bf16'] = str(bf16_supported(d)); print(json.dumps(d))")
+    seen: dict[str, dict[str, str] | str] = {}
+    for backend in backends:
+        try:
+            metadata.version(backend)
+        except metadata.PackageNotFoundError:
+            continue
+        try:
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            seen[backend] = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        except (subprocess.SubprocessError, ValueError, IndexError, OSError) as exc:
+            seen[backend] = type(exc).__name__
+    return seen

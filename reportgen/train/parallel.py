@@ -8,7 +8,7 @@ lock for the whole time, as a sequential build does. Progress travels back as sm
 queue and is drawn by the build, one line per running experiment.
 
 Equal results: every run, sequential or not, uses a CPU thread pool of the same size
-(machine.cpu_threads, passed to workers in REPORTGEN_THREADS). On a CPU, the cores are dealt out
+(machine.cpu_threads; the build's Environment travels with each task). On a CPU, the cores are dealt out
 among the local workers that are training (affinity, set again whenever a run starts or ends),
 so runs do not fight over them and the last run standing gets them all, without changing how
 any run splits its arithmetic. Several workers may share one GPU: they allocate its memory as
@@ -33,12 +33,11 @@ from typing import Any
 
 from reportgen.errors import ReportgenError
 from reportgen.project.dataset import Dataset
+from reportgen.project.settings import Environment
 from reportgen.project.spec import Experiment
-from reportgen.train.machine import ONEDNN_ENV, THREADS_ENV, cpu_threads
+from reportgen.train.machine import ONEDNN_ENV
 from reportgen.train.run import train
-from reportgen.train.xla import AUTOTUNE_ENV, CACHE_MB_ENV, LOOP_ENV, OPTIONS_ENV
 
-SCHEDULER_ENV = "REPORTGEN_SCHEDULER"
 EVENT_INTERVAL = 0.25  # seconds between two batch events of one run: enough for a smooth bar
 
 
@@ -53,6 +52,9 @@ class Task:
     key: str
     priority: int = 0  # higher is handed out first where the runner can order its queue (Dask)
     programs: Path | None = None  # JAX: the build's folder of compiled programs
+    # The build's REPORTGEN_* switches, checked before training: a worker (a Dask worker above all)
+    # trains with these, not with whatever its own environment says, which nobody checked.
+    env: Environment = Environment()
 
 
 @dataclass
@@ -107,7 +109,7 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
 
     try:
         return train(task.exp, data, task.experiments_dir, reporter, checkpoints=task.checkpoints, key=task.key,
-                     programs=task.programs)
+                     programs=task.programs, env=task.env)
     except Exception as exc:
         return Failure(f"{type(exc).__name__}: {exc}")
 
@@ -116,16 +118,14 @@ def work(task: Task, data: Dataset, events: Any, where: str = "") -> Any:
 
 
 def worker_environment(jobs: int, gpus: int) -> dict[str, str]:
-    """Environment for worker processes: the build's backend and device choice (already in
-    os.environ), the sequential thread-pool size, and GPU memory taken as needed when shared."""
+    """What the libraries in a worker process read from its environment when they start: the
+    build's backend and device choice (set by train.machine.select before anything imported them)
+    and GPU memory taken as needed when shared. reportgen's own switches go with each Task."""
 
-    env = {THREADS_ENV: str(cpu_threads()), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     for name in ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", ONEDNN_ENV):
         if name in os.environ:
             env[name] = os.environ[name]
-    # The build's own JAX switches, checked before training, set or empty (unset): a Dask worker
-    # would otherwise train with whatever its own environment says, which nobody checked.
-    env.update({name: os.environ.get(name, "") for name in (LOOP_ENV, AUTOTUNE_ENV, OPTIONS_ENV, CACHE_MB_ENV)})
     if gpus and jobs > 1:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX: several processes on one GPU
     return env
@@ -410,8 +410,14 @@ if __name__ == "__main__":
     _child_main(Path(sys.argv[1]))
 
 
-def scheduler_address(option: str | None) -> str | None:
-    return option or os.environ.get(SCHEDULER_ENV) or None
+def probe_scheduler(address: str) -> int:
+    """The number of workers a Dask scheduler has; ImportError without Dask, OSError, TimeoutError
+    or ValueError (saying why) when it cannot be reached."""
+    from distributed import Client
+
+    check_address(address)
+    with Client(address, timeout="10s", set_as_default=False) as client:
+        return len(client.scheduler_info().get("workers", {}))
 
 
 def check_address(address: str) -> None:

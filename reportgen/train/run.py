@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.project.dataset import Dataset
+from reportgen.project.settings import Environment
 from reportgen.project.spec import Experiment, GANSpec
 from reportgen.train import jax_loop, models, tf_loop
 from reportgen.train.gan import train_gan
@@ -67,17 +68,19 @@ def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
 
 
 def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Reporter | None = None,
-          checkpoints: Path | None = None, key: str = "", programs: Path | None = None) -> Outcome:
+          checkpoints: Path | None = None, key: str = "", programs: Path | None = None,
+          env: Environment | None = None) -> Outcome:
     """Build, fit and evaluate one experiment; return its result and arrays for the store.
     A GAN run checkpoints each epoch into `checkpoints` and resumes from it. Under JAX, compiled
     programs are kept in `programs` (the build's cache) for the next run of the same shapes."""
 
     reporter = reporter or SilentReporter()
+    env = env or Environment()
     if isinstance(exp.model, GANSpec):
-        outcome: Outcome = train_gan(exp, data, reporter, checkpoints, key, programs)
+        outcome: Outcome = train_gan(exp, data, reporter, checkpoints, key, env, programs)
         return outcome
     started = time.perf_counter()
-    flags = set_seeds(exp.model.seed, programs)
+    flags = set_seeds(exp.model.seed, env, programs)
     import keras
 
     spec = exp.model
@@ -93,10 +96,10 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
     watch = _callback(reporter, spec.epochs, steps)
     if backend in ("tensorflow", "jax"):  # the data held by the backend, many steps a call
 
-        fit = jax_loop.fit if backend == "jax" else tf_loop.fit
         watch.set_model(model)
-        fitted, probs = fit(model, data.x_train, data.y_train, data.x_val, data.y_val, spec.batch_size, spec.epochs,
-                            spec.seed, watch)
+        arguments = (model, data.x_train, data.y_train, data.x_val, data.y_val, spec.batch_size, spec.epochs,
+                     spec.seed, watch)
+        fitted, probs = jax_loop.fit(*arguments, env=env) if backend == "jax" else tf_loop.fit(*arguments)
     else:  # PyTorch: Keras' fit, one step a call
         x_val = data.x_val.astype("float32") / 255.0
         fitted = model.fit(data.x_train.astype("float32") / 255.0, data.y_train, batch_size=spec.batch_size,

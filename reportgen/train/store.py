@@ -31,7 +31,6 @@ from reportgen.errors import CacheError
 from reportgen.files import pid_alive, sweep_temp_files, write_atomic, write_synced
 from reportgen.project.spec import CustomSpec, Experiment, builder_path
 
-CACHE_ENV = "REPORTGEN_CACHE"
 WEIGHTS_FILE = "model.weights.h5"  # a classifier's trained weights, beside its result
 SCHEMA = 1
 PACKAGE_DIR = Path(__file__).parent
@@ -45,10 +44,6 @@ _CLASSIFIER_SOURCES = ("run.py", "models.py", "machine.py", "outcome.py", "xla.p
                        "tf_kernels.py")
 TRAINING_SOURCES = {"mlp": _CLASSIFIER_SOURCES, "cnn": _CLASSIFIER_SOURCES, "custom": _CLASSIFIER_SOURCES,
                     "gan": (*_CLASSIFIER_SOURCES, "gan.py")}
-
-
-def default_root(project_root: Path) -> Path:
-    return Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else project_root / ".reportgen-cache"
 
 
 def _sha256(data: bytes) -> str:

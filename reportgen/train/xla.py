@@ -1,112 +1,45 @@
-"""XLA under JAX: the REPORTGEN_XLA_* and loop switches, compile options, and the build's folder of
+"""XLA under JAX: compile options from the REPORTGEN_XLA_* and loop switches, and the build's folder of
 compiled programs, kept within a size bound and safe to share between processes."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-from reportgen.errors import ReportgenError
-
-LOOP_ENV = "REPORTGEN_DEVICE_LOOP"  # 1: a tenth of an epoch per call, 0: a step per call; default by device
-
-
-AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # XLA's GPU autotuning level, 0-4, for every model
-
-
-OPTIONS_ENV = "REPORTGEN_XLA_OPTIONS"  # a JSON object of XLA compile options, for the training loops
-
-
-CACHE_MB_ENV = "REPORTGEN_XLA_CACHE_MB"  # disk the build's compiled programs may take, in megabytes
-
-
-CACHE_MB_DEFAULT = 2048
-
+from reportgen.project.settings import Environment
 
 PROGRAM, LAST_USE = "-cache", "-atime"  # JAX's names for a stored program and its last-use time
 
 
-LOOP_VALUES, AUTOTUNE_LEVELS = ("0", "1"), ("0", "1", "2", "3", "4")
-
-
-def switch(name: str, allowed: tuple[str, ...]) -> str | None:
-    value = os.environ.get(name, "").strip()
-    if value and value not in allowed:
-        raise ReportgenError(f"environment variable {name}={value!r}: expected one of {', '.join(allowed)}")
-    return value or None
-
-
-def device_loop() -> bool:
+def device_loop(env: Environment) -> bool:
     """Whether steps loop inside one compiled program (accelerators) or are one call each (CPU)."""
     import jax
 
-    chosen = switch(LOOP_ENV, LOOP_VALUES)
-    return chosen == "1" if chosen else jax.default_backend() != "cpu"
+    return env.device_loop if env.device_loop is not None else jax.default_backend() != "cpu"
 
 
-def compiler_options(*models: Any, platform: str | None = None) -> dict[str, Any]:
+def compiler_options(*models: Any, env: Environment, platform: str | None = None) -> dict[str, Any]:
     """XLA options for the JAX programs that train `models` on `platform` (default: JAX's own).
     On a GPU: no autotuning for models without convolutions, XLA's default for the rest, unless
-    REPORTGEN_XLA_AUTOTUNE says otherwise. Elsewhere: none. REPORTGEN_XLA_OPTIONS is added last."""
+    REPORTGEN_XLA_AUTOTUNE says otherwise. Elsewhere: none. REPORTGEN_XLA_OPTIONS is added last:
+    it reaches reportgen's training loops (a classifier's steps and validation pass, a GAN's steps
+    and sampler), not Keras' own eager work (weight initialisers, `predict`), which XLA_FLAGS does."""
     import jax
 
-    level = switch(AUTOTUNE_ENV, AUTOTUNE_LEVELS)
     options: dict[str, Any] = {}
     if (platform or jax.default_backend()) == "gpu":
-        if level is not None:
-            options["xla_gpu_autotune_level"] = int(level)
+        if env.xla_autotune is not None:
+            options["xla_gpu_autotune_level"] = env.xla_autotune
         elif not any(_convolves(m) for m in models):
             options["xla_gpu_autotune_level"] = 0
-    return {**options, **extra_options()}
+    return {**options, **env.xla_extra}
 
 
-def extra_options() -> dict[str, Any]:
-    """The options REPORTGEN_XLA_OPTIONS adds to the programs of reportgen's training loops (a
-    classifier's steps and validation pass, a GAN's steps and sampler); {} when it is unset.
-    Keras' own eager work (weight initialisers, `predict`) does not see them: XLA_FLAGS reaches
-    every program."""
-    text = os.environ.get(OPTIONS_ENV, "").strip()
-    if not text:
-        return {}
-    example = '{"xla_gpu_enable_triton_gemm": false}'
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReportgenError(f"environment variable {OPTIONS_ENV}: not JSON ({exc.msg} at character {exc.pos}); "
-                             f"expected an object of XLA options, such as {example}") from None
-    if not isinstance(options, dict) or not options:
-        raise ReportgenError(f"environment variable {OPTIONS_ENV}: expected a non-empty JSON object of XLA "
-                             f"options, such as {example}; got {text!r}")
-    bad = [f"{json.dumps(name)}: {json.dumps(value)}" for name, value in options.items()
-           if not name.startswith("xla_") or isinstance(value, (list, dict)) or value is None]
-    if bad:
-        raise ReportgenError(f"environment variable {OPTIONS_ENV}: {'; '.join(bad)}: expected XLA options (names "
-                             "that start with xla_) set to true, false, a number or a string")
-    return dict(options)
-
-
-def program_cache_bytes() -> int:
-    """How much disk the build's compiled JAX programs may take: REPORTGEN_XLA_CACHE_MB megabytes
-    (default 2048; 0 keeps none). Past it, the programs used least recently are deleted."""
-    text = os.environ.get(CACHE_MB_ENV, "").strip()
-    if not text:
-        return CACHE_MB_DEFAULT * 2**20
-    try:
-        megabytes = float(text)
-    except ValueError:
-        megabytes = math.nan
-    if not (math.isfinite(megabytes) and megabytes >= 0):
-        raise ReportgenError(f"environment variable {CACHE_MB_ENV}={text!r}: expected a size in megabytes, "
-                             "0 or more, such as 2048 or 0.5")
-    return int(megabytes * 2**20)
-
-
-def keep_programs(folder: str) -> None:
-    """Keep every program JAX compiles in `folder`, within program_cache_bytes(), safely shared by
+def keep_programs(folder: str, size: int) -> None:
+    """Keep every program JAX compiles in `folder`, within `size` bytes (REPORTGEN_XLA_CACHE_MB; 0
+    keeps none, and deletes what earlier builds kept), safely shared by
     the processes of a build (--jobs workers, a second build of the same project).
 
     JAX with a size bound reads and writes the folder under a file lock, and writes each program
@@ -120,7 +53,6 @@ def keep_programs(folder: str) -> None:
     import filelock
     import jax
 
-    size = program_cache_bytes()
     try:
         if size:
             os.makedirs(folder, exist_ok=True)

@@ -7,6 +7,7 @@ import pytest
 
 from reportgen.errors import DataError
 from reportgen.project import data, dataset
+from reportgen.project.settings import Environment, Options
 
 
 def write_npz(path, n_train=20, n_val=10):
@@ -21,7 +22,8 @@ def test_local_file_from_flag_or_environment(tmp_path, monkeypatch):
     loaded = data.load("mnist", tmp_path / "mnist.npz")
     assert loaded.name == "mnist" and loaded.x_train.shape == (20, 28, 28) and len(loaded.y_val) == 10
     monkeypatch.setenv(data.MNIST_ENV, str(tmp_path / "mnist.npz"))
-    assert data.load("mnist").fingerprint == loaded.fingerprint
+    options = Options(root=tmp_path, env=Environment.read())  # as every command reads the variable
+    assert data.load("mnist", options.mnist_file).fingerprint == loaded.fingerprint
 
 
 def test_bad_local_file_is_a_clear_error(tmp_path):
@@ -70,7 +72,7 @@ def test_auto_does_not_swap_a_named_file_that_fails_for_the_sample(monkeypatch, 
     (tmp_path / "bad.npz").write_bytes(b"not a zip file. at all")
     monkeypatch.setenv(data.MNIST_ENV, str(tmp_path / "bad.npz"))
     with pytest.raises(DataError, match=r"bad\.npz: not an MNIST \.npz .*\(.+\)"):
-        data.load("auto")
+        data.load("auto", Options(root=tmp_path, env=Environment.read()).mnist_file)
 
 
 def test_sample_split_is_fixed_and_stratified():

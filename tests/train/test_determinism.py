@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reportgen.project.settings import Environment
 from reportgen.train.machine import ONEDNN_ENV, cpu_threads, tensorflow_environment
 from tests.conftest import write_project
 
@@ -67,7 +68,7 @@ def test_two_fresh_processes_with_the_same_seed_train_identical_weights_and_metr
         # tests/conftest.py sets seed 3; the thread pool is this machine's cores (or REPORTGEN_THREADS);
         # TensorFlow's oneDNN kernels are on, whatever this CPU's own default
         assert first[name]["determinism"] == {"seed": 3, "tf_op_determinism": True, "onednn": True,
-                                              "cpu_threads": cpu_threads()}
+                                              "cpu_threads": cpu_threads(Environment.read())}
     # A different seed gives different weights: the hash is not a constant.
     toml = tmp_path / "b" / "experiments" / "1-nets.toml"
     toml.write_text(toml.read_text().replace('name = "dense"', 'name = "dense"\nseed = 4'))

@@ -178,10 +178,11 @@ import numpy as np
 from reportgen.project import data
 from reportgen.train import gan
 from reportgen.train.machine import set_seeds
+from reportgen.project.settings import Environment
 from reportgen.project.spec import GANSpec
 
 spec = GANSpec(**json.loads(sys.argv[1]))
-set_seeds(spec.seed)
+set_seeds(spec.seed, Environment())
 nets = gan.GanNets(spec)
 start, end = Path(sys.argv[2]), Path(sys.argv[3])
 if start.exists():

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from reportgen.project.settings import Environment
 from reportgen.train import xla
 from tests.conftest import EXPLODING_RUN, write_project
 
@@ -53,6 +54,7 @@ import keras
 
 from reportgen.project import data, dataset
 from reportgen.train import models, outcome, run, store
+from reportgen.project.settings import Environment
 from reportgen.project.spec import load_project
 
 root = Path(sys.argv[1])
@@ -71,9 +73,8 @@ class Steps(outcome.SilentReporter):
 for exp in load_project(root).experiments:
     steps, looped_steps = Steps(), Steps()
     first, again = run.train(exp, images, root / "experiments", steps), run.train(exp, images, root / "experiments")
-    os.environ["REPORTGEN_DEVICE_LOOP"] = "1"  # as on a GPU: a tenth of an epoch per call
-    looped = run.train(exp, images, root / "experiments", looped_steps)
-    del os.environ["REPORTGEN_DEVICE_LOOP"]
+    # as on a GPU: a tenth of an epoch per call
+    looped = run.train(exp, images, root / "experiments", looped_steps, env=Environment(device_loop=True))
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / store.WEIGHTS_FILE
         weights.write_bytes(first.files[store.WEIGHTS_FILE])
@@ -155,16 +156,6 @@ def test_looping_on_the_device_trains_the_same_steps_to_the_same_weights(trained
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variable", ["REPORTGEN_DEVICE_LOOP", "REPORTGEN_XLA_AUTOTUNE"])
-def test_a_bad_jax_switch_is_named_with_what_it_takes(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reportgen.errors import ReportgenError
-
-    monkeypatch.setenv(variable, "yes")
-    with pytest.raises(ReportgenError, match=f"{variable}='yes': expected one of 0, 1"):
-        xla.device_loop() if variable.endswith("LOOP") else xla.compiler_options()
-
-
-@pytest.mark.slow
 def test_jax_lays_out_its_program_folder_as_reportgen_tidies_it(tmp_path) -> None:
     # keep_programs deletes programs by JAX's file names, under JAX's lock: if a JAX release renames
     # them, tidying stops (the folder is left alone) and this says so.
@@ -192,7 +183,7 @@ def test_a_program_cut_short_goes_even_once_another_process_has_read_it(tmp_path
     assert cache.get("cut") is not None and (tmp_path / "cut-atime").is_file()
     before = jax.config.jax_compilation_cache_dir
     try:
-        xla.keep_programs(str(tmp_path))
+        xla.keep_programs(str(tmp_path), Environment().xla_cache_bytes)
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
     assert sorted(p.name for p in tmp_path.glob("*-*")) == ["whole-atime", "whole-cache"]
@@ -206,14 +197,15 @@ def test_a_program_folder_that_cannot_be_made_means_compiling_not_failing(tmp_pa
 
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    xla.keep_programs(str(blocked / "xla"))
+    xla.keep_programs(str(blocked / "xla"), Environment().xla_cache_bytes)
     assert jax.config.jax_compilation_cache_dir != str(blocked / "xla")
 
 
 def test_seeding_a_jax_run_leaves_tensorflow_out_yet_usable() -> None:
     # Keras seeds TensorFlow wherever it is installed; a JAX run skips that import (5 s here), and
     # a model that needs TensorFlow for a layer of its own still gets it.
-    probe = ("import sys, keras; from reportgen.train.machine import set_seeds; set_seeds(3); "
+    probe = ("import sys, keras; from reportgen.train.machine import set_seeds; "
+             "from reportgen.project.settings import Environment; set_seeds(3, Environment()); "
              "print('tensorflow' in sys.modules); ours = keras.random.uniform((4,)).tolist(); "
              "keras.layers.Hashing(num_bins=3); keras.utils.set_random_seed(3); "
              "print(ours == keras.random.uniform((4,)).tolist())")  # the same draws as Keras' own seeding
@@ -221,19 +213,6 @@ def test_seeding_a_jax_run_leaves_tensorflow_out_yet_usable() -> None:
                           env={**os.environ, "KERAS_BACKEND": "jax"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "True"]
-
-
-@pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
-def test_a_bad_bound_on_the_compiled_programs_is_named_with_what_it_takes(value: str,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from reportgen.errors import ReportgenError
-
-    monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", value)
-    with pytest.raises(ReportgenError, match=f"REPORTGEN_XLA_CACHE_MB='{value}': expected a size in megabytes, "
-                                             "0 or more, such as 2048 or 0.5"):
-        xla.program_cache_bytes()
-    monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", "0.5")
-    assert xla.program_cache_bytes() == 2**19
 
 
 @pytest.mark.slow
@@ -245,33 +224,14 @@ def test_on_a_gpu_only_models_without_convolutions_skip_autotuning(monkeypatch: 
     inner = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3)])
     nested = keras.Sequential([keras.Input((28, 28, 1)), inner, keras.layers.Flatten(), keras.layers.Dense(10)])
     generator = keras.Sequential([keras.Input((7, 7, 8)), keras.layers.Conv2DTranspose(1, 4, strides=4)])
-    monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
-    assert xla.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 0}
+    plain = Environment()
+    assert xla.compiler_options(dense, env=plain, platform="gpu") == {"xla_gpu_autotune_level": 0}
     # Without autotuning the CNN ran several times slower on an H100.
-    assert xla.compiler_options(nested, platform="gpu") == {}
-    assert xla.compiler_options(dense, generator, platform="gpu") == {}
-    assert xla.compiler_options(dense, platform="cpu") == {}
-    monkeypatch.setenv("REPORTGEN_XLA_AUTOTUNE", "4")
-    assert xla.compiler_options(dense, platform="gpu") == {"xla_gpu_autotune_level": 4}
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ('{"xla_gpu_enable_triton_gemm": fals}', "not JSON (Expecting value at character 31)"),
-    ('["xla_gpu_enable_triton_gemm"]', "expected a non-empty JSON object of XLA options"),
-    ('{"triton_gemm": false, "xla_gpu_enable_command_buffer": ["WHILE"], "xla_gpu_autotune_level": 0}',
-     '"triton_gemm": false; "xla_gpu_enable_command_buffer": ["WHILE"]: expected XLA options (names that start '
-     'with xla_) set to true, false, a number or a string'),
-])
-@pytest.mark.slow
-def test_bad_xla_options_are_named_with_what_they_take(text: str, expected: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from reportgen.errors import ReportgenError
-
-    monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", text)
-    with pytest.raises(ReportgenError) as caught:
-        xla.compiler_options()
-    assert str(caught.value).startswith("environment variable REPORTGEN_XLA_OPTIONS: ")
-    assert expected in str(caught.value)
+    assert xla.compiler_options(nested, env=plain, platform="gpu") == {}
+    assert xla.compiler_options(dense, generator, env=plain, platform="gpu") == {}
+    assert xla.compiler_options(dense, env=plain, platform="cpu") == {}
+    tuned = Environment.read({"REPORTGEN_XLA_AUTOTUNE": "4"})
+    assert xla.compiler_options(dense, env=tuned, platform="gpu") == {"xla_gpu_autotune_level": 4}
 
 
 @pytest.mark.slow
@@ -280,12 +240,12 @@ def test_xla_options_from_the_environment_are_added_last_and_win(monkeypatch: py
 
 
     dense = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
-    monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
-    monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", '{"xla_gpu_enable_triton_gemm": false, "xla_gpu_autotune_level": 2}')
-    assert xla.compiler_options(dense, platform="gpu") == {"xla_gpu_enable_triton_gemm": False,
-                                                             "xla_gpu_autotune_level": 2}
-    assert xla.compiler_options(dense, platform="cpu") == {"xla_gpu_enable_triton_gemm": False,
-                                                             "xla_gpu_autotune_level": 2}
+    env = Environment.read({"REPORTGEN_XLA_OPTIONS":
+                            '{"xla_gpu_enable_triton_gemm": false, "xla_gpu_autotune_level": 2}'})
+    assert xla.compiler_options(dense, env=env, platform="gpu") == {"xla_gpu_enable_triton_gemm": False,
+                                                                      "xla_gpu_autotune_level": 2}
+    assert xla.compiler_options(dense, env=env, platform="cpu") == {"xla_gpu_enable_triton_gemm": False,
+                                                                      "xla_gpu_autotune_level": 2}
 
 
 @pytest.mark.slow
@@ -378,6 +338,7 @@ from pathlib import Path
 
 from reportgen.project import data, dataset
 from reportgen.train import run
+from reportgen.project.settings import Environment
 from reportgen.project.spec import load_project
 
 
@@ -399,7 +360,7 @@ logger.addHandler(seen)
 root = Path(sys.argv[1])
 exp = next(e for e in load_project(root).experiments if e.name == "plain")
 outcome = run.train(exp, dataset.subset(data.load("mnist-sample"), 300, 100), root / "experiments",
-                    programs=Path(sys.argv[2]))
+                    programs=Path(sys.argv[2]), env=Environment.read())  # REPORTGEN_XLA_CACHE_MB, as a build reads it
 print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.result["weights_sha256"],
                   "tensorflow": "tensorflow" in sys.modules}))
 """

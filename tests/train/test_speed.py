@@ -315,20 +315,27 @@ def test_side_by_side_runs_start_with_the_longest(tmp_path: Path) -> None:
     assert all(todo[i - 1] is p for i, p in order)
 
 
-def test_workers_train_with_the_builds_jax_switches_not_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A Dask worker starts each run from its own environment plus these: a switch the build did
-    # not set must reach it as unset, not as whatever that worker's machine happens to say.
+def test_workers_train_with_the_builds_switches_not_their_own(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker (a Dask worker on another machine above all) trains with the switches the build
+    # read and checked, sent with the task, not with whatever its own environment says.
+    import pickle
+    import queue
+
+    from reportgen.project.settings import Environment
+    from reportgen.project.spec import load_project
     from reportgen.train import parallel
 
-    monkeypatch.setenv("REPORTGEN_XLA_OPTIONS", '{"xla_gpu_enable_triton_gemm": false}')
-    monkeypatch.setenv("REPORTGEN_DEVICE_LOOP", "1")
-    monkeypatch.delenv("REPORTGEN_XLA_AUTOTUNE", raising=False)
-    monkeypatch.setenv("REPORTGEN_XLA_CACHE_MB", "512")
-    env = parallel.worker_environment(1, 0)
-    assert env["REPORTGEN_XLA_OPTIONS"] == '{"xla_gpu_enable_triton_gemm": false}'
-    assert env["REPORTGEN_DEVICE_LOOP"] == "1"
-    assert env["REPORTGEN_XLA_AUTOTUNE"] == ""
-    assert env["REPORTGEN_XLA_CACHE_MB"] == "512"
+    built = Environment.read({"REPORTGEN_XLA_OPTIONS": '{"xla_gpu_enable_triton_gemm": false}',
+                              "REPORTGEN_DEVICE_LOOP": "1", "REPORTGEN_XLA_CACHE_MB": "512"})
+    exp = load_project(project(tmp_path)).experiments[0]
+    task = pickle.loads(pickle.dumps(parallel.Task(1, exp, tmp_path / "experiments", None, "key", env=built)))
+    seen: dict = {}
+    monkeypatch.setattr(parallel, "train", lambda *args, **kwargs: seen.update(kwargs) or "trained")
+    monkeypatch.setenv("REPORTGEN_DEVICE_LOOP", "0")  # the worker's own, which nobody checked
+    assert parallel.work(task, data=None, events=queue.Queue(), where="here") == "trained"
+    assert seen["env"] == built and seen["env"].device_loop is True and seen["env"].xla_cache_mb == 512
+    assert not [name for name in parallel.worker_environment(2, 1) if name.startswith("REPORTGEN_")]
 
 
 @pytest.mark.slow
