@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.train.machine import tensorflow_environment
+from reportgen.train.result import ClassifierResult
 
 # Set before keras can be imported anywhere in the test session, as the CLI sets them: the runs
 # trained in this process and those of worker processes must use the same kernels.
@@ -98,6 +99,25 @@ def wait_for_checkpoint(root: Path, process: subprocess.Popen, seconds: float = 
             return found[0]
         time.sleep(0.05)
     raise AssertionError("the GAN never wrote a checkpoint")
+
+
+def classifier_result(name: str = "run", val_accuracy: float = 0.5, **changes: object) -> ClassifierResult:
+    """A small, valid classifier result as training stores it: two epochs, one misclassified image."""
+    history = {"epoch": [1, 2], "loss": [1.2, 0.9], "accuracy": [0.4, 0.6], "val_loss": [1.1, 1.0],
+               "val_accuracy": [0.3, val_accuracy], "seconds": [0.5, 0.4]}
+    fields = {
+        "name": name, "status": "ok", "config": {"name": name, "kind": "mlp"},
+        "summary": {"layers": [{"name": "dense", "type": "Dense", "output_shape": "(None, 10)", "params": 7850}],
+                    "total": 7850, "trainable": 7850, "non_trainable": 0},
+        "weights_sha256": "0" * 64, "history": history, "epochs_run": 2, "steps_trained": 8,
+        "final": {k: v[-1] for k, v in history.items() if k not in ("epoch", "seconds")},
+        "best": {"val_accuracy": max(0.3, val_accuracy), "epoch": 2 if val_accuracy >= 0.3 else 1},
+        "misclassified": {"count": 1, "total": 2, "indices": [1], "true": [3], "predicted": [5],
+                          "confidence": [0.9]},
+        "device": {"kind": "cpu", "name": "CPU", "backend": "tensorflow"}, "precision": "float32",
+        "backend": "tensorflow", "versions": {"keras": "3"}, "determinism": {"seed": 1}, "train_seconds": 0.9,
+        "data": {"name": "mnist-sample", "fingerprint": "f" * 64}, **changes}
+    return ClassifierResult.model_validate(fields)
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:

@@ -179,11 +179,10 @@ def run(p: Plan, project_root: Path, tolerance: Tolerance, progress: Any,
                 rows.append(row)
                 on_done(row)
                 continue
-            analyse = analysis.gan_facts if exp.model.kind == "gan" else analysis.run_facts
-            facts = analyse(outcome.result, exp.config())
+            facts = analysis.facts(outcome.result, exp.config())
             again = {m: facts.get(m) for m in METRICS}
             row.diffs = compare_metrics(recorded["metrics"], again, tolerance, size)
-            same_weights = outcome.result.get("weights_sha256") == recorded.get("weights_sha256")
+            same_weights = outcome.result.weights_sha256 == recorded.get("weights_sha256")
             notes = ["bit-identical weights" if same_weights else "weights differ"]
             notes += mismatched.get(exp.name, [])
             if not all(d.ok for d in row.diffs) or exp.name in mismatched:

@@ -36,9 +36,8 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
     assets.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     by_name = {p.exp.name: p for p in session.planned}
-    facts = {name: (analysis.gan_facts if p.exp.model.kind == "gan" else analysis.run_facts)(
-                 p.entry.result, p.exp.config())
-             for name, p in by_name.items() if p.entry is not None}
+    facts = {name: analysis.facts(p.entry.result, p.exp.config()) for name, p in by_name.items()
+             if p.entry is not None}
     declared = list(by_name)
     entries = {name: p.entry for name, p in by_name.items()}
     recorded = lock.read_lock(session.project.experiments_dir)["slots"].get(
@@ -57,9 +56,9 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
             elif p.entry is not None:
                 result = p.entry.result
                 curves = f"curves-{exp.name}.svg"
-                figures.save_svg(figures.learning_curves(exp.name, result["history"]), assets / curves)
+                figures.save_svg(figures.learning_curves(exp.name, result.history), assets / curves)
                 item.update(result=result, facts=facts[exp.name], curves=f"assets/{curves}",
-                            epochs=_history_rows(result["history"]), cache_hit=p.cache_hit)
+                            epochs=_history_rows(result.history), cache_hit=p.cache_hit)
             elif p.error:
                 warnings.append(f"{exp.name}: failed: {p.error}")
             experiments.append(item)
@@ -130,9 +129,9 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
                          "commentary_file": section.commentary.name, "commentary_path": str(section.commentary),
                          "experiments": experiments, "views": views})
 
-    devices = sorted({f"{p.entry.result['device']['name']} ({p.entry.result['backend']})"
+    devices = sorted({f"{p.entry.result.device['name']} ({p.entry.result.backend})"
                       for p in session.planned if p.entry is not None})
-    precisions = {p.exp.name: p.entry.result.get("precision", "float32")
+    precisions = {p.exp.name: p.entry.result.precision
                   for p in session.planned if p.entry is not None}
     context = {
         "project": {"title": session.project.title, "author": session.project.author,
@@ -163,7 +162,7 @@ def _gan_item(name: str, entry: store.Entry, assets: Path) -> dict[str, Any]:
     """A GAN run's figures (losses, sample grids) and its text log, copied beside the report."""
 
     result = entry.result
-    history = result["history"]
+    history = result.history
     samples = entry.arrays()["samples"]
     item: dict[str, Any] = {"result": result, "losses": None, "progress": None, "final_samples": None,
                             "log": None, "epoch_rows": _history_rows(history)}

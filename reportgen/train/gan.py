@@ -36,6 +36,7 @@ from reportgen.project.spec import Experiment, GANSpec
 from reportgen.train.machine import set_seeds
 from reportgen.train.models import fresh_session, optimizer, precision, regularizer
 from reportgen.train.outcome import Outcome, model_summary, provenance, weights_hash
+from reportgen.train.result import GanResult
 from reportgen.train.xla import compiler_options
 
 IMAGE_PIXELS = 28 * 28
@@ -490,11 +491,11 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
     done = len(history["epoch"])
     nets.sync()
     g_summary, d_summary = model_summary(nets.generator), model_summary(nets.discriminator)
-    result = {
+    result = GanResult.model_validate({
         "name": exp.name,
-        "kind": "gan",
         "status": "diverged" if diverged else "ok",
         "diverged": diverged,
+        "config": exp.config(),
         "summary": {"total": g_summary["total"] + d_summary["total"],
                     "trainable": g_summary["trainable"] + d_summary["trainable"],
                     "non_trainable": g_summary["non_trainable"] + d_summary["non_trainable"],
@@ -506,7 +507,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         "resumed": resumed,
         "weights_sha256": weights_hash(nets.generator, nets.discriminator),
         **provenance(flags, started, data, spec.precision),
-    }
+    })
     arrays = {"samples": np.stack(samples) if samples else np.zeros((0, 28, 28), np.uint8)}
     return Outcome(result=result, arrays=arrays, files={"output.txt": classic_log(history).encode()})
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from reportgen.project.dataset import Dataset
 from reportgen.train.machine import device_info, versions
+from reportgen.train.result import ClassifierResult, GanResult
 
 MISCLASSIFIED_IMAGES_KEPT = 100  # the most confident mistakes, enough for any grid the report draws
 
@@ -46,7 +47,7 @@ class Outcome:
     """What one training run produced: JSON-able facts, arrays (misclassified images, generated
     samples) and files (the trained weights, a GAN's text log)."""
 
-    result: dict[str, Any]
+    result: ClassifierResult | GanResult
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ from reportgen.project.dataset import Dataset
 from reportgen.project.settings import Options
 from reportgen.project.spec import Experiment, Project
 from reportgen.train import store
+from reportgen.train.result import ClassifierResult, GanResult, ModeCollapseResult
 from reportgen.train.store import Entry
 
 
@@ -20,7 +21,7 @@ class Planned:
     exp: Experiment
     inputs: dict[str, Any]
     key: str
-    entry: store.Entry | None
+    entry: Entry[ClassifierResult | GanResult] | None
     reasons: list[str]
     error: str | None = None
     cache_hit: bool = False
@@ -44,7 +45,7 @@ class Session:
     backend: str = "tensorflow"  # the Keras backend the build trains with
     versions: dict[str, str] = field(default_factory=dict)  # of what can change a result (part of each key)
     # Mode-collapse measurements, by (gan run, classifier run): derived results, cached like runs.
-    measures: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    measures: dict[tuple[str, str], Entry[ModeCollapseResult]] = field(default_factory=dict)
     # What each commentary slot quotes now, recorded after rendering (experiments/commentary.lock.json).
     slots: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -25,6 +25,7 @@ from reportgen.train.outcome import (
     provenance,
     weights_hash,
 )
+from reportgen.train.result import ClassifierResult
 from reportgen.train.store import WEIGHTS_FILE
 
 
@@ -132,20 +133,21 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
     val_acc = log.get("val_accuracy", [])
     finite_val = [v for v in val_acc if math.isfinite(v)]
     best_epoch = int(np.argmax(finite_val)) + 1 if finite_val else None
-    result = {
+    result = ClassifierResult.model_validate({
         "name": exp.name,
         "status": "diverged" if watch.diverged else "ok",
         "diverged": watch.diverged,
+        "config": exp.config(),
         "summary": model_summary(model),
         "weights_sha256": weights_hash(model),
         "history": log,
         "epochs_run": done,
         "steps_trained": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
         "final": {k: log[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
-        "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else {},
+        "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else None,
         "misclassified": misclassified,
         **provenance(flags, started, data, spec.precision),
-    }
+    })
     return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
 
 

@@ -23,16 +23,20 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from reportgen.errors import CacheError
 from reportgen.files import pid_alive, sweep_temp_files, write_atomic, write_synced
 from reportgen.project.spec import CustomSpec, Experiment, builder_path
+from reportgen.train.result import RESULT_SCHEMA, ClassifierResult, GanResult, ModeCollapseResult, to_json
+from reportgen.train.result import parse as parse_result
+
+StoredResult = ClassifierResult | GanResult | ModeCollapseResult
 
 WEIGHTS_FILE = "model.weights.h5"  # a classifier's trained weights, beside its result
-SCHEMA = 1
+SCHEMA = RESULT_SCHEMA  # in every key: results of an earlier schema are trained again, never misread
 PACKAGE_DIR = Path(__file__).parent
 # The code that turns a configuration into numbers, per model kind: a change here invalidates
 # every result of that kind.
@@ -96,11 +100,15 @@ def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     if old is None:
         return ["never run"]
     reasons = []
+    earlier = old.get("schema") != new["schema"]
+    if earlier:  # its result has another shape, and its key was made another way: trained once more
+        reasons.append(f"stored by an earlier reportgen (result schema {old.get('schema')}, now {new['schema']}); "
+                       "trains once again")
     old_cfg, new_cfg = old.get("config", {}), new["config"]
     for k in sorted(set(old_cfg) | set(new_cfg)):
         if old_cfg.get(k) != new_cfg.get(k):
             reasons.append(f"{k} changed: {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}")
-    if old.get("code") != new["code"]:
+    if old.get("code") != new["code"] and not earlier:  # the new reportgen's code differs, of course
         reasons.append("training code changed")
     if old.get("data") != new["data"]:
         reasons.append(f"data set changed (fingerprint {str(old.get('data'))[:12]} -> {new['data'][:12]})")
@@ -115,11 +123,16 @@ def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     return reasons or ["stored result missing or discarded"]
 
 
+R = TypeVar("R", ClassifierResult | GanResult, ModeCollapseResult, StoredResult)
+
+
 @dataclass(frozen=True)
-class Entry:
+class Entry(Generic[R]):
+    """A verified cache entry: its typed result, the inputs its key hashes, and its files."""
+
     key: str
     path: Path
-    result: dict[str, Any]
+    result: R
     inputs: dict[str, Any]
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -143,8 +156,23 @@ class Store:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def get(self, key: str) -> Entry | None:
-        """The verified entry for key, or None. A damaged entry is moved aside and reported."""
+    def get(self, key: str) -> Entry[ClassifierResult | GanResult] | None:
+        """A training run's verified entry for key, or None. A damaged entry is moved aside and reported."""
+        entry = self._read(key)
+        if entry is None or isinstance(entry.result, (ClassifierResult, GanResult)):
+            return entry  # type: ignore[return-value]  # narrowed by the isinstance above
+        self._quarantine(entry.path, f"a {entry.result.kind} result where a training run's was expected")
+        return None
+
+    def measure(self, key: str) -> Entry[ModeCollapseResult] | None:
+        """A derived measurement's verified entry for key, or None."""
+        entry = self._read(key)
+        if entry is None or isinstance(entry.result, ModeCollapseResult):
+            return entry  # type: ignore[return-value]  # narrowed by the isinstance above
+        self._quarantine(entry.path, f"a {entry.result.kind} result where a measurement was expected")
+        return None
+
+    def _read(self, key: str) -> Entry[StoredResult] | None:
         path = self.results / key
         if not path.exists():
             return None
@@ -153,14 +181,14 @@ class Store:
             for name, digest in manifest["files"].items():
                 if _sha256((path / name).read_bytes()) != digest:
                     raise ValueError(f"{name} does not match its recorded hash")
-            result = json.loads((path / "result.json").read_bytes())
+            result = parse_result(json.loads((path / "result.json").read_bytes()))  # a ValueError when it does not fit
             inputs = json.loads((path / "inputs.json").read_bytes())
             if key_of(inputs) != key:
                 raise ValueError("inputs do not hash to the entry's key")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._quarantine(path, str(exc))
             return None
-        return Entry(key=key, path=path, result=result, inputs=inputs)
+        return Entry[StoredResult](key=key, path=path, result=result, inputs=inputs)
 
     def _quarantine(self, path: Path, why: str) -> None:
         target = self.root / "corrupt" / f"{path.name}-{int(time.time())}-{uuid.uuid4().hex[:6]}"
@@ -186,8 +214,8 @@ class Store:
         """Where a long run keeps its checkpoint while it trains."""
         return self.root / "partial" / key
 
-    def put(self, key: str, inputs: dict[str, Any], result: dict[str, Any],
-            arrays: dict[str, np.ndarray], extra: dict[str, bytes] | None = None, replace: bool = False) -> Entry:
+    def put(self, key: str, inputs: dict[str, Any], result: StoredResult,
+            arrays: dict[str, np.ndarray], extra: dict[str, bytes] | None = None, replace: bool = False) -> Entry[Any]:
         """Write an entry atomically: a temp folder on the same file system, renamed when whole.
         `extra` files are stored beside the result and covered by the manifest's hashes. `replace`
         (a forced retrain, by the holder of the key's lock) puts the new entry in place of a stored
@@ -198,7 +226,7 @@ class Store:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
             files = {
-                "result.json": json.dumps(result, indent=1, sort_keys=True).encode(),
+                "result.json": json.dumps(to_json(result), indent=1, sort_keys=True).encode(),
                 "inputs.json": json.dumps(inputs, indent=1, sort_keys=True).encode(),
                 "arrays.npz": buffer.getvalue(),
             }
@@ -225,8 +253,8 @@ class Store:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.record_index(result["name"], inputs)
-        entry = self.get(key)
+        self.record_index(result.name, inputs)
+        entry = self._read(key)
         if entry is None:
             raise CacheError(f"result {key} could not be read back after writing")
         return entry

@@ -1,37 +1,41 @@
 """Numbers derived from stored results: what each section's view measures, and the flat
-per-run facts commentary placeholders quote. Pure functions on result dicts; no drawing."""
+per-run facts commentary placeholders quote. Pure functions on typed results; no drawing."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from reportgen.train.result import ClassifierResult, GanResult
 
-def run_facts(result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """The facts of one run a placeholder may quote, e.g. `runs["relu-30x100"].val_accuracy`."""
-    history = result.get("history", {})
-    final = result.get("final", {})
-    best = result.get("best", {})
-    val = history.get("val_accuracy", [])
-    seconds = history.get("seconds", [])
-    miss = result.get("misclassified", {})
+
+def facts(result: ClassifierResult | GanResult, config: dict[str, Any]) -> dict[str, Any]:
+    """The facts of one run a placeholder may quote, by its kind."""
+    return gan_facts(result, config) if isinstance(result, GanResult) else run_facts(result, config)
+
+
+def run_facts(result: ClassifierResult, config: dict[str, Any]) -> dict[str, Any]:
+    """The facts of one classifier run a placeholder may quote, e.g. `runs["relu-30x100"].val_accuracy`."""
+    val = result.history.get("val_accuracy", [])
+    seconds = result.history.get("seconds", [])
+    best = result.best
     return {
-        "name": result["name"],
-        "status": result.get("status", "ok"),
-        "diverged_epoch": (result.get("diverged") or {}).get("epoch"),
-        "params": result["summary"]["total"],
-        "trainable_params": result["summary"]["trainable"],
-        "epochs": result.get("epochs_run", len(val)),
-        "val_accuracy": final.get("val_accuracy"),
-        "accuracy": final.get("accuracy"),
-        "val_loss": final.get("val_loss"),
-        "loss": final.get("loss"),
-        "best_val_accuracy": best.get("val_accuracy"),
-        "best_epoch": best.get("epoch"),
+        "name": result.name,
+        "status": result.status,
+        "diverged_epoch": result.diverged.epoch if result.diverged else None,
+        "params": result.summary.total,
+        "trainable_params": result.summary.trainable,
+        "epochs": result.epochs_run,
+        "val_accuracy": result.final.get("val_accuracy"),
+        "accuracy": result.final.get("accuracy"),
+        "val_loss": result.final.get("val_loss"),
+        "loss": result.final.get("loss"),
+        "best_val_accuracy": best.val_accuracy if best else None,
+        "best_epoch": best.epoch if best else None,
         "first_val_accuracy": val[0] if val else None,
         "val_accuracy_by_epoch": val,
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
-        "misclassified": miss.get("count"),
-        "validation_size": miss.get("total"),
+        "misclassified": result.misclassified.count,
+        "validation_size": result.misclassified.total,
         "config": config,
     }
 
@@ -85,32 +89,31 @@ def convergence(facts: list[dict[str, Any]], tolerance: float) -> dict[str, Any]
     return {"tolerance": tolerance, "rows": rows, "mean_epochs": means}
 
 
-def gan_facts(result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+def gan_facts(result: GanResult, config: dict[str, Any]) -> dict[str, Any]:
     """The facts of one GAN run a placeholder may quote, e.g. `runs["gan"].g_loss`."""
-    history = result.get("history", {})
-    final = result.get("final", {})
+    history = result.history
     seconds = history.get("seconds", [])
-    resumed = result.get("resumed") or []
+    generator, discriminator = result.summary.generator, result.summary.discriminator
     return {
-        "name": result["name"],
+        "name": result.name,
         "kind": "gan",
-        "status": result.get("status", "ok"),
-        "diverged_epoch": (result.get("diverged") or {}).get("epoch"),
-        "params": result["summary"]["total"],
-        "generator_params": result["summary"]["generator"]["total"],
-        "discriminator_params": result["summary"]["discriminator"]["total"],
-        "epochs": result.get("epochs_run", len(history.get("epoch", []))),
-        "steps_per_epoch": result.get("steps_per_epoch"),
-        "d_loss": final.get("d_loss"),
-        "g_loss": final.get("g_loss"),
-        "d_acc_real": final.get("d_acc_real"),
-        "d_acc_fake": final.get("d_acc_fake"),
-        "first_d_loss": (history.get("d_loss") or [None])[0],
-        "first_g_loss": (history.get("g_loss") or [None])[0],
+        "status": result.status,
+        "diverged_epoch": result.diverged.epoch if result.diverged else None,
+        "params": result.summary.total,
+        "generator_params": generator.total if generator else None,
+        "discriminator_params": discriminator.total if discriminator else None,
+        "epochs": result.epochs_run,
+        "steps_per_epoch": result.steps_per_epoch,
+        "d_loss": result.final.get("d_loss"),
+        "g_loss": result.final.get("g_loss"),
+        "d_acc_real": result.final.get("d_acc_real"),
+        "d_acc_fake": result.final.get("d_acc_fake"),
+        "first_d_loss": history["d_loss"][0] if history.get("d_loss") else None,
+        "first_g_loss": history["g_loss"][0] if history.get("g_loss") else None,
         "d_loss_by_epoch": history.get("d_loss", []),
         "g_loss_by_epoch": history.get("g_loss", []),
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
-        "resumed_from": resumed[-1]["from_epoch"] if resumed else None,
+        "resumed_from": result.resumed[-1].from_epoch if result.resumed else None,
         "config": config,
     }
 

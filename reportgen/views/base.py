@@ -12,6 +12,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from reportgen.errors import ReportgenError
 from reportgen.project.spec import ViewSettings
 from reportgen.project.views import registered
+from reportgen.train.result import ClassifierResult, GanResult, History, ModeCollapseResult
 from reportgen.train.store import Entry
 
 S = TypeVar("S", bound=ViewSettings)
@@ -27,8 +28,8 @@ class ViewInputs:
     runs: tuple[str, ...]  # the section's runs, in order
     facts: Mapping[str, dict[str, Any]]  # every run with a result, by name (analysis.run_facts, gan_facts)
     classifiers: frozenset[str]  # the runs with a result that are not GANs
-    entries: Mapping[str, Entry | None]  # every declared run's stored result, None where it has none
-    measures: Mapping[tuple[str, str], Entry]  # derived measurements: (gan run, classifier run) -> entry
+    entries: Mapping[str, Entry[ClassifierResult | GanResult] | None]  # every declared run's, None where it has none
+    measures: Mapping[tuple[str, str], Entry[ModeCollapseResult]]  # derived: (gan run, classifier run) -> entry
     validation_images: Any  # the data set's validation images
 
     @property
@@ -36,10 +37,10 @@ class ViewInputs:
         """The facts of the section's classifier runs: a GAN has no validation accuracy to place."""
         return [self.facts[n] for n in self.runs if n in self.classifiers]
 
-    def history(self, run: str) -> dict[str, list[float]]:
+    def history(self, run: str) -> History:
         entry = self.entries[run]
         assert entry is not None
-        return entry.result["history"]
+        return entry.result.history
 
 
 class Collected(NamedTuple):

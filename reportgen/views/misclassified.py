@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from reportgen.project.spec import ViewSettings
+from reportgen.train.result import ClassifierResult
 from reportgen.views import figures
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
@@ -31,17 +32,18 @@ class Kind(ViewKind[Settings]):
         if settings.run not in inputs.facts:
             return Collected({})
         entry = inputs.entries[settings.run]
-        assert entry is not None
-        miss = entry.result["misclassified"]
+        if entry is None or not isinstance(entry.result, ClassifierResult):  # a GAN misclassifies nothing
+            return Collected({})
+        miss = entry.result.misclassified
         images = entry.arrays().get("misclassified_images")
         out: dict[str, Any] = {}
         if images is not None and len(images):
-            figures.save_svg(figures.misclassified_grid(images, miss["true"], miss["predicted"],
-                                                        miss["confidence"], settings.count),
+            figures.save_svg(figures.misclassified_grid(images, miss.true, miss.predicted,
+                                                        miss.confidence, settings.count),
                              inputs.assets / inputs.figure)
             out.update(figure=f"assets/{inputs.figure}")
-        out.update(run=settings.run, count=min(settings.count, miss["count"]), total=miss["count"],
-                   of=miss["total"])
+        out.update(run=settings.run, count=min(settings.count, miss.count), total=miss.count,
+                   of=miss.total)
         return Collected(out)
 
 

@@ -49,9 +49,9 @@ class Kind(ViewKind[Settings]):
         measured_entry = inputs.measures.get((settings.run, settings.classifier))
         if measured_entry is None:
             missing = [n for n in (settings.run, settings.classifier) if inputs.entries[n] is None]
-            no_epoch = gan_entry is not None and not gan_entry.result["history"].get("epoch")
+            no_epoch = gan_entry is not None and not gan_entry.result.history.get("epoch")
             judge_entry = inputs.entries[settings.classifier]
-            judge_failed = judge_entry is not None and judge_entry.result.get("status") != "ok"
+            judge_failed = judge_entry is not None and judge_entry.result.status != "ok"
             # Both results usable, the measurement not stored: a build measures it without training.
             unmeasured = (not missing and not no_epoch and not judge_failed and judge_entry is not None
                           and judge_entry.file(WEIGHTS_FILE) is not None)
@@ -60,7 +60,7 @@ class Kind(ViewKind[Settings]):
         assert gan_entry is not None
         judged = measured_entry.arrays()
         measured = analysis.mode_collapse(
-            measured_entry.result["epochs"], judged["predicted"], judged["confidence"],
+            measured_entry.result.epochs, judged["predicted"], judged["confidence"],
             gan_entry.arrays()["samples"], inputs.validation_images, settings.present_share,
             settings.diversity_samples)
         measured.update(run=settings.run, classifier=settings.classifier,

@@ -47,8 +47,8 @@ class StopAt(SilentReporter):
 
 def test_each_epoch_records_both_losses_accuracies_time_and_fixed_noise_samples(data, tmp_path):
     outcome = train(gan(), data, tmp_path, checkpoints=tmp_path / "ck", key="k")
-    result, history = outcome.result, outcome.result["history"]
-    assert result["status"] == "ok" and result["steps_per_epoch"] == 6 and history["epoch"] == [1, 2, 3]
+    result, history = outcome.result, outcome.result.history
+    assert result.status == "ok" and result.steps_per_epoch == 6 and history["epoch"] == [1, 2, 3]
     for name in ("d_loss", "g_loss"):
         assert len(history[name]) == 3 and all(0 < v < 20 for v in history[name])
     for name in ("d_acc_real", "d_acc_fake"):
@@ -58,8 +58,8 @@ def test_each_epoch_records_both_losses_accuracies_time_and_fixed_noise_samples(
     assert samples.shape == (3, 64, 28, 28) and samples.dtype == np.uint8
     assert not np.array_equal(samples[0], samples[2])  # the generator changed between epochs
     # Generator: 16*32 + 32 and 32*784 + 784; discriminator: 784*32 + 32 and 32 + 1.
-    assert result["summary"]["generator"]["total"] == 544 + 25_872
-    assert result["summary"]["discriminator"]["total"] == 25_120 + 33
+    assert result.summary.generator.total == 544 + 25_872
+    assert result.summary.discriminator.total == 25_120 + 33
     # The classic log: value as the third token of each Discriminator/Generator line.
     lines = outcome.files["output.txt"].decode().splitlines()
     d = [float(line.split()[2]) for line in lines if line.startswith("Discriminator")]
@@ -74,11 +74,11 @@ def test_an_interrupted_run_resumes_after_its_last_epoch_and_ends_as_if_never_st
     assert (tmp_path / "b" / "checkpoint.npz").is_file()
     reporter = StopAt(0)
     resumed = train(gan(), data, tmp_path, reporter, checkpoints=tmp_path / "b", key="k")
-    assert resumed.result["resumed"] == [{"from_epoch": 2}]
+    assert [r.from_epoch for r in resumed.result.resumed] == [2]
     assert reporter.notes == ["  g: resuming after epoch 2 from its checkpoint"]
-    assert resumed.result["history"]["epoch"] == [1, 2, 3]
+    assert resumed.result.history["epoch"] == [1, 2, 3]
     for name in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake"):
-        assert resumed.result["history"][name] == straight.result["history"][name]
+        assert resumed.result.history[name] == straight.result.history[name]
     np.testing.assert_array_equal(resumed.arrays["samples"], straight.arrays["samples"])
 
 
@@ -87,16 +87,16 @@ def test_a_checkpoint_of_another_configuration_is_never_resumed(data, tmp_path):
         train(gan(), data, tmp_path, StopAt(2), checkpoints=tmp_path / "c", key="old-key")
     reporter = StopAt(0)
     outcome = train(gan(epochs=2), data, tmp_path, reporter, checkpoints=tmp_path / "c", key="new-key")
-    assert outcome.result["resumed"] == [] and outcome.result["history"]["epoch"] == [1, 2]
+    assert outcome.result.resumed == [] and outcome.result.history["epoch"] == [1, 2]
     assert "checkpoint unusable (checkpoint belongs to another configuration)" in reporter.notes[0]
 
 
 def test_losses_that_become_nan_stop_the_run_at_that_epoch(data, tmp_path):
     outcome = train(gan(optimizer="sgd", learning_rate=1e30), data, tmp_path, checkpoints=None, key="k")
     result = outcome.result
-    assert result["status"] == "diverged" and result["diverged"]["epoch"] == 1
-    assert result["epochs_run"] == 0 and outcome.arrays["samples"].shape[0] == 0
-    assert "nan" in result["diverged"]["loss"].lower() or "inf" in result["diverged"]["loss"].lower()
+    assert result.status == "diverged" and result.diverged.epoch == 1
+    assert result.epochs_run == 0 and outcome.arrays["samples"].shape[0] == 0
+    assert "nan" in result.diverged.loss.lower() or "inf" in result.diverged.loss.lower()
 
 
 def test_steps_per_call_divides_the_epoch():
@@ -115,9 +115,9 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(data, tmp_pat
     reporter = StopAt(0)
     outcome = train(gan(), data, tmp_path, reporter, checkpoints=folder, key="k")
     assert reporter.notes[0].startswith("  g: checkpoint unusable (") and reporter.notes[0].endswith("starting over")
-    assert outcome.result["resumed"] == [] and outcome.result["history"]["epoch"] == [1, 2, 3]
+    assert outcome.result.resumed == [] and outcome.result.history["epoch"] == [1, 2, 3]
     straight = train(gan(), data, tmp_path, checkpoints=None, key="k")
-    assert outcome.result["history"]["d_loss"] == straight.result["history"]["d_loss"]
+    assert outcome.result.history["d_loss"] == straight.result.history["d_loss"]
 
 
 def test_an_l2_gan_trains_under_tensorflow_as_with_keras_own_penalty(data, tmp_path, monkeypatch):
@@ -135,11 +135,11 @@ def test_an_l2_gan_trains_under_tensorflow_as_with_keras_own_penalty(data, tmp_p
         seen.extend(type(v.regularizer).__name__ for net in nets for v in net.trainable_variables if v.regularizer)
 
     monkeypatch.setattr(tf_kernels, "fuse_penalties", watched)
-    fused = train(gan(regularizer="l2", strength=0.01, epochs=2), data, tmp_path).result["history"]
+    fused = train(gan(regularizer="l2", strength=0.01, epochs=2), data, tmp_path).result.history
     assert seen == ["FusedL2"] * 4  # two kernels in each network
     monkeypatch.setattr(tf_kernels, "fuse_penalties", lambda *nets: None)
-    plain = train(gan(regularizer="l2", strength=0.01, epochs=2), data, tmp_path).result["history"]
-    unpenalised = train(gan(epochs=2), data, tmp_path).result["history"]
+    plain = train(gan(regularizer="l2", strength=0.01, epochs=2), data, tmp_path).result.history
+    unpenalised = train(gan(epochs=2), data, tmp_path).result.history
     for name in ("d_loss", "g_loss"):
         assert fused[name] == pytest.approx(plain[name], rel=1e-5)
     assert fused["d_loss"] != pytest.approx(unpenalised["d_loss"], rel=1e-3)  # the penalty changed training
@@ -156,13 +156,13 @@ def test_the_larger_layers_of_both_networks_take_the_batched_input_gradient(data
 
     monkeypatch.setattr(tf_kernels, "batched_input_gradient", watched)
     wide = {"generator": [256, 256], "discriminator": [256], "epochs": 2}
-    faster = train(gan(**wide), data, tmp_path).result["history"]
+    faster = train(gan(**wide), data, tmp_path).result.history
     # Generator 16 -> 256 -> 256 -> 784, discriminator 784 -> 256 -> 1: the generator's update takes
     # the gradient through the discriminator's first kernel and its own two larger ones; the
     # discriminator's update needs no gradient for its images, and 16 x 256 and 256 x 1 are small.
     assert sorted(kernels) == [(256, 256), (256, 784), (784, 256)]
     monkeypatch.setattr(tf_kernels, "MIN_KERNEL_FOR_BATCHED", 10**9)
-    plain = train(gan(**wide), data, tmp_path).result["history"]
+    plain = train(gan(**wide), data, tmp_path).result.history
     assert sorted(kernels) == [(256, 256), (256, 784), (784, 256)]
     for name in ("d_loss", "g_loss"):
         assert faster[name] == pytest.approx(plain[name], rel=1e-4)

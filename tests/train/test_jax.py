@@ -82,10 +82,10 @@ for exp in load_project(root).experiments:
         model.load_weights(weights)
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         evaluated = model.evaluate(images.x_val / 255.0, images.y_val, batch_size=64, verbose=0, return_dict=True)
-    out[exp.name] = {"result": first.result, "again": again.result["weights_sha256"],
+    out[exp.name] = {"result": first.result.model_dump(), "again": again.result.weights_sha256,
                      "evaluated": {k: float(v) for k, v in evaluated.items()},
                      "grid": len(first.arrays.get("misclassified_images", [])), "steps": steps.last,
-                     "looped": {"result": looped.result, "steps": looped_steps.last}}
+                     "looped": {"result": looped.result.model_dump(), "steps": looped_steps.last}}
 print(json.dumps(out))
 """
 
@@ -361,7 +361,7 @@ root = Path(sys.argv[1])
 exp = next(e for e in load_project(root).experiments if e.name == "plain")
 outcome = run.train(exp, dataset.subset(data.load("mnist-sample"), 300, 100), root / "experiments",
                     programs=Path(sys.argv[2]), env=Environment.read())  # REPORTGEN_XLA_CACHE_MB, as a build reads it
-print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.result["weights_sha256"],
+print(json.dumps({"hits": seen.hits, "misses": seen.misses, "weights": outcome.result.weights_sha256,
                   "tensorflow": "tensorflow" in sys.modules}))
 """
 

@@ -12,7 +12,8 @@ import pytest
 
 from reportgen.project.spec import load_project
 from reportgen.train import store
-from tests.conftest import REPO
+from reportgen.train.result import GanResult, ModeCollapseResult
+from tests.conftest import REPO, classifier_result
 
 VERSIONS = {"keras": "3.0", "tensorflow": "2.0", "numpy": "2.0", "python": "3.11"}
 
@@ -59,7 +60,7 @@ def test_custom_builder_source_is_part_of_the_key(make_project):
 
 
 def put(cache, key="k" * 32, name="run"):
-    return cache.put(key, {"x": 1}, {"name": name, "value": 0.5}, {"images": np.arange(6).reshape(2, 3)})
+    return cache.put(key, {"x": 1}, classifier_result(name, 0.5), {"images": np.arange(6).reshape(2, 3)})
 
 
 def test_put_then_get_round_trips_and_leaves_no_temp_files(tmp_path):
@@ -67,7 +68,7 @@ def test_put_then_get_round_trips_and_leaves_no_temp_files(tmp_path):
     key = store.key_of({"x": 1})
     entry = put(cache, key)
     again = cache.get(key)
-    assert again is not None and again.result == {"name": "run", "value": 0.5}
+    assert again is not None and again.result == classifier_result("run", 0.5)
     assert again.arrays()["images"].tolist() == [[0, 1, 2], [3, 4, 5]]
     assert entry.path == tmp_path / "results" / key
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -78,10 +79,10 @@ def test_a_forced_retrain_replaces_the_stored_entry_and_a_plain_put_keeps_it(tmp
     cache = store.Store(tmp_path)
     key = store.key_of({"x": 1})
     put(cache, key)
-    kept = cache.put(key, {"x": 1}, {"name": "run", "value": 0.7}, {})
-    assert kept.result["value"] == 0.5  # another process's result for the key stands
-    forced = cache.put(key, {"x": 1}, {"name": "run", "value": 0.9}, {}, replace=True)
-    assert forced.result["value"] == 0.9 and cache.get(key).result["value"] == 0.9
+    kept = cache.put(key, {"x": 1}, classifier_result("run", 0.7), {})
+    assert kept.result.final["val_accuracy"] == 0.5  # another process's result for the key stands
+    forced = cache.put(key, {"x": 1}, classifier_result("run", 0.9), {}, replace=True)
+    assert forced.result.final["val_accuracy"] == 0.9 and cache.get(key).result.final["val_accuracy"] == 0.9
     assert list((tmp_path / "replaced").iterdir()) == [] and list((tmp_path / "tmp").iterdir()) == []
 
 
@@ -94,11 +95,11 @@ def test_an_entry_set_aside_by_a_forced_retrain_that_died_is_put_back(tmp_path):
     # As a process killed between its two renames leaves it: the old entry aside, no new one.
     os.replace(tmp_path / "results" / key, tmp_path / "replaced" / f"{key}.{dead}.0123abcd")
     again = store.Store(tmp_path).get(key)
-    assert again is not None and again.result == {"name": "run", "value": 0.5}
+    assert again is not None and again.result == classifier_result("run", 0.5)
     assert list((tmp_path / "replaced").iterdir()) == []
     # Killed after the second rename: the new entry stands and the old one goes.
     other = store.key_of({"x": 2})
-    cache.put(other, {"x": 2}, {"name": "other"}, {})
+    cache.put(other, {"x": 2}, classifier_result("other"), {})
     (tmp_path / "replaced" / f"{other}.{dead}.0123abcd").mkdir()
     store.Store(tmp_path)
     assert list((tmp_path / "replaced").iterdir()) == [] and store.Store(tmp_path).get(other) is not None
@@ -177,3 +178,56 @@ def test_lock_held_by_a_live_process_waits(tmp_path):
         thread.join()
     finally:
         holder.kill()
+
+
+def test_a_stored_result_comes_back_typed_with_a_diverged_runs_nan_intact(tmp_path):
+    cache = store.Store(tmp_path)
+    key = store.key_of({"x": 1})
+    diverged = classifier_result("boom", float("nan"), status="diverged",
+                                 diverged={"epoch": 2, "batch": 3, "loss": "nan"}, best=None)
+    cache.put(key, {"x": 1}, diverged, {})
+    again = cache.get(key)
+    assert again is not None and again.result.diverged is not None and again.result.diverged.epoch == 2
+    assert again.result.best is None and again.result.history["epoch"] == [1, 2]  # ints stay ints
+    assert np.isnan(again.result.final["val_accuracy"])
+    stored = json.loads((again.path / "result.json").read_text())
+    assert stored["schema_version"] == 2 and stored["kind"] == "classifier"
+
+
+def test_a_result_that_does_not_fit_its_model_is_moved_aside_with_what_is_wrong(tmp_path):
+    cache = store.Store(tmp_path)
+    key = store.key_of({"x": 1})
+    entry = put(cache, key)
+    raw = json.loads((entry.path / "result.json").read_text())
+    del raw["summary"]
+    text = json.dumps(raw).encode()
+    manifest = json.loads((entry.path / "MANIFEST.json").read_text())
+    manifest["files"]["result.json"] = store._sha256(text)  # the hashes agree: only the shape is wrong
+    (entry.path / "result.json").write_bytes(text)
+    (entry.path / "MANIFEST.json").write_text(json.dumps(manifest))
+    assert cache.get(key) is None
+    assert "summary" in cache.warnings[-1] and "Field required" in cache.warnings[-1]
+    assert len(list((tmp_path / "corrupt").iterdir())) == 1
+
+
+def test_a_measurement_is_not_read_as_a_training_run(tmp_path):
+    cache = store.Store(tmp_path)
+    key = store.key_of({"measure": 1})
+    measured = ModeCollapseResult(name="mode-collapse.gan.clf", gan="gan", classifier="clf", epochs=[1, 2])
+    cache.put(key, {"measure": 1}, measured, {})
+    assert cache.measure(key) is not None and cache.measure(key).result == measured
+    assert cache.get(key) is None and "where a training run's was expected" in cache.warnings[-1]
+
+
+def test_a_gan_result_needs_its_own_fields():
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        GanResult.model_validate({**classifier_result().model_dump(exclude={"kind", "steps_trained", "best",
+                                                                            "misclassified"})})
+
+
+def test_entries_of_an_earlier_schema_are_trained_once_again_and_say_so():
+    old = {"schema": 1, "config": {"epochs": 2}, "code": "a", "data": "d", "backend": "tensorflow",
+           "versions": {}, "precision": "float32"}
+    new = {**old, "schema": store.SCHEMA, "code": "b"}
+    assert store.explain(old, new) == ["stored by an earlier reportgen (result schema 1, now 2); trains once again"]
+    assert store.explain({**old, "schema": 2}, new) == ["training code changed"]

@@ -121,13 +121,13 @@ def test_an_l2_run_trains_as_with_keras_penalty_and_keeps_keras_l2_in_its_layers
     assert [type(r).__name__ for r in swapped if r is not None] == ["FusedL2", "FusedL2"]  # both hidden kernels
     monkeypatch.setattr(tf_kernels, "fuse_penalties", lambda *nets: None)
     plain = run.train(exp, images, tmp_path).result
-    assert fused["history"]["loss"] == pytest.approx(plain["history"]["loss"], rel=1e-5)
-    assert fused["final"]["val_accuracy"] == plain["final"]["val_accuracy"]
+    assert fused.history["loss"] == pytest.approx(plain.history["loss"], rel=1e-5)
+    assert fused.final["val_accuracy"] == plain.final["val_accuracy"]
     # The penalty is in the loss: 0.01 * sum(w^2) is about 0.3 for the first kernel as initialised.
     none = Experiment(name="l2", section="1.4", model=spec.model_copy(update={"strength": 0.0}), data="mnist-sample",
                       source=tmp_path / "x.toml")
     unpenalised = run.train(none, images, tmp_path).result
-    assert fused["history"]["loss"][0] > unpenalised["history"]["loss"][0] + 0.1
+    assert fused.history["loss"][0] > unpenalised.history["loss"][0] + 0.1
 
 
 @pytest.mark.slow
@@ -252,5 +252,5 @@ def test_a_classifier_with_a_large_hidden_layer_trains_with_the_batched_gradient
     monkeypatch.setattr(tf_kernels, "MIN_KERNEL_FOR_BATCHED", 10**9)
     plain = run.train(exp, images, tmp_path).result
     assert kernels == [(256, 256)]
-    assert faster["history"]["loss"] == pytest.approx(plain["history"]["loss"], rel=1e-5)
-    assert faster["final"]["val_accuracy"] == pytest.approx(plain["final"]["val_accuracy"], abs=0.011)
+    assert faster.history["loss"] == pytest.approx(plain.history["loss"], rel=1e-5)
+    assert faster.final["val_accuracy"] == pytest.approx(plain.final["val_accuracy"], abs=0.011)
