@@ -15,6 +15,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from reportgen.errors import RenderError
 from reportgen.files import temp_name, write_atomic
 from reportgen.report.commentary import environment, render_bounded
+from reportgen.views.base import template_folders
 
 
 def _default_templates() -> Path:
@@ -30,11 +31,12 @@ STYLESHEET = "style.css"
 
 
 def template_dirs(project_root: Path) -> list[Path]:
-    """Project templates/ first (overrides), then the defaults shipped in the package."""
+    """Project templates/ first (overrides), then the folders plug-in view kinds ship their
+    partials in, then the defaults shipped in the package."""
     own = project_root / "templates"
     if own.is_symlink():
         raise RenderError("templates/ is a link to another folder; a project's templates must live in it", own)
-    return [d for d in (own, PACKAGE_TEMPLATES) if d.is_dir()]
+    return [d for d in (own, *template_folders(), PACKAGE_TEMPLATES) if d.is_dir()]
 
 
 def check_output_folder(build_dir: Path) -> None:

@@ -55,10 +55,15 @@ class Collected(NamedTuple):
 class ViewKind(Generic[S]):
     """One kind of view. Subclass it, override `collect`, and make one instance the module's VIEW."""
 
-    def __init__(self, kind: str, settings: type[S], partial: str | None = None) -> None:
+    def __init__(self, kind: str, settings: type[S], partial: str | None = None,
+                 templates: Path | None = None) -> None:
         self.kind = kind
         self.settings = settings
-        self.partial = partial or f"views/{kind}.html.j2"  # found in the project's templates/ first
+        # The partial is looked up in the project's templates/ first (a project may restyle any
+        # kind), then in `templates` (a plug-in's own folder, shipped beside its module), then in
+        # the templates shipped with reportgen (where the built-in kinds keep theirs).
+        self.partial = partial or f"views/{kind}.html.j2"
+        self.templates = templates
 
     def collect(self, settings: S, inputs: ViewInputs) -> Collected:
         """Measure, draw the figures into inputs.assets, and return the template entry's own keys."""
@@ -70,6 +75,11 @@ class ViewKind(Generic[S]):
 
     def __repr__(self) -> str:
         return f"ViewKind({self.kind!r})"
+
+
+def template_folders() -> list[Path]:
+    """The template folders the registered view kinds ship their partials in."""
+    return [view.templates for view in registered().values() if isinstance(view, ViewKind) and view.templates]
 
 
 def lookup(kind: str) -> ViewKind[Any]:

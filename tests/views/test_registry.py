@@ -45,10 +45,10 @@ class Kind(ViewKind[Settings]):
 
 
 VIEW = Kind("run_list", Settings)
+# The same kind as a plug-in package ships it: its partial in a template folder beside its module.
+SHIPPED_VIEW = Kind("run_list", Settings, templates=Path(__file__).parent / "run_list_templates")
 
-PARTIAL = """{% if v.runs %}<div class="run-list"><p>{{ v.note }}</p><ul>
-{% for r in v.runs %}<li{% if r == v.highlight %} class="highlight"{% endif %}>{{ r }}</li>
-{% endfor %}</ul></div>{% endif %}"""
+PARTIAL = (Path(__file__).parent / "run_list_templates" / "views" / "run_list.html.j2").read_text()
 
 SECTION = """
 number = "1"
@@ -78,6 +78,17 @@ kind = "convergence"
 def plugged(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This module's kind installed as an entry point, beside the shipped kinds."""
     installed = [EntryPoint("run_list", f"{__name__}:VIEW", registry.GROUP)]
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: installed if group == registry.GROUP else [])
+    registry.reset()
+    yield
+    registry.reset()
+
+
+@pytest.fixture
+def shipped(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The kind installed from a package that ships its own partial."""
+    installed = [EntryPoint("run_list", f"{__name__}:SHIPPED_VIEW", registry.GROUP)]
     monkeypatch.setattr(registry, "entry_points",
                         lambda group: installed if group == registry.GROUP else [])
     registry.reset()
@@ -172,3 +183,16 @@ def test_a_kind_with_no_partial_fails_naming_the_template(make_project, plugged,
     collected, _ = context.collect(unbuilt(root, tmp_path / "cache"))
     with pytest.raises(Exception, match="run_list.html.j2"):
         render.html(collected, root, root / "build")
+
+
+def test_a_plug_in_ships_its_partial_beside_its_module_and_a_project_may_restyle_it(make_project, shipped,
+                                                                                   tmp_path):
+    root = make_project({"experiments/l.toml": SECTION})
+    collected, _ = context.collect(unbuilt(root, tmp_path / "cache"))
+    page = render.html(collected, root, root / "build").read_text(encoding="utf-8")
+    assert '<div class="run-list"><p>Two nets, &lt;one&gt; large</p><ul>' in page  # the package's own partial
+    assert "Epochs to converge" in page  # the built-in kinds' partials are still found
+    (root / "templates" / "views").mkdir(parents=True)
+    (root / "templates" / "views" / "run_list.html.j2").write_text('<p class="mine">{{ v.runs | length }} runs</p>')
+    page = render.html(collected, root, root / "build").read_text(encoding="utf-8")
+    assert '<p class="mine">2 runs</p>' in page and "run-list" not in page
