@@ -80,6 +80,12 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
 # --- before stage 4: the machine can train what is stale --------------------------------------------
 
 
+def stale_runs(session: Session) -> list[Planned]:
+    """The selected runs a build trains: those without a fresh result, and with --force all of them."""
+    return [p for p in session.planned
+            if p.exp.name in session.selected and (p.entry is None or session.options.force)]
+
+
 def check_machine(session: Session, device: str, stale: list[Planned]) -> list[str]:
     """Before anything trains: the device asked for (--device: auto, cpu, gpu, gpu:N) exists and
     bfloat16 runs have bfloat16 hardware, else a ReportgenError; what the user should hear (a GPU
@@ -136,8 +142,7 @@ def train_stale(session: Session, console: Any) -> list[Planned]:
     one after another, in local worker processes (--jobs) or on a Dask cluster (--scheduler).
     A failing experiment is recorded and the others go on; Ctrl-C stops with nothing half-written
     and raises BuildInterrupted saying what finished."""
-    todo = [p for p in session.planned
-            if p.exp.name in session.selected and (p.entry is None or session.options.force)]
+    todo = stale_runs(session)
     if not todo:
         return []
 

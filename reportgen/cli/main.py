@@ -183,12 +183,12 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
     _set_backend(backend, speed)
     started = time.perf_counter()
     with _errors():
-        from reportgen.pipeline import check_machine, derive, open_session, render_report, train_stale
+        from reportgen.pipeline import check_machine, derive, open_session, render_report, stale_runs, train_stale
 
         options = _options(project, quick, only, force, data_file, cache_dir, limit_train, limit_val,
                            like_last_build, speed)
         session = open_session(options, say=_say)
-        stale = [p for p in session.planned if p.exp.name in session.selected and (p.entry is None or force)]
+        stale = stale_runs(session)
         console.print(f"{escape(session.project.title)}: {len(session.planned)} experiments in "
                       f"{len(session.project.sections)} sections, data {session.data.name}, "
                       f"profile {session.project.profile}; {len(stale) if train else 0} to train.")
