@@ -33,6 +33,7 @@ from reportgen.train.machine import (
     backend_name,
     bf16_supported,
     check_environment,
+    cpu_threads,
     device_info,
     physical_gpus,
     versions,
@@ -267,7 +268,10 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
 
     from rich.markup import escape
 
-
+    # Every run keeps the thread pool of a sequential build (its last bits of the weights depend on
+    # it): the size this process would use, fixed here, since a worker pinned to fewer cores, or a
+    # Dask worker on another machine, would otherwise size its own.
+    env = dataclasses.replace(session.options.env, threads=cpu_threads(session.options.env))
     runner: Runner
     if address:
         runner = DaskRunner(address, session.data)
@@ -311,7 +315,7 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
                     try:
                         outcome = runner.submit(Task(index, planned.exp, session.project.experiments_dir,
                                                      partial, planned.key, priority,
-                                                     session.store.programs, session.options.env)).result()
+                                                     session.store.programs, env)).result()
                     except Exception as exc:  # the worker pool itself broke (out of memory, killed)
                         if stopping.is_set():
                             return  # Ctrl-C: it stays in `running`, reported as cut short
