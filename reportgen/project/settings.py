@@ -11,12 +11,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from reportgen.errors import ReportgenError
-from reportgen.project.spec import PRECISIONS
 
 BUILD_DIR = "build"
+
+Precision = Literal["float32", "mixed_bfloat16"]  # how a run computes: --precision and `precision`
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 MNIST_ENV = "REPORTGEN_MNIST"  # Keras' mnist.npz, read instead of downloading
 CACHE_ENV = "REPORTGEN_CACHE"  # the result cache's folder

@@ -16,11 +16,14 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from reportgen.errors import Problem, ReportgenError, SpecError
+from reportgen.project.settings import Precision
+from reportgen.project.sources import NAMES, SOURCE, SOURCES
+from reportgen.project.sources import label as data_label
 from reportgen.project.views import adapter as view_adapter
 from reportgen.project.views import registered as registered_views
 
@@ -29,7 +32,6 @@ PROJECT_FILE = "project.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 SECTION_NUMBER_RE = re.compile(r"^\d+(\.\d+)*$")
 
-DataName = Literal["auto", "mnist", "mnist-sample"]
 
 
 class _Strict(BaseModel):
@@ -39,10 +41,6 @@ class _Strict(BaseModel):
 
 
 # --- experiments ------------------------------------------------------------------------------
-
-
-Precision = Literal["float32", "mixed_bfloat16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 class _Training(_Strict):
@@ -114,7 +112,7 @@ GanActivation = Literal["leaky_relu", "relu", "tanh", "elu", "gelu", "selu"]
 class GANSpec(_Training):
     """Generative adversarial network of Dense layers on the training images (labels unused).
 
-    The discriminator ends in Dense(1) + sigmoid, the generator in Dense(784) + `generator_output`.
+    The discriminator ends in Dense(1) + sigmoid, the generator in Dense(pixels of one image) + `generator_output`.
     Each step updates the discriminator on a batch of real and a batch of generated images, then
     the generator through the discriminator; an epoch is len(train) // batch_size such steps."""
 
@@ -179,21 +177,29 @@ class ViewSettings(_Strict):
 
 def _union_tags() -> set[str]:
     """The tags of the tagged unions pydantic names in an error's location (model kinds, blocks, views)."""
-    return {*KINDS, "conv", "pool", "dropout", *registered_views()}
+    return {*KINDS, "conv", "pool", "dropout", *registered_views(), *SOURCES}
 
 
 # --- files as written -------------------------------------------------------------------------
 
 
+QUICK_TRAIN, QUICK_VALIDATION = 2000, 500  # the quick profile's sample of a data set other than the MNIST sample
+
+
 class QuickProfile(_Strict):
     epochs: Annotated[int, Field(gt=0)] = 2
-    data: DataName = "mnist-sample"
+    # Default: the offline MNIST sample where the project's data are MNIST, else the project's data.
+    data: Any = None  # checked by _data_spec, as ProjectFile.data
+    # A stratified, seeded sample of at most this many training / validation examples (default:
+    # 2,000 / 500, except for the MNIST sample, used whole).
+    train: Annotated[int, Field(gt=0)] | None = None
+    validation: Annotated[int, Field(gt=0)] | None = None
 
 
 class ProjectFile(_Strict):
     title: Annotated[str, Field(min_length=1)]
     author: str = ""
-    data: DataName = "auto"
+    data: Any = "auto"  # a name or a table: checked by _data_spec, which names the keys as written
     defaults: dict[str, Any] = Field(default_factory=dict)
     quick: QuickProfile = Field(default_factory=QuickProfile)
     page_limit: Annotated[int, Field(gt=0)] | None = None  # checked by `reportgen check`
@@ -274,10 +280,11 @@ class Project:
     root: Path
     title: str
     author: str
-    data: str
+    data: str | BaseModel  # a data set's name, or a sources.Source table
     profile: str
     sections: tuple[Section, ...]
     page_limit: int | None = None
+    sample: tuple[int, int] | None = None  # the quick profile's stratified sample: training, validation
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -484,11 +491,16 @@ def load_project(root: Path, profile: str = "full") -> Project:
             project_file = ProjectFile.model_validate(raw_project)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(project_path, "", exc))
-    data = project_file.data if project_file else "auto"
+    data = _data_spec(project_path, "data", project_file.data, problems) if project_file else "auto"
     project_defaults = project_file.defaults if project_file else {}
     _check_defaults(project_path, project_defaults, problems)
+    sample: tuple[int, int] | None = None
     if profile == "quick" and project_file is not None:
-        data = project_file.quick.data
+        quick = project_file.quick
+        data = (_data_spec(project_path, "quick.data", quick.data, problems) if quick.data is not None else
+                "mnist-sample" if data in ("auto", "mnist") else data)
+        if data != "mnist-sample" or quick.train or quick.validation:
+            sample = (quick.train or QUICK_TRAIN, quick.validation or QUICK_VALIDATION)
 
     sections: list[Section] = []
     used_project_defaults: set[str] = set()
@@ -515,7 +527,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
         seen_numbers[sf.number] = path
         _check_defaults(path, sf.defaults, problems)
         taken: set[str] = set()
-        experiments = _expand_runs(path, sf, project_defaults, data, problems, taken, refused)
+        experiments = _expand_runs(path, sf, project_defaults, data_label(data), problems, taken, refused)
         used_project_defaults |= taken
         for key in sorted(k for k in sf.defaults if k not in taken and k in SETTINGS and sf.runs):
             kinds_here: list[str] = sorted({e.model.kind for e in experiments}) or ["none valid"]
@@ -565,7 +577,38 @@ def load_project(root: Path, profile: str = "full") -> Project:
     assert project_file is not None
     sections.sort(key=lambda s: s.order)
     return Project(root=root, title=project_file.title, author=project_file.author, data=data,
-                   profile=profile, sections=tuple(sections), page_limit=project_file.page_limit)
+                   profile=profile, sections=tuple(sections), page_limit=project_file.page_limit, sample=sample)
+
+
+def _data_spec(path: Path, key: str, value: Any, problems: list[Problem]) -> str | BaseModel:
+    """`data` as written: a data set's name or a table with a `source` (project/sources.py)."""
+    if isinstance(value, str) and value in NAMES:
+        return value
+    if isinstance(value, dict):
+        try:
+            parsed: BaseModel = SOURCE.validate_python(value)
+            return parsed
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(path, key, exc, tagged=True))
+            return "auto"
+    problems.append(Problem(path, key, f"expected one of {list(NAMES)}, or a table with source = "
+                                       f"{' or '.join(repr(s) for s in SOURCES)}, got {value!r}"))
+    return "auto"
+
+
+def data_problems(project: Project, kind: str, shape: tuple[int, ...]) -> list[Problem]:
+    """Runs that cannot take the project's data: a cnn or a gan on feature vectors. `kind`:
+    "images" or "features"; `shape`: one example's."""
+    if kind == "images":
+        return []
+    problems = []
+    for exp in project.experiments:
+        if exp.model.kind in ("cnn", "gan"):
+            what = "a cnn convolves images" if exp.model.kind == "cnn" else "a gan generates images"
+            problems.append(Problem(exp.source, f"{exp.name}.kind",
+                                    f"{what}, and the data ({exp.data}) are feature vectors of {shape[0]} values; "
+                                    "expected kind = \"mlp\" (or a custom builder) for tabular data"))
+    return problems
 
 
 def with_precision(project: Project, precision: str) -> Project:

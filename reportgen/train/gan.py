@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,26 +40,27 @@ from reportgen.train.outcome import Outcome, model_summary, provenance, weights_
 from reportgen.train.result import GanResult
 from reportgen.train.xla import compiler_options
 
-IMAGE_PIXELS = 28 * 28
+MNIST_SHAPE = (28, 28)  # the images a GAN is built for when none are given (tests, benchmarks)
 CHECKPOINT = "checkpoint.npz"
 MAX_STEPS_PER_CALL = 64  # progress is reported between compiled calls
 
 
-def build_generator(spec: GANSpec) -> Any:
+def build_generator(spec: GANSpec, shape: tuple[int, ...] = MNIST_SHAPE) -> Any:
+    """Noise to images of `shape`, flattened (as the discriminator reads them)."""
     import keras
 
     layers: list[Any] = [keras.Input((spec.noise_dim,))]
     for width in spec.generator:
         layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec)), _activation(spec)]
-    layers += [keras.layers.Dense(IMAGE_PIXELS, kernel_regularizer=regularizer(spec)),
+    layers += [keras.layers.Dense(math.prod(shape), kernel_regularizer=regularizer(spec)),
                keras.layers.Activation(spec.generator_output, dtype="float32")]
     return keras.Sequential(layers, name="generator")
 
 
-def build_discriminator(spec: GANSpec) -> Any:
+def build_discriminator(spec: GANSpec, shape: tuple[int, ...] = MNIST_SHAPE) -> Any:
     import keras
 
-    layers: list[Any] = [keras.Input((IMAGE_PIXELS,))]
+    layers: list[Any] = [keras.Input((math.prod(shape),))]
     for i, width in enumerate(spec.discriminator):
         layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec)), _activation(spec)]
         if spec.dropout:
@@ -88,15 +90,16 @@ def steps_per_call(steps: int) -> int:
 class GanNets:
     """Generator, discriminator, their optimizers and the compiled chunk of training steps."""
 
-    def __init__(self, spec: GANSpec, env: Environment | None = None):
+    def __init__(self, spec: GANSpec, env: Environment | None = None, shape: tuple[int, ...] = MNIST_SHAPE):
         import keras
 
         self.spec = spec
+        self.shape = tuple(shape)  # one image's
         self.env = env or Environment()  # JAX: the XLA options of its compiled programs
         self.backend = keras.backend.backend()
         with precision(spec.precision):
-            self.generator = build_generator(spec)
-            self.discriminator = build_discriminator(spec)
+            self.generator = build_generator(spec, self.shape)
+            self.discriminator = build_discriminator(spec, self.shape)
         self.g_opt = optimizer(spec)
         self.d_opt = optimizer(spec)
         self.g_opt.build(self.generator.trainable_variables)
@@ -289,14 +292,14 @@ class GanNets:
         return chunk
 
     def generate(self, noise: np.ndarray) -> np.ndarray:
-        """Images (n x 28 x 28, uint8) from noise, with the generator in inference mode."""
+        """Images (n x H x W [x C], uint8) from noise, with the generator in inference mode."""
         import keras
 
         self.sync()
         infer = self._inference()
         out = np.concatenate([keras.ops.convert_to_numpy(infer(noise[i:i + 1000])) for i in range(0, len(noise), 1000)])
         scaled = (out + 1.0) * 127.5 if self.spec.generator_output == "tanh" else out * 255.0
-        return np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8).reshape(-1, 28, 28)
+        return np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8).reshape(-1, *self.shape)
 
     def _inference(self) -> Any:
         """The generator in inference mode, as one function of the noise. Under JAX, one compiled
@@ -327,8 +330,10 @@ def _cross_entropy(labels: Any, probs: Any) -> Any:
 
 
 def scale_images(images: np.ndarray, output: str) -> np.ndarray:
-    """uint8 images to the generator's output range, flattened."""
-    x = images.reshape(len(images), IMAGE_PIXELS).astype("float32")
+    """Images (uint8, or floats 0..1) to the generator's output range, flattened."""
+    x = images.reshape(len(images), -1).astype("float32")
+    if images.dtype != np.uint8:
+        return x * 2.0 - 1.0 if output == "tanh" else x
     return x / 127.5 - 1.0 if output == "tanh" else x / 255.0
 
 
@@ -338,7 +343,7 @@ def epoch_batches(x: np.ndarray, spec: GANSpec, epoch: int) -> tuple[np.ndarray,
     rng = np.random.default_rng([spec.seed, epoch])
     steps = len(x) // spec.batch_size
     order = rng.permutation(len(x))[: steps * spec.batch_size]
-    reals = x[order].reshape(steps, spec.batch_size, IMAGE_PIXELS)
+    reals = x[order].reshape(steps, spec.batch_size, x.shape[1])
     shape = (steps, spec.batch_size, spec.noise_dim)
     return reals, rng.standard_normal(shape, dtype=np.float32), rng.standard_normal(shape, dtype=np.float32)
 
@@ -410,7 +415,9 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
     started = time.perf_counter()
     flags = set_seeds(spec.seed, env, programs)
     fresh_session()
-    nets = GanNets(spec, env)
+    if data.kind != "images":
+        raise ValueError(f"a gan generates images; the data are feature vectors {data.input_shape}")
+    nets = GanNets(spec, env, data.input_shape)
     x = scale_images(data.x_train, spec.generator_output)
     steps = len(x) // spec.batch_size
     if steps == 0:
@@ -439,7 +446,7 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
             shutil.rmtree(checkpoints, ignore_errors=True)
             set_seeds(spec.seed, env, programs)
             fresh_session()
-            nets = GanNets(spec, env)
+            nets = GanNets(spec, env, data.input_shape)
             history = {k: [] for k in history}
             samples, resumed, first_epoch = [], [], 1
 
@@ -508,6 +515,6 @@ def train_gan(exp: Experiment, data: Dataset, reporter: Any, checkpoints: Path |
         "weights_sha256": weights_hash(nets.generator, nets.discriminator),
         **provenance(flags, started, data, spec.precision),
     })
-    arrays = {"samples": np.stack(samples) if samples else np.zeros((0, 28, 28), np.uint8)}
+    arrays = {"samples": np.stack(samples) if samples else np.zeros((0, *data.input_shape), np.uint8)}
     return Outcome(result=result, arrays=arrays, files={"output.txt": classic_log(history).encode()})
 

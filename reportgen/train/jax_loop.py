@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.project.dataset import divisor_of
 from reportgen.project.settings import Environment
 from reportgen.train.outcome import PROGRESS_TICKS  # times an epoch the host waits for the device and reports progress
 from reportgen.train.xla import compiler_options, device_loop
@@ -45,7 +46,8 @@ from reportgen.train.xla import compiler_options, device_loop
 def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
         batch_size: int, epochs: int, seed: int, watch: Any,
         env: Environment) -> tuple[dict[str, list[float]], np.ndarray]:
-    """Train a compiled Keras model (JAX backend) on uint8 images scaled by 1/255 on the device.
+    """Train a compiled Keras model (JAX backend) on
+    inputs scaled as training expects them (uint8 images divided by 255, floats as they are) on the device.
     `watch` is a keras Callback (on_epoch_begin, on_train_batch_end, on_epoch_end; it may set
     model.stop_training). Returns the history, as `fit` would, and the last epoch's validation
     class probabilities."""
@@ -54,6 +56,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     import keras
 
     n = len(x_train)
+    divisor = divisor_of(x_train)
     full = n // batch_size  # whole batches; a remainder is one short batch at the end
     short = n - full * batch_size
     chunk = max(1, math.ceil(full / PROGRESS_TICKS))
@@ -61,7 +64,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     xv_dev, yv_dev = jax.device_put(x_val), jax.device_put(y_val.astype("int32"))
 
     def scaled(images: Any) -> Any:
-        return images.astype("float32") / 255.0  # as the NumPy path scales them
+        return images.astype("float32") / divisor  # as the NumPy path scales them
 
     # The data are arguments, not constants closed over: XLA would fold a constant into the program.
     def batch(data: Any, order: Any, start: Any, size: int) -> tuple[Any, Any]:
@@ -115,7 +118,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         return probs, {"val_loss": loss, "val_accuracy": accuracy}
 
     # Keras' fit builds the optimizer's and the metrics' variables from a first batch; so here.
-    model._symbolic_build(data_batch=(x_train[:batch_size].astype("float32") / 255.0, y_train[:batch_size]))
+    model._symbolic_build(data_batch=(x_train[:batch_size].astype("float32") / divisor, y_train[:batch_size]))
     history: dict[str, list[float]] = {}
     probs = np.zeros((0, 0), dtype="float32")
     rng = np.random.default_rng(seed)

@@ -22,9 +22,6 @@ from reportgen.project.spec import (
     builder_path,
 )
 
-INPUT_SHAPE = (28, 28)
-NUM_CLASSES = 10
-
 
 def regularizer(spec: MLPSpec | GANSpec, plain: bool = False) -> Any:
     """The kernels' penalty; none at strength 0, which adds nothing to the loss or the gradients of
@@ -41,12 +38,14 @@ def regularizer(spec: MLPSpec | GANSpec, plain: bool = False) -> Any:
     return None
 
 
-def build(exp: Experiment, experiments_dir: Path, plain: bool = False) -> Any:
-    """A fresh, uncompiled keras.Model for one experiment, its layers in the experiment's precision.
+def build(exp: Experiment, experiments_dir: Path, *, shape: tuple[int, ...], classes: int,
+          plain: bool = False) -> Any:
+    """A fresh, uncompiled keras.Model for one experiment, its layers in the experiment's precision,
+    for inputs of `shape` (one example's: (H, W), (H, W, C) or (D,)) and `classes` outputs.
     Layer names restart at dense, dense_1... `plain`: see regularizer."""
     fresh_session()
     with precision(exp.model.precision):
-        return _build(exp, experiments_dir, plain)
+        return _build(exp, experiments_dir, plain, tuple(shape), classes)
 
 
 _FROZEN: list[bool] = []  # not empty once this process has frozen what it had before its first model
@@ -66,20 +65,24 @@ def fresh_session() -> None:
     keras.backend.clear_session()
 
 
-def _build(exp: Experiment, experiments_dir: Path, plain: bool) -> Any:
+def _build(exp: Experiment, experiments_dir: Path, plain: bool, shape: tuple[int, ...], classes: int) -> Any:
     import keras
 
     spec = exp.model
     if isinstance(spec, MLPSpec):
-        layers: list[Any] = [keras.Input(INPUT_SHAPE), keras.layers.Flatten()]
+        layers: list[Any] = [keras.Input(shape), keras.layers.Flatten()]
         for width in spec.hidden_layers:
             # A separate Activation layer after each Dense, as the assignment's summaries show.
             layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec, plain)),
                        keras.layers.Activation(spec.activation)]
-        layers += [keras.layers.Dense(NUM_CLASSES), keras.layers.Activation("softmax", dtype="float32")]
+        layers += [keras.layers.Dense(classes), keras.layers.Activation("softmax", dtype="float32")]
         return keras.Sequential(layers)
     if isinstance(spec, CNNSpec):
-        layers = [keras.Input(INPUT_SHAPE), keras.layers.Reshape((*INPUT_SHAPE, 1))]
+        if len(shape) not in (2, 3):
+            raise RunError(exp.name, f"a cnn needs images, (H, W) or (H, W, C); the data are feature vectors {shape}")
+        layers = [keras.Input(shape)]
+        if len(shape) == 2:  # greyscale images without a channel axis
+            layers.append(keras.layers.Reshape((*shape, 1)))
         for block in spec.blocks:
             if isinstance(block, ConvBlock):
                 layers += [keras.layers.Conv2D(block.filters, block.kernel, padding=block.padding),
@@ -88,7 +91,7 @@ def _build(exp: Experiment, experiments_dir: Path, plain: bool) -> Any:
                 layers.append(keras.layers.MaxPooling2D(block.size))
             elif isinstance(block, DropoutBlock):
                 layers.append(keras.layers.Dropout(block.rate))
-        layers += [keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES),
+        layers += [keras.layers.Flatten(), keras.layers.Dense(classes),
                    keras.layers.Activation("softmax", dtype="float32")]
         return keras.Sequential(layers)
     if isinstance(spec, CustomSpec):

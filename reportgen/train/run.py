@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from reportgen.project.dataset import Dataset
+from reportgen.project.dataset import Dataset, divisor_of
 from reportgen.project.settings import Environment
 from reportgen.project.spec import Experiment, GANSpec
 from reportgen.train import jax_loop, models, tf_loop
@@ -86,7 +86,7 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
 
     spec = exp.model
     steps = math.ceil(len(data.x_train) / spec.batch_size)
-    model = models.build(exp, experiments_dir)
+    model = models.build(exp, experiments_dir, shape=data.input_shape, classes=data.num_classes)
     output = getattr(model, "outputs", None)  # a subclassed model has none until it is called
     if spec.precision == "mixed_bfloat16" and output and str(output[0].dtype) != "float32":
         reporter.note(f"{exp.name}: its output is {output[0].dtype} under mixed_bfloat16; give the builder's last "
@@ -102,8 +102,8 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
                      spec.seed, watch)
         fitted, probs = jax_loop.fit(*arguments, env=env) if backend == "jax" else tf_loop.fit(*arguments)
     else:  # PyTorch: Keras' fit, one step a call
-        x_val = data.x_val.astype("float32") / 255.0
-        fitted = model.fit(data.x_train.astype("float32") / 255.0, data.y_train, batch_size=spec.batch_size,
+        x_val = data.x_val.astype("float32") / data.divisor
+        fitted = model.fit(data.x_train.astype("float32") / data.divisor, data.y_train, batch_size=spec.batch_size,
                            epochs=spec.epochs, validation_data=(x_val, data.y_val), callbacks=[watch],
                            verbose=0).history
         probs = np.asarray(model.predict(x_val, batch_size=1024, verbose=0))
@@ -161,11 +161,12 @@ def _weights_bytes(model: Any) -> bytes:
         return path.read_bytes()
 
 
-def classify(exp: Experiment, weights: Path, images: np.ndarray, experiments_dir: Path) -> np.ndarray:
-    """Class probabilities of uint8 images (n x 28 x 28) under a stored classifier run."""
+def classify(exp: Experiment, weights: Path, images: np.ndarray, experiments_dir: Path, classes: int) -> np.ndarray:
+    """Class probabilities of images (n x H x W [x C], uint8 or float 0..1) under a stored
+    classifier run with `classes` outputs."""
 
     tensorflow_environment()
-    model = models.build(exp, experiments_dir)
+    model = models.build(exp, experiments_dir, shape=images.shape[1:], classes=classes)
     model.load_weights(weights)
-    probs = model.predict(images.astype("float32") / 255.0, batch_size=1000, verbose=0)
+    probs = model.predict(images.astype("float32") / divisor_of(images), batch_size=1000, verbose=0)
     return np.asarray(probs, dtype=np.float32)

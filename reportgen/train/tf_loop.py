@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.project.dataset import divisor_of
 from reportgen.train.jax_loop import end_epoch, floats
 from reportgen.train.outcome import PROGRESS_TICKS  # times an epoch the host waits for the graph and reports progress
 
@@ -38,7 +39,8 @@ VALIDATION_PART = 1000  # images a forward pass of validation takes at once: a C
 
 def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
         batch_size: int, epochs: int, seed: int, watch: Any) -> tuple[dict[str, list[float]], np.ndarray]:
-    """Train a compiled Keras model (TensorFlow backend) on uint8 images scaled by 1/255 in the
+    """Train a compiled Keras model (TensorFlow backend) on
+    inputs scaled as training expects them (uint8 images divided by 255, floats as they are) in the
     graph. `watch` is a keras Callback (on_epoch_begin, on_train_batch_end, on_epoch_end; it may
     set model.stop_training). Returns the history, as `fit` would, and the last epoch's validation
     class probabilities."""
@@ -48,12 +50,13 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     from reportgen.train.tf_kernels import fuse_penalties, matmul_input_gradients
 
     n = len(x_train)
+    divisor = divisor_of(x_train)
     steps = math.ceil(n / batch_size)
     chunk = max(1, math.ceil(steps / PROGRESS_TICKS))
     images, labels = tf.constant(x_train), tf.constant(y_train.astype("int32"))
 
     def scaled(part: Any) -> Any:
-        return tf.cast(part, "float32") / 255.0  # as the NumPy path scales them
+        return tf.cast(part, "float32") / divisor  # as the NumPy path scales them
 
     # The data are arguments, not tensors closed over, so the graph holds no copy of them.
     @tf.function(jit_compile=False, autograph=False)
@@ -79,7 +82,7 @@ def fit(model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         return probs, {"val_loss": loss + penalty, "val_accuracy": float(np.mean(probs.argmax(axis=1) == y_val))}
 
     # Keras' fit builds the optimizer's and the metrics' variables from a first batch; so here.
-    model._symbolic_build(data_batch=(x_train[:batch_size].astype("float32") / 255.0, y_train[:batch_size]))
+    model._symbolic_build(data_batch=(x_train[:batch_size].astype("float32") / divisor, y_train[:batch_size]))
     fuse_penalties(model)  # L2 as one kernel a weight, once every weight exists (a subclassed model's too)
     history: dict[str, list[float]] = {}
     probs = np.zeros((0, 0), dtype="float32")

@@ -152,21 +152,22 @@ def mean_pairwise_distance(images: Any) -> float:
 
     # Whole pixel values keep every product exact in float64, so copies give exactly 0.
     x = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    top = 255.0 if np.asarray(images).dtype == np.uint8 else 1.0
     if len(x) < 2:
         return 0.0
     squared = (x * x).sum(axis=1)
     d2 = np.maximum(squared[:, None] + squared[None, :] - 2.0 * x @ x.T, 0.0)
     n = len(x)
-    return float(np.sqrt(d2)[~np.eye(n, dtype=bool)].mean()) / 255.0
+    return float(np.sqrt(d2)[~np.eye(n, dtype=bool)].mean()) / top
 
 
 def mode_collapse(epochs: list[int], predicted: Any, confidence: Any, samples: Any, real: Any,
-                  present_share: float, diversity_samples: int) -> dict[str, Any]:
+                  present_share: float, diversity_samples: int, classes: int = 10) -> dict[str, Any]:
     """Mode-collapse measures at each recorded epoch, and the diversity of real images to compare."""
     real_diversity = mean_pairwise_distance(real[:diversity_samples])
     rows = []
     for i, epoch in enumerate(epochs):
-        row = class_distribution(predicted[i], confidence[i], present_share)
+        row = class_distribution(predicted[i], confidence[i], present_share, classes)
         row["epoch"] = epoch
         row["diversity"] = mean_pairwise_distance(samples[i][:diversity_samples])
         row["diversity_ratio"] = row["diversity"] / real_diversity if real_diversity else None

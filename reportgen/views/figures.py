@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+DIGITS = tuple(str(i) for i in range(10))  # MNIST's class names, the default
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
           "#e377c2", "#7f7f7f", "#bcbd22"]
 
@@ -162,9 +164,21 @@ def overlay(histories: dict[str, dict[str, list[float]]], metric: str) -> Any:
     return fig
 
 
+def show_image(ax: Any, image: np.ndarray, fixed: bool = True) -> None:
+    """One image on `ax`: greyscale dark on light, colour as it is. `fixed`: greyscale on the full
+    scale (0 to 255, or 0 to 1 for floats) rather than stretched to the image's own range."""
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        top = 255 if image.dtype == np.uint8 else 1.0
+        ax.imshow(image, cmap="gray_r", interpolation="nearest", **({"vmin": 0, "vmax": top} if fixed else {}))
+    else:
+        ax.imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1), interpolation="nearest")
+
+
 def misclassified_grid(images: np.ndarray, true: list[int], predicted: list[int],
-                       confidence: list[float], count: int) -> Any:
-    """Misclassified validation images, each titled with its true and predicted label."""
+                       confidence: list[float], count: int, classes: Sequence[str] | None = None) -> Any:
+    """Misclassified validation images, each titled with its true and predicted class."""
     plt = _plt()
     n = min(count, len(images))
     cols = min(9, max(n, 1))
@@ -174,8 +188,9 @@ def misclassified_grid(images: np.ndarray, true: list[int], predicted: list[int]
         ax.axis("off")
         if i >= n:
             continue
-        ax.imshow(images[i], cmap="gray_r", interpolation="nearest")
-        ax.set_title(f"{true[i]}→{predicted[i]}\n{confidence[i]:.0%}", fontsize=6.5, pad=2)
+        show_image(ax, images[i], fixed=False)
+        names = (classes[true[i]], classes[predicted[i]]) if classes else (str(true[i]), str(predicted[i]))
+        ax.set_title(f"{names[0]}→{names[1]}\n{confidence[i]:.0%}", fontsize=6.5, pad=2)
     fig.subplots_adjust(wspace=0.15, hspace=0.55)
     return fig
 
@@ -214,7 +229,7 @@ def sample_progress(samples: np.ndarray, epochs: list[int], per_row: int = 12) -
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if c < len(images):
-                ax.imshow(images[c], cmap="gray_r", interpolation="nearest", vmin=0, vmax=255)
+                show_image(ax, images[c])
         axes[r][0].set_ylabel(f"epoch {epoch}", rotation=0, ha="right", va="center", fontsize=7)
     fig.subplots_adjust(wspace=0.05, hspace=0.08)
     return fig
@@ -229,36 +244,39 @@ def sample_grid(images: np.ndarray, cols: int = 6) -> Any:
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i], cmap="gray_r", interpolation="nearest", vmin=0, vmax=255)
+            show_image(ax, images[i])
     fig.subplots_adjust(wspace=0.04, hspace=0.04)
     return fig
 
 
-def mode_collapse(rows: list[dict[str, Any]], classifier: str) -> Any:
-    """Share of each digit among the generated images per epoch (stacked), and the entropy of
+def mode_collapse(rows: list[dict[str, Any]], classifier: str, classes: Sequence[str] = DIGITS) -> Any:
+    """Share of each class among the generated images per epoch (stacked), and the entropy of
     that distribution against the uniform maximum."""
     plt = _plt()
+    noun = "digits" if tuple(classes) == DIGITS else "classes"
     fig, (shares_ax, entropy_ax) = plt.subplots(1, 2, figsize=(7.0, 2.8))
     epochs = [r["epoch"] for r in rows]
     shares = np.array([r["shares"] for r in rows]).T  # digit x epoch
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     bottom = np.zeros(len(epochs))
     for digit in range(shares.shape[0]):
-        shares_ax.bar(epochs, shares[digit], bottom=bottom, color=cmap(digit), width=0.8, label=str(digit))
+        shares_ax.bar(epochs, shares[digit], bottom=bottom, color=cmap(digit % cmap.N), width=0.8,
+                      label=classes[digit] if digit < len(classes) else str(digit))
         bottom += shares[digit]
     shares_ax.set_ylim(0, 1)
     shares_ax.set_xlabel("Epoch")
     shares_ax.set_ylabel(f"Share (classified by {classifier})")
-    shares_ax.set_title("Digits among generated images")
+    shares_ax.set_title(f"{noun.capitalize()} among generated images")
     shares_ax.legend(frameon=False, fontsize=6, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     entropy_ax.plot(epochs, [r["entropy"] for r in rows], marker="o", ms=3, color=COLORS[0], label="entropy")
     if rows:
         entropy_ax.axhline(rows[0]["max_entropy"], color="#555555", linestyle="--", linewidth=1,
                            label=f"uniform ({rows[0]['max_entropy']:.2f} bits)")
-    entropy_ax.set_ylim(0, 3.6)
+    entropy_ax.set_ylim(0, max(3.6, float(np.log2(max(len(classes), 2))) * 1.08))
     entropy_ax.set_xlabel("Epoch")
     entropy_ax.set_ylabel("Entropy (bits)")
-    entropy_ax.set_title("Spread over the ten digits")
+    entropy_ax.set_title("Spread over the ten digits" if noun == "digits" else
+                         f"Spread over the {len(classes)} classes")
     # Below the axes, as the digits' legend: the entropy can end anywhere from 0 to the maximum.
     entropy_ax.legend(frameon=False, fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     for ax in (shares_ax, entropy_ax):

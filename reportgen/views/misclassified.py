@@ -39,7 +39,7 @@ class Kind(ViewKind[Settings]):
         out: dict[str, Any] = {}
         if images is not None and len(images):
             figures.save_svg(figures.misclassified_grid(images, miss.true, miss.predicted,
-                                                        miss.confidence, settings.count),
+                                                        miss.confidence, settings.count, inputs.classes),
                              inputs.assets / inputs.figure)
             out.update(figure=f"assets/{inputs.figure}")
         out.update(run=settings.run, count=min(settings.count, miss.count), total=miss.count,

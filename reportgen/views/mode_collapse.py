@@ -62,10 +62,11 @@ class Kind(ViewKind[Settings]):
         measured = analysis.mode_collapse(
             measured_entry.result.epochs, judged["predicted"], judged["confidence"],
             gan_entry.arrays()["samples"], inputs.validation_images, settings.present_share,
-            settings.diversity_samples)
+            settings.diversity_samples, len(inputs.classes))
         measured.update(run=settings.run, classifier=settings.classifier,
                         classifier_accuracy=inputs.facts[settings.classifier].get("val_accuracy"))
-        figures.save_svg(figures.mode_collapse(measured["rows"], settings.classifier), inputs.assets / inputs.figure)
+        figures.save_svg(figures.mode_collapse(measured["rows"], settings.classifier, inputs.classes),
+                         inputs.assets / inputs.figure)
         return Collected({"measured": measured, "figure": f"assets/{inputs.figure}"}, measured)
 
     def add_facts(self, view_facts: dict[str, Any], settings: Settings, facts: Any) -> None:
