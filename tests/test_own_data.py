@@ -185,3 +185,10 @@ def test_a_table_with_text_labels_builds_end_to_end(tmp_path):
     accuracy = read_manifest(root)["experiments"][0]["metrics"]["val_accuracy"]
     assert f"On 40 held-out plants the net is right {accuracy:.2%} of the time." in text
     assert accuracy > 0.8  # well-separated species
+
+
+def test_verify_reruns_a_build_on_ones_own_data(shapes):
+    result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["verify", str(shapes / "build")])
+    assert result.exit_code == 0, result.output
+    assert "on data Shapes" in result.output and "All 2 verified experiments reproduce" in result.output
+    assert "bit-identical weights" in result.output and "weights differ" not in result.output

@@ -19,10 +19,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reportgen.errors import SpecError
 from reportgen.grade.compare import METRICS, Build, CompareError, Row, Tolerance, compare_metrics
 from reportgen.project import spec
-from reportgen.project.data import load
+from reportgen.project.data import load, load_source
 from reportgen.project.dataset import Dataset, subset
+from reportgen.project.dataset import sample as sample_of
 from reportgen.project.settings import Environment
 from reportgen.project.spec import builder_path
 from reportgen.train import store
@@ -77,14 +79,24 @@ def experiment_of(recorded: dict[str, Any], source: Path) -> spec.Experiment:
                            model=model, data=str(config.get("data", "")), source=source)
 
 
-def recorded_data(build: Build, data_file: Path | None) -> Dataset:
-    """The data set the build used, loaded here: the same source and the same image limits."""
+def recorded_data(build: Build, data_file: Path | None, project_root: Path) -> Dataset:
+    """The data set the build used, loaded here: the same source, sample and image limits. MNIST
+    by its name; any other source as the project in `project_root` declares it (for the profile
+    the build was made with)."""
     data = build.data
     name = str(data.get("name", "")).split("[")[0]
-    if name not in ("mnist", "mnist-sample"):
-        raise CompareError(f"{build.path / 'manifest.json'}: key 'data.name': expected mnist or mnist-sample "
-                           f"(optionally with [train/val] limits), got {data.get('name')!r}")
-    loaded = load(name, data_file)
+    if name in ("mnist", "mnist-sample"):
+        loaded = load(name, data_file)
+    else:
+        profile = str(build.manifest.get("profile") or "full")
+        try:
+            project = spec.load_project(project_root, profile)
+        except SpecError as exc:
+            raise CompareError(f"the build used the data set {data.get('name')!r}, which only its project declares, "
+                               f"and the project in {project_root} cannot be read ({exc}); pass -C PROJECT") from None
+        loaded = load_source(project.data, project_root, data_file)
+        if project.sample is not None:
+            loaded = sample_of(loaded, *project.sample)
     limits = build.manifest.get("limits") or {}
     if limits.get("train") or limits.get("val"):
         loaded = subset(loaded, limits.get("train") or len(loaded.y_train), limits.get("val") or len(loaded.y_val))
@@ -100,7 +112,7 @@ def plan(build: Build, project_root: Path, only: list[str], sample: int | None, 
     chosen, sample_seed = choose(build, only, sample, seed)
     manifest_path = build.path / "manifest.json"
     experiments = {e["name"]: experiment_of(e, manifest_path) for e in chosen}
-    data = recorded_data(build, data_file or env.mnist_file)
+    data = recorded_data(build, data_file or env.mnist_file, project_root)
     recorded_fp = build.data.get("fingerprint")
     if data.fingerprint != recorded_fp:
         raise CompareError(
