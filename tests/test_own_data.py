@@ -46,6 +46,9 @@ blocks = [{ type = "conv", filters = 4, kernel = 3 }, { type = "pool", size = 2 
 kind = "misclassified"
 run = "dense"
 count = 9
+[[views]]
+kind = "confusion"
+run = "conv"
 """
 
 
@@ -67,7 +70,9 @@ def shapes_project(root: Path) -> Path:
     return write_project(root, {
         "experiments/project.toml": SHAPES_PROJECT, "experiments/1-colours.toml": SHAPES_SECTION,
         "experiments/1-colours.md": "The dense net reaches {{ runs['dense'].val_accuracy | pct }} on "
-                                    "{{ runs['dense'].validation_size }} validation images.\n"})
+                                    "{{ runs['dense'].validation_size }} validation images. The convolutional "
+                                    "net finds {{ section.views.confusion['conv'].recall['blue'] | pct }} of "
+                                    "the blue ones.\n"})
 
 
 def pdf_text(root: Path) -> str:
@@ -98,6 +103,11 @@ def test_a_colour_image_set_of_ones_own_builds_and_is_named_truthfully(shapes):
     html = (shapes / "build" / "report.html").read_text()
     assert "(None, 16, 12, 3)" not in html or "Conv2D" in html
     assert html.count("(None, 3)") >= 2
+    # The confusion matrix and the per-class table name the classes; commentary quotes a recall.
+    matrix = (shapes / "build" / "assets" / "1-colours-confusion-1.svg").read_text()
+    assert all(name in matrix for name in ("red", "green", "blue"))
+    assert "Validation images of conv by class" in text and "Class Images Precision Recall" in text
+    assert "The convolutional net finds " in text and "% of the blue ones." in text
     # The misclassified grid names the classes.
     grid = next((shapes / "build" / "assets").glob("1-colours-misclassified-0.svg")).read_text()
     assert "→" in grid and any(f"{a}→{b}" in grid for a in ("red", "green", "blue") for b in ("red", "green", "blue"))

@@ -32,6 +32,7 @@ BUILTIN = (
     EntryPoint("convergence", "reportgen.views.convergence:VIEW", GROUP),
     EntryPoint("misclassified", "reportgen.views.misclassified:VIEW", GROUP),
     EntryPoint("mode_collapse", "reportgen.views.mode_collapse:VIEW", GROUP),
+    EntryPoint("confusion", "reportgen.views.confusion:VIEW", GROUP),
 )
 
 

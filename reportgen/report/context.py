@@ -110,7 +110,8 @@ def _views(section: Section, g: _Gathered) -> tuple[list[dict[str, Any]], dict[s
         inputs = ViewInputs(assets=g.assets, figure=f"{section.slug}-{view.kind}-{i}.svg", section=section.slug,
                             runs=tuple(e.name for e in section.experiments), facts=g.facts,
                             classifiers=classifiers, entries=entries, measures=g.session.measures,
-                            validation_images=g.session.data.x_val, classes=g.session.data.classes)
+                            validation_images=g.session.data.x_val, validation_labels=g.session.data.y_val,
+                            classes=g.session.data.classes)
         collected = kind.collect(view, inputs)
         views.append({"kind": view.kind, "measured": None, "figure": None, "figures": [],
                       "caption": view.caption, "partial": kind.partial, **collected.entry})

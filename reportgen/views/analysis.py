@@ -118,6 +118,31 @@ def gan_facts(result: GanResult, config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def confusion(labels: Any, wrong: list[int], predicted: list[int], classes: tuple[str, ...]) -> dict[str, Any]:
+    """The confusion matrix (rows: true class, columns: predicted) of a classifier whose mistakes
+    on the validation images `labels` are `wrong` (indices) with their `predicted` classes, and each
+    class's precision and recall (None where the class was never predicted, or never present)."""
+    import numpy as np
+
+    labels = np.asarray(labels, dtype=int)
+    n = len(classes)
+    matrix = np.zeros((n, n), dtype=int)
+    right = np.ones(len(labels), dtype=bool)
+    right[np.asarray(wrong, dtype=int)] = False
+    np.add.at(matrix, (labels[right], labels[right]), 1)
+    np.add.at(matrix, (labels[np.asarray(wrong, dtype=int)], np.asarray(predicted, dtype=int)), 1)
+    per_class = []
+    for c, name in enumerate(classes):
+        predicted_as, present = int(matrix[:, c].sum()), int(matrix[c].sum())
+        per_class.append({"name": name, "support": present,
+                          "precision": matrix[c, c] / predicted_as if predicted_as else None,
+                          "recall": matrix[c, c] / present if present else None})
+    return {"matrix": matrix.tolist(), "classes": list(classes), "per_class": per_class, "total": int(len(labels)),
+            "accuracy": float(np.trace(matrix) / max(len(labels), 1)),
+            "precision": {c["name"]: c["precision"] for c in per_class},
+            "recall": {c["name"]: c["recall"] for c in per_class}}
+
+
 def class_distribution(predicted: Any, confidence: Any, present_share: float,
                        classes: int = 10) -> dict[str, Any]:
     """How a batch of generated images spreads over the classes a classifier sees in them.

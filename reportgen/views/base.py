@@ -31,6 +31,7 @@ class ViewInputs:
     entries: Mapping[str, Entry[ClassifierResult | GanResult] | None]  # every declared run's, None where it has none
     measures: Mapping[tuple[str, str], Entry[ModeCollapseResult]]  # derived: (gan run, classifier run) -> entry
     validation_images: Any  # the data set's validation images
+    validation_labels: Any = ()  # and their labels
     classes: tuple[str, ...] = tuple(str(i) for i in range(10))  # the data set's class names, label 0 first
 
     @property

@@ -283,3 +283,27 @@ def mode_collapse(rows: list[dict[str, Any]], classifier: str, classes: Sequence
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     return fig
+
+
+def confusion(matrix: list[list[int]], classes: Sequence[str], run: str) -> Any:
+    """Counts by true (rows) and predicted (columns) class, shaded by each row's share."""
+    plt = _plt()
+    counts = np.asarray(matrix)
+    n = len(classes)
+    side = min(7.0, max(2.6, 0.42 * n + 1.4))
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    if n <= 20:  # the counts themselves, where they fit
+        for (r, c), value in np.ndenumerate(counts):
+            ax.text(c, r, str(value), ha="center", va="center", fontsize=7,
+                    color="white" if shares[r, c] > 0.6 else "#222222")
+    ticks = range(n) if n <= 30 else range(0, n, max(1, n // 20))
+    slanted = {"rotation": 45, "ha": "right"} if n > 5 else {}
+    ax.set_xticks(list(ticks), [classes[i] for i in ticks], fontsize=7, **slanted)
+    ax.set_yticks(list(ticks), [classes[i] for i in ticks], fontsize=7)
+    ax.set_xlabel("Predicted class")
+    ax.set_ylabel("True class")
+    ax.set_title(f"Confusion matrix: {run}")
+    fig.tight_layout()
+    return fig

@@ -1,5 +1,6 @@
 """What the section views measure."""
 
+from reportgen.views import analysis
 from reportgen.views.analysis import convergence, epochs_to_converge, params_threshold
 
 
@@ -60,3 +61,15 @@ def test_diversity_is_zero_for_copies_and_compared_with_real_images():
     first, last = measured["rows"]
     assert first["diversity_ratio"] == 0.0 and abs(last["diversity_ratio"] - 1.0) < 1e-9
     assert (first["digits_present"], last["digits_present"]) == (1, 2) and measured["final"] is last
+
+
+def test_a_confusion_matrix_counts_right_and_wrong_by_class_with_precision_and_recall():
+    labels = [0, 0, 0, 1, 1, 2, 2, 2]
+    # Images 1 and 3 were wrong: a "cat" taken for a "dog", a "dog" for a "cow".
+    measured = analysis.confusion(labels, wrong=[1, 3], predicted=[1, 2], classes=("cat", "dog", "cow"))
+    assert measured["matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 3]]
+    assert measured["accuracy"] == 6 / 8 and measured["total"] == 8
+    assert measured["recall"] == {"cat": 2 / 3, "dog": 1 / 2, "cow": 1.0}
+    assert measured["precision"] == {"cat": 1.0, "dog": 1 / 2, "cow": 3 / 4}
+    never = analysis.confusion([0, 0], wrong=[], predicted=[], classes=("cat", "dog"))
+    assert never["precision"]["dog"] is None and never["recall"]["dog"] is None
