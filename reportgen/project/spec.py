@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from reportgen.errors import Problem, ReportgenError, SpecError
 from reportgen.project.settings import Precision
@@ -43,17 +43,79 @@ class _Strict(BaseModel):
 # --- experiments ------------------------------------------------------------------------------
 
 
+class StepSchedule(_Strict):
+    """The learning rate times `factor` every `every` epochs."""
+
+    type: Literal["step"]
+    every: Annotated[int, Field(gt=0)]
+    factor: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class ExponentialSchedule(_Strict):
+    """The learning rate times `factor` each epoch, smoothly (step by step)."""
+
+    type: Literal["exponential"]
+    factor: Annotated[float, Field(gt=0, lt=1)]
+
+
+class CosineSchedule(_Strict):
+    """The learning rate down a half cosine over the run, to `final` times its start."""
+
+    type: Literal["cosine"]
+    final: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+Schedule = Annotated[StepSchedule | ExponentialSchedule | CosineSchedule, Field(discriminator="type")]
+
+
+class EarlyStopping(_Strict):
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs; with
+    `restore_best`, the run keeps the weights of its best epoch."""
+
+    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
+    patience: Annotated[int, Field(ge=0, le=1000)] = 3
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    restore_best: bool = True
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+# Which optimizers take which setting (Keras' own arguments of the same names).
+TAKES = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "beta_1": ("adam", "adamw", "nadam"),
+         "beta_2": ("adam", "adamw", "nadam")}
+# Settings a configuration lists only when given: left out, Keras' defaults apply (and keys made
+# before these settings existed still match).
+OPTIONAL_TRAINING = ("momentum", "nesterov", "beta_2", "epsilon", "weight_decay", "clipnorm", "schedule",
+                     "early_stopping")
+
+
 class _Training(_Strict):
     """Settings every kind shares: how a model is fitted."""
 
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "nadam"] = "adam"
     learning_rate: Annotated[float, Field(gt=0)] | None = None  # None: the optimizer's default
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    beta_1: Annotated[float, Field(ge=0, lt=1)] | None = None  # adam, adamw, nadam
+    beta_2: Annotated[float, Field(ge=0, lt=1)] | None = None  # adam, adamw, nadam
+    epsilon: Annotated[float, Field(gt=0)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = None  # decoupled, as Keras applies it
+    clipnorm: Annotated[float, Field(gt=0)] | None = None  # each gradient's norm at most this
+    schedule: Schedule | None = None  # how the learning rate changes over the run
+    early_stopping: EarlyStopping | None = None
     batch_size: Annotated[int, Field(gt=0, le=65536)] = 128
     epochs: Annotated[int, Field(gt=0, le=10000)] = 10
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 1
     # Opt-in mixed precision: bfloat16 compute, float32 weights and outputs. Fast where the
     # hardware has bfloat16 units (recent x86 CPUs with AVX512_BF16/AMX, GPUs from Ampere on).
     precision: Precision = "float32"
+
+    @field_validator("momentum", "nesterov", "beta_1", "beta_2")
+    @classmethod
+    def _taken_by_the_optimizer(cls, value: Any, info: ValidationInfo) -> Any:
+        optimizers, optimizer = TAKES[str(info.field_name)], info.data.get("optimizer")
+        if value not in (None, False) and optimizer is not None and optimizer not in optimizers:
+            raise ValueError(f"only {' and '.join(optimizers)} take it, and this run's optimizer is {optimizer!r}")
+        return value
 
 
 Activation = Literal["relu", "tanh", "sigmoid", "elu", "gelu", "selu", "softplus", "linear"]
@@ -130,6 +192,14 @@ class GANSpec(_Training):
     regularizer: Literal["none", "l1", "l2"] = "none"
     strength: Annotated[float, Field(ge=0)] = 0.0
     samples: Annotated[int, Field(ge=16, le=10000)] = 1000  # generated each epoch from one fixed noise batch
+
+    @field_validator("schedule", "early_stopping")
+    @classmethod
+    def _classifiers_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            raise ValueError(f"a gan run takes no {str(info.field_name).replace('_', ' ')} (it has no validation "
+                             "metric to watch, and its two optimizers keep one rate); remove the key")
+        return value
 
 
 ModelSpec = Annotated[MLPSpec | CNNSpec | CustomSpec | GANSpec, Field(discriminator="kind")]
@@ -239,7 +309,13 @@ class Experiment:
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as stored beside its result and hashed into its key."""
-        return {"name": self.name, "data": self.data, **self.model.model_dump(mode="json")}
+        settings = self.model.model_dump(mode="json")
+        for key in OPTIONAL_TRAINING:  # listed only when given
+            if key in settings and settings[key] == type(self.model).model_fields[key].default:
+                del settings[key]
+        if settings.get("beta_1", 0) is None:
+            del settings["beta_1"]
+        return {"name": self.name, "data": self.data, **settings}
 
     def code_cell(self) -> str:
         """The configuration as Python assignments, the way the report shows it."""
@@ -355,6 +431,8 @@ def _pydantic_problems(path: Path, prefix: str, exc: ValidationError, tagged: bo
         elif err["type"] == "union_tag_invalid":
             ctx = err.get("ctx", {})
             msg = f"expected one of {ctx.get('expected_tags')}, got {ctx.get('tag')!r}"
+        elif err["type"] == "value_error":  # a check across keys: its message names them
+            msg = str(err.get("ctx", {}).get("error", msg))
         elif "input" in err:
             msg += f", got {err['input']!r}"
         out.append(Problem(path, key, msg))

@@ -11,14 +11,19 @@ from typing import Any
 
 from reportgen.errors import RunError
 from reportgen.project.spec import (
+    OPTIMIZERS,
+    TAKES,
     CNNSpec,
     ConvBlock,
+    CosineSchedule,
     CustomSpec,
     DropoutBlock,
     Experiment,
+    ExponentialSchedule,
     GANSpec,
     MLPSpec,
     PoolBlock,
+    StepSchedule,
     builder_path,
 )
 
@@ -138,19 +143,52 @@ def load_builder(builder: str, experiments_dir: Path) -> Any:
     return function
 
 
-def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec, fused: bool = True) -> Any:
-    """The run's optimizer; Adam under TensorFlow as one fused kernel per variable unless `fused`
-    is False (the benchmark's baseline is Keras' own class, as a notebook has it)."""
+# Keras 3's defaults, where a schedule needs the starting rate (the run gives none).
+DEFAULT_RATES = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3, "nadam": 1e-3}
+
+
+def optimizer(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec, fused: bool = True,
+              steps_per_epoch: int | None = None) -> Any:
+    """The run's optimizer with its settings (momentum, betas, epsilon, weight decay, clipnorm)
+    and learning-rate schedule; Adam under TensorFlow as one fused kernel per variable unless
+    `fused` is False (the benchmark's baseline is Keras' own class, as a notebook has it).
+    A schedule counts in epochs of `steps_per_epoch` steps."""
     import keras
 
     classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
                "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
                "nadam": keras.optimizers.Nadam}
     kwargs: dict[str, Any] = {} if spec.learning_rate is None else {"learning_rate": spec.learning_rate}
-    if isinstance(spec, GANSpec) and spec.optimizer in ("adam", "adamw", "nadam"):
-        kwargs["beta_1"] = spec.beta_1
+    for key in ("momentum", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm"):
+        value = getattr(spec, key)
+        if value is not None and spec.optimizer in TAKES.get(key, OPTIMIZERS):  # a gan's beta_1 is for Adam
+            kwargs[key] = value
+    if spec.nesterov:
+        kwargs["nesterov"] = True
+    if spec.schedule is not None:
+        kwargs["learning_rate"] = schedule(spec, steps_per_epoch or 1)
     if fused and spec.optimizer == "adam" and keras.backend.backend() == "tensorflow":
         from reportgen.train.tf_kernels import FusedAdam  # the same update in one TensorFlow kernel per variable
 
         return FusedAdam(**kwargs)
     return classes[spec.optimizer](**kwargs)
+
+
+def schedule(spec: MLPSpec | CNNSpec | CustomSpec | GANSpec, steps_per_epoch: int) -> Any:
+    """The run's learning-rate schedule as Keras' schedule objects, counted in optimizer steps."""
+    import keras
+
+    start = spec.learning_rate if spec.learning_rate is not None else DEFAULT_RATES[spec.optimizer]
+    plan = spec.schedule
+    if isinstance(plan, StepSchedule):
+        boundaries = [steps_per_epoch * plan.every * k for k in range(1, spec.epochs // plan.every + 1)]
+        values = [start * plan.factor ** k for k in range(len(boundaries) + 1)]
+        if not boundaries:  # the run ends before the first step down
+            return start
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if isinstance(plan, ExponentialSchedule):
+        return keras.optimizers.schedules.ExponentialDecay(start, decay_steps=steps_per_epoch, decay_rate=plan.factor)
+    if isinstance(plan, CosineSchedule):
+        return keras.optimizers.schedules.CosineDecay(start, decay_steps=steps_per_epoch * spec.epochs,
+                                                      alpha=plan.final)
+    raise AssertionError(f"unhandled schedule {plan!r}")

@@ -96,11 +96,24 @@ class _Trained(_Model):
     data: DataRef
 
 
+class Stopped(_Model):
+    """What early stopping did: the epoch it ended the run after (None: it ran to the end), the
+    monitored metric's best epoch, and whether that epoch's weights were restored."""
+
+    monitor: str
+    stopped_epoch: int | None
+    best_epoch: int | None
+    restored: bool
+
+
 class ClassifierResult(_Trained):
     kind: Literal["classifier"] = "classifier"
     steps_trained: int
     best: Best | None = None  # None when no epoch had a finite validation accuracy
     misclassified: Misclassified
+    # The class and settings that trained it, and whether the run or a custom builder chose them.
+    optimizer: dict[str, Any] = {}
+    early_stopping: Stopped | None = None
 
 
 class GanResult(_Trained):

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from reportgen.errors import RunError
 from reportgen.project.dataset import Dataset, divisor_of
 from reportgen.project.settings import Environment
-from reportgen.project.spec import Experiment, GANSpec
+from reportgen.project.spec import CustomSpec, EarlyStopping, Experiment, GANSpec, builder_path
 from reportgen.train import jax_loop, models, tf_loop
 from reportgen.train.gan import train_gan
 from reportgen.train.machine import set_seeds, tensorflow_environment
@@ -29,17 +30,24 @@ from reportgen.train.result import ClassifierResult
 from reportgen.train.store import WEIGHTS_FILE
 
 
-def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
+def _callback(reporter: Reporter, epochs: int, steps: int, stopping: EarlyStopping | None = None) -> Any:
     import keras
 
     class Watch(keras.callbacks.Callback):
         """Times epochs, forwards progress, and stops after the compiled call (a tenth of an epoch)
-        in which the loss became NaN/inf. `batch` is the last step of that call."""
+        in which the loss became NaN/inf. `batch` is the last step of that call. With `stopping`,
+        also stops once its metric has not improved for `patience` epochs, keeping the best
+        epoch's weights."""
 
         def __init__(self) -> None:
             super().__init__()
             self.seconds: list[float] = []
             self.diverged: dict[str, Any] | None = None
+            self.stopped_epoch: int | None = None  # the epoch early stopping ended the run after
+            self.best_epoch: int | None = None  # the monitored metric's best epoch
+            self.best_weights: list[Any] | None = None
+            self._best = math.inf
+            self._waited = 0
             self._epoch = 0
             self._t0 = 0.0
 
@@ -61,7 +69,23 @@ def _callback(reporter: Reporter, epochs: int, steps: int) -> Any:
                 # Some backends clip the loss of NaN outputs to a finite number: the weights tell.
                 self.diverged = {"epoch": epoch + 1, "batch": steps, "loss": "non-finite weights"}
                 self.model.stop_training = True
+            if stopping is not None and self.diverged is None:
+                self._watch(epoch, logs or {})
             reporter.epoch_end(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+        def _watch(self, epoch: int, logs: dict[str, Any]) -> None:
+            assert stopping is not None
+            value = float(logs.get(stopping.monitor, math.nan))
+            score = value if stopping.monitor.endswith("loss") else -value  # lower is better
+            if math.isfinite(score) and score < self._best - stopping.min_delta:
+                self._best, self._waited, self.best_epoch = score, 0, epoch + 1
+                if stopping.restore_best:
+                    self.best_weights = [np.array(w) for w in self.model.get_weights()]
+                return
+            self._waited += 1
+            if self._waited > stopping.patience:
+                self.stopped_epoch = epoch + 1
+                self.model.stop_training = True
 
     return Watch()
 
@@ -92,9 +116,8 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
         reporter.note(f"{exp.name}: its output is {output[0].dtype} under mixed_bfloat16; give the builder's last "
                       "layer dtype=\"float32\" so the softmax and the loss stay float32")
     backend = keras.backend.backend()
-    model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    watch = _callback(reporter, spec.epochs, steps)
+    used = _compile(exp, model, steps, reporter, experiments_dir)
+    watch = _callback(reporter, spec.epochs, steps, spec.early_stopping)
     if backend in ("tensorflow", "jax"):  # the data held by the backend, many steps a call
 
         watch.set_model(model)
@@ -109,6 +132,14 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
         probs = np.asarray(model.predict(x_val, batch_size=1024, verbose=0))
     log = {k: [float(v) for v in values] for k, values in fitted.items()}
     done = len(log.get("loss", []))
+    stopped: dict[str, Any] | None = None
+    if spec.early_stopping is not None:
+        restore = watch.best_weights is not None and watch.best_epoch not in (None, done)
+        if restore:  # the best epoch's weights, and what they predict
+            model.set_weights(watch.best_weights)
+            probs = np.asarray(model.predict(data.x_val.astype("float32") / data.divisor, batch_size=1024, verbose=0))
+        stopped = {"monitor": spec.early_stopping.monitor, "stopped_epoch": watch.stopped_epoch,
+                   "best_epoch": watch.best_epoch, "restored": restore}
     log["seconds"] = [round(s, 4) for s in watch.seconds[:done]]
     log["epoch"] = list(range(1, done + 1))
 
@@ -143,12 +174,53 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
         "history": log,
         "epochs_run": done,
         "steps_trained": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
-        "final": {k: log[k][-1] for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
+        "final": {k: log[k][(stopped["best_epoch"] if stopped and stopped["restored"] else done) - 1]
+                  for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
+        "optimizer": used,
+        "early_stopping": stopped,
         "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else None,
         "misclassified": misclassified,
         **provenance(flags, started, data, spec.precision),
     })
     return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
+
+
+def _compile(exp: Experiment, model: Any, steps: int, reporter: Reporter, experiments_dir: Path) -> dict[str, Any]:
+    """Compile for reportgen's loops (integer labels, sparse cross-entropy, accuracy) with the run's
+    optimizer; a custom builder that compiled its model itself keeps its optimizer, and says so.
+    Returns what trains it: the optimizer's class and settings, for the result."""
+
+    spec = exp.model
+    if isinstance(spec, CustomSpec) and getattr(model, "compiled", False) and model.optimizer is not None:
+        where = f"experiments/{builder_path(spec.builder, experiments_dir).name}"
+        loss = model.loss
+        name = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
+        if name not in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy") or \
+                getattr(loss, "from_logits", False):
+            raise RunError(exp.name, f"{where} compiles its model with the loss {name!r}; "
+                                     "the labels are class numbers, so compile with "
+                                     "loss=\"sparse_categorical_crossentropy\" (on probabilities), or leave "
+                                     "compiling to reportgen and set optimizer and learning_rate in the run")
+        kept = model.optimizer
+        reporter.note(f"{exp.name}: {where} compiled its own model; its optimizer "
+                      f"{type(kept).__name__} is kept, and the run's optimizer settings are not used")
+        model.compile(optimizer=kept, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return _described(kept, "the builder's compile")
+    chosen = models.optimizer(spec, steps_per_epoch=steps)
+    model.compile(optimizer=chosen, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return _described(chosen, "the run's settings")
+
+
+def _described(optimizer: Any, source: str) -> dict[str, Any]:
+    """An optimizer's class and the settings that shape its steps, as JSON."""
+    config = optimizer.get_config()
+    rate = config.get("learning_rate")
+    keys = ("momentum", "nesterov", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm", "rho")
+    settings = {k: config[k] for k in keys if config.get(k) not in (None, False)}
+    settings["learning_rate"] = rate if isinstance(rate, (int, float)) else (rate or {}).get("class_name", str(rate))
+    name = "Adam" if type(optimizer).__name__ == "FusedAdam" else type(optimizer).__name__
+    return {"class": name, "from": source, **{k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                               for k, v in settings.items()}}
 
 
 def _weights_bytes(model: Any) -> bytes:

@@ -34,6 +34,9 @@ def run_facts(result: ClassifierResult, config: dict[str, Any]) -> dict[str, Any
         "first_val_accuracy": val[0] if val else None,
         "val_accuracy_by_epoch": val,
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+        "stopped_epoch": result.early_stopping.stopped_epoch if result.early_stopping else None,
+        "restored_epoch": result.early_stopping.best_epoch
+        if result.early_stopping and result.early_stopping.restored else None,
         "misclassified": result.misclassified.count,
         "validation_size": result.misclassified.total,
         "config": config,

@@ -279,3 +279,57 @@ def test_the_default_learning_rates_the_report_names_are_keras_own():
     assert set(KERAS_LEARNING_RATES) == set(classes)
     for name, rate in KERAS_LEARNING_RATES.items():
         assert float(keras.ops.convert_to_numpy(classes[name]().learning_rate)) == pytest.approx(rate), name
+
+
+TRAINING = """
+number = "1"
+title = "Training settings"
+[defaults]
+kind = "mlp"
+hidden_layers = [8]
+[[runs]]
+name = "heavy-ball"
+optimizer = "sgd"
+learning_rate = 0.05
+momentum = 0.9
+nesterov = true
+clipnorm = 1.0
+schedule = { type = "step", every = 2, factor = 0.5 }
+early_stopping = { monitor = "val_accuracy", patience = 1 }
+[[runs]]
+name = "plain"
+"""
+
+
+def test_training_settings_courses_use_are_read_and_listed_only_when_given(make_project):
+    project = load_project(make_project({"experiments/1.toml": TRAINING}))
+    heavy, plain = project.experiments
+    assert heavy.model.momentum == 0.9 and heavy.model.nesterov and heavy.model.clipnorm == 1.0
+    assert heavy.model.schedule.every == 2 and heavy.model.early_stopping.patience == 1
+    config = heavy.config()
+    assert config["momentum"] == 0.9 and config["schedule"] == {"type": "step", "every": 2, "factor": 0.5}
+    assert config["early_stopping"] == {"monitor": "val_accuracy", "patience": 1, "min_delta": 0.0,
+                                        "restore_best": True}
+    # Left out, they are not part of the configuration (nor of the cache key).
+    assert not {"momentum", "nesterov", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm", "schedule",
+                "early_stopping"} & set(plain.config())
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("momentum = 0.9", "[runs[0].momentum]: only sgd and rmsprop take it, and this run's optimizer is 'adam'"),
+    ("nesterov = true", "[runs[0].nesterov]: only sgd take it"),
+    ('optimizer = "sgd"\nbeta_2 = 0.99', "[runs[0].beta_2]: only adam and adamw and nadam take it"),
+    ('schedule = { type = "linear" }', "[runs[0].schedule.type]: expected one of 'step', 'exponential', 'cosine'"),
+    ("early_stopping = { patience = -1 }", "[runs[0].early_stopping.patience]: Input should be greater than or "
+                                           "equal to 0"),
+])
+def test_a_setting_the_optimizer_does_not_take_is_named(make_project, setting, expected):
+    section = f'number = "1"\ntitle = "T"\n[[runs]]\nname = "r"\nkind = "mlp"\nhidden_layers = [8]\n{setting}\n'
+    text = "\n".join(problems_of(make_project({"experiments/1.toml": section})))
+    assert expected in text
+
+
+def test_a_gan_takes_no_schedule_nor_early_stopping(make_project):
+    section = 'number = "1"\ntitle = "T"\n[[runs]]\nname = "g"\nkind = "gan"\nearly_stopping = { patience = 2 }\n'
+    text = "\n".join(problems_of(make_project({"experiments/1.toml": section})))
+    assert "[runs[0].early_stopping]: a gan run takes no early stopping" in text
