@@ -454,7 +454,7 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
              "status": p.entry.result.status if p.entry else None, "error": p.error,
              "resumed": [r.model_dump() for r in p.entry.result.resumed]
              if p.entry and isinstance(p.entry.result, GanResult) else [],
-             "config": p.exp.config(), "inputs": p.inputs, "metrics": _metrics(p),
+             "config": p.exp.config(), "swept": p.exp.axes, "inputs": p.inputs, "metrics": _metrics(p),
              "weights_sha256": p.entry.result.weights_sha256 if p.entry else None,
              "device": p.entry.result.device if p.entry else None,
              "history": p.entry.result.history if p.entry else None}

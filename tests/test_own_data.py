@@ -166,6 +166,16 @@ name = "dense"
 kind = "mlp"
 hidden_layers = [16]
 learning_rate = 0.01
+[[runs]]
+name = "patient"
+kind = "mlp"
+hidden_layers = [16]
+learning_rate = 0.01
+epochs = 40
+early_stopping = { monitor = "val_loss", patience = 2, min_delta = 0.02 }
+[[views]]
+kind = "convergence"
+threshold = 0.8
 """
 
 
@@ -185,16 +195,30 @@ def test_a_table_with_text_labels_builds_end_to_end(tmp_path):
     root = write_project(tmp_path / "plants", {
         "experiments/project.toml": TABLE_PROJECT, "experiments/1-table.toml": TABLE_SECTION,
         "experiments/1-table.md": "On {{ runs['dense'].validation_size }} held-out plants the net is right "
-                                  "{{ runs['dense'].val_accuracy | pct }} of the time.\n",
+                                  "{{ runs['dense'].val_accuracy | pct }} of the time. Given 40 epochs, the "
+                                  "patient net stopped after epoch {{ runs['patient'].stopped_epoch }} and first "
+                                  "reached 80% at epoch {{ runs['patient'] | epoch_reaching(0.8) }}.\n",
         "data/plants.csv": plants_csv()})
     build_or_fail(root, [])
     text = pdf_text(root)
     assert "Inputs vectors of 4 features; feature values as given" in text
     assert "Classes 3: fern, moss, reed" in text
     assert "standardized by the training rows' mean and deviation" in text
-    accuracy = read_manifest(root)["experiments"][0]["metrics"]["val_accuracy"]
+    manifest = read_manifest(root)
+    accuracy = manifest["experiments"][0]["metrics"]["val_accuracy"]
     assert f"On 40 held-out plants the net is right {accuracy:.2%} of the time." in text
     assert accuracy > 0.8  # well-separated species
+    # Early stopping and a question about epochs, answered from the stored per-epoch history.
+    import json
+
+    patient = next(e for e in manifest["experiments"] if e["name"] == "patient")
+    stored = json.loads((root / ".reportgen-cache" / "results" / patient["key"] / "result.json").read_text())
+    stopped = stored["early_stopping"]["stopped_epoch"]
+    assert stopped is not None and stopped < 40 and len(stored["history"]["val_accuracy"]) == stopped
+    first = next(i for i, v in enumerate(stored["history"]["val_accuracy"], start=1) if v >= 0.8)
+    assert f"the patient net stopped after epoch {stopped} and first reached 80% at epoch {first}." in text
+    assert f"Early stopping (val_loss) ended training after epoch {stopped}, keeping the weights of epoch" in text
+    assert "Measured as the first epoch whose validation accuracy reaches 80.0%" in text
 
 
 def test_verify_reruns_a_build_on_ones_own_data(shapes):

@@ -306,6 +306,12 @@ class Experiment:
     model: AnyModel
     data: str
     source: Path
+    swept: tuple[tuple[str, Any], ...] = ()  # the grid axes this run was expanded from, and its values
+
+    @property
+    def axes(self) -> dict[str, Any]:
+        """Its value of each grid axis of its run table (a builder's parameter included)."""
+        return dict(self.swept)
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as stored beside its result and hashed into its key."""
@@ -484,6 +490,24 @@ def _expand_runs(
             if k in settings:
                 problems.append(Problem(path, f"{where}.grid.{k}",
                                         "set both as a grid and as a single value; keep one"))
+        kind = settings.get("kind", section.defaults.get("kind", project_defaults.get("kind")))
+        accepted = _KIND_FIELDS.get(str(kind), None)
+        dropped: set[str] = set()
+        if accepted is not None:
+            # A key the run's kind does not have: once, with the nearest it does have, instead of once
+            # per expanded run. A custom builder's own parameters may be grid axes (they go to params).
+            takes = accepted if kind != "custom" else set()
+            unknown = [(f"{where}.grid.{k}" if k in grid else f"{where}.{k}", k)
+                       for k in [*settings, *grid] if k not in accepted and k != "kind" and k not in takes
+                       and not (kind == "custom" and k in grid)]
+            for key, name in unknown:
+                near = difflib.get_close_matches(name, sorted(accepted - {"kind"}), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; a {kind} run takes {sorted(accepted - {'kind'})}"
+                problems.append(Problem(path, key, f"unknown key for a {kind} run{hint}"))
+            # The rest of the run is still checked, without those keys, so every problem shows at once.
+            dropped = {name for _, name in unknown}
+            settings = {k: v for k, v in settings.items() if k not in dropped}
+            grid = {k: v for k, v in grid.items() if k not in dropped}
         keys = list(grid)
         combos = list(itertools.product(*(grid[k] for k in keys))) if keys else [()]
         if keys and "{" not in table.name and len(combos) > 1:
@@ -498,19 +522,26 @@ def _expand_runs(
             explicit = {**settings, **values}
             # Shared defaults apply where the run's kind has such a setting: a section of dense
             # nets may still hold one custom model that has no `activation`.
-            kind = explicit.get("kind", section.defaults.get("kind", project_defaults.get("kind")))
-            accepted = _KIND_FIELDS.get(str(kind), None)
             defaults = {k: v for k, v in {**project_defaults, **section.defaults}.items()
                         if accepted is None or k in accepted}
             used.update(defaults)
             merged = {**defaults, **explicit}
+            own = {k: v for k, v in values.items() if k not in _KIND_FIELDS["custom"]}
+            if kind == "custom" and own and isinstance(merged.get("params", {}), dict):
+                # Grid axes that are not a run's settings are the builder's parameters.
+                merged = {**{k: v for k, v in merged.items() if k not in own},
+                          "params": {**merged.get("params", {}), **own}}
             try:
-                fields = {**dict.fromkeys(empty, ""), **{k: _name_part(v) for k, v in merged.items()}}
+                found = merged.get("params")
+                params: dict[str, Any] = found if isinstance(found, dict) else {}
+                fields = {**dict.fromkeys([*empty, *dropped], ""), **{k: _name_part(v) for k, v in params.items()},
+                          **{k: _name_part(v) for k, v in merged.items() if not isinstance(v, dict)}}
                 name = table.name.format(**fields)
-            except (KeyError, IndexError, ValueError) as exc:
-                problems.append(Problem(path, f"{where}.name", f"name template {table.name!r} names no setting: {exc}"))
+            except (KeyError, IndexError, ValueError, AttributeError) as exc:
+                problems.append(Problem(path, f"{where}.name", f"name template {table.name!r} names no setting: "
+                                        f"{exc}; it may name {sorted(k for k in fields if fields[k])}"))
                 break
-            if not NAME_RE.match(name) and not empty:
+            if not NAME_RE.match(name) and not empty and not dropped:
                 problems.append(Problem(path, f"{where}.name",
                                         f"names may hold letters, digits, '-', '_' and '.', got {name!r}"))
                 continue
@@ -527,10 +558,11 @@ def _expand_runs(
                     problems.append(Problem(path, origin, f"{p.message} (run {name!r})"))
                 invalid.add(name)
                 continue
-            if empty:
+            if empty or dropped:
+                invalid.add(name)
                 continue
             experiments.append(Experiment(name=name, section=section.number, model=model, data=data,
-                                          source=path))
+                                          source=path, swept=tuple((k, v) for k, v in values.items())))
     return experiments
 
 

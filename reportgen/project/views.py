@@ -33,6 +33,7 @@ BUILTIN = (
     EntryPoint("misclassified", "reportgen.views.misclassified:VIEW", GROUP),
     EntryPoint("mode_collapse", "reportgen.views.mode_collapse:VIEW", GROUP),
     EntryPoint("confusion", "reportgen.views.confusion:VIEW", GROUP),
+    EntryPoint("metric_vs_setting", "reportgen.views.metric_vs_setting:VIEW", GROUP),
 )
 
 

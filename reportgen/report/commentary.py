@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from reportgen.errors import RenderError
 from reportgen.report import formulas
+from reportgen.views import analysis
 
 MAX_OUTPUT_CHARS = 5_000_000  # no honest report section is larger; a runaway template is
 MAX_SECONDS = 20.0
@@ -169,9 +170,20 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
 def environment(loader: Any = None) -> BoundedEnvironment:
     env = BoundedEnvironment(undefined=StrictUndefined, autoescape=True, loader=loader,
                              keep_trailing_newline=True)
-    env.filters.update(pct=pct, num=num, fixed=fixed, seconds=seconds)
+    env.filters.update(pct=pct, num=num, fixed=fixed, seconds=seconds, epoch_reaching=epoch_reaching)
     _bounded_filters(env.filters)
     return env
+
+
+def epoch_reaching(run: Any, threshold: float, metric: str = "val_accuracy") -> int | None:
+    """`{{ runs["x"] | epoch_reaching(0.95) }}`: the first epoch whose `metric` (default validation
+    accuracy) reaches `threshold` (at or above it; at or below for a loss), None when none does:
+    `{{ runs["x"] | epoch_reaching(0.95) or "no epoch" }}`."""
+    history = run.get("history") if isinstance(run, dict) else None
+    if not isinstance(history, dict) or metric not in history:
+        known = sorted(history) if isinstance(history, dict) else []
+        raise ValueError(f"epoch_reaching: the run has no per-epoch {metric!r}; it has {known}")
+    return analysis.epoch_reaching(list(history[metric]), float(threshold), lower_is_better=metric.endswith("loss"))
 
 
 @contextlib.contextmanager

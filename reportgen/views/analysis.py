@@ -33,6 +33,7 @@ def run_facts(result: ClassifierResult, config: dict[str, Any]) -> dict[str, Any
         "best_epoch": best.epoch if best else None,
         "first_val_accuracy": val[0] if val else None,
         "val_accuracy_by_epoch": val,
+        "history": {k: list(v) for k, v in result.history.items()},  # runs["x"].history.val_accuracy[0]
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
         "stopped_epoch": result.early_stopping.stopped_epoch if result.early_stopping else None,
         "restored_epoch": result.early_stopping.best_epoch
@@ -73,23 +74,56 @@ def epochs_to_converge(val_accuracy: list[float], tolerance: float) -> int | Non
     return None
 
 
-def convergence(facts: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
-    """Measured epochs to converge per run, grouped by activation where the runs declare one."""
+def epoch_reaching(values: list[float], threshold: float, lower_is_better: bool = False) -> int | None:
+    """The first epoch (1-based) whose value reaches `threshold` (at or above it; at or below for a
+    loss), or None when none does."""
+    for epoch, value in enumerate(values, start=1):
+        if value == value and (value <= threshold if lower_is_better else value >= threshold):
+            return epoch
+    return None
+
+
+def varying_setting(facts: list[dict[str, Any]]) -> str | None:
+    """What a group of runs varies: their activation where it differs, else the first setting that
+    differs between them (None when nothing does)."""
+    import json
+
+    keys = sorted({k for f in facts for k in f["config"]} - {"name"})
+    varying = [k for k in keys if len({json.dumps(f["config"].get(k), sort_keys=True) for f in facts}) > 1]
+    return "activation" if "activation" in varying else varying[0] if varying else None
+
+
+def convergence(facts: list[dict[str, Any]], tolerance: float, threshold: float | None = None,
+                group: str | None = None) -> dict[str, Any]:
+    """Measured epochs to converge per run: with `threshold`, the first epoch whose validation
+    accuracy reaches it; else the first within `tolerance` of the run's own best. Grouped by
+    `group` (default: what the runs vary, varying_setting), with each group's mean."""
+    by = group or varying_setting(facts)
     rows = []
     for f in facts:
+        values = f["val_accuracy_by_epoch"]
         rows.append({
             "name": f["name"],
-            "activation": f["config"].get("activation", "-"),
-            "epochs": epochs_to_converge(f["val_accuracy_by_epoch"], tolerance),
+            "group": _shown(f["config"].get(by, (f["config"].get("params") or {}).get(by, "-"))) if by else "-",
+            "epochs": (epoch_reaching(values, threshold) if threshold is not None else
+                       epochs_to_converge(values, tolerance)),
             "best_val_accuracy": f["best_val_accuracy"],
             "first_val_accuracy": f["first_val_accuracy"],
         })
-    by_activation: dict[str, list[int]] = {}
+    by_group: dict[str, list[int]] = {}
     for r in rows:
         if r["epochs"] is not None:
-            by_activation.setdefault(r["activation"], []).append(r["epochs"])
-    means = {a: sum(v) / len(v) for a, v in by_activation.items()}
-    return {"tolerance": tolerance, "rows": rows, "mean_epochs": means}
+            by_group.setdefault(r["group"], []).append(r["epochs"])
+    means = {a: sum(v) / len(v) for a, v in by_group.items()}
+    return {"tolerance": tolerance, "threshold": threshold, "group_by": by, "rows": rows, "mean_epochs": means,
+            "not_reached": [r["name"] for r in rows if r["epochs"] is None]}
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as a group's label: lists as 200x100, numbers as written."""
+    if isinstance(value, list):
+        return "x".join(_shown(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def gan_facts(result: GanResult, config: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +149,7 @@ def gan_facts(result: GanResult, config: dict[str, Any]) -> dict[str, Any]:
         "first_g_loss": history["g_loss"][0] if history.get("g_loss") else None,
         "d_loss_by_epoch": history.get("d_loss", []),
         "g_loss_by_epoch": history.get("g_loss", []),
+        "history": {k: list(v) for k, v in history.items()},
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
         "resumed_from": result.resumed[-1].from_epoch if result.resumed else None,
         "config": config,

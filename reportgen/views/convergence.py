@@ -14,11 +14,14 @@ from reportgen.views.base import Collected, ViewInputs, ViewKind
 
 
 class Settings(ViewSettings):
-    """Measured epochs to converge: the first epoch whose validation accuracy is within
-    `tolerance` of that run's best."""
+    """Measured epochs to converge: the first epoch whose validation accuracy reaches `threshold`
+    when one is given, else the first within `tolerance` of that run's best; grouped by `group`
+    (default: what the runs vary)."""
 
     kind: Literal["convergence"]
     tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.005
+    threshold: Annotated[float, Field(gt=0, le=1)] | None = None
+    group: str | None = None
     compare: list[str] = Field(default_factory=list)  # runs of other sections to measure alongside
 
     def project_problems(self, kinds: Mapping[str, str], refused: AbstractSet[str]) -> list[tuple[str, str]]:
@@ -30,7 +33,7 @@ class Kind(ViewKind[Settings]):
     def collect(self, settings: Settings, inputs: ViewInputs) -> Collected:
         names = [*inputs.runs, *settings.compare]
         measured = analysis.convergence([inputs.facts[n] for n in names if n in inputs.classifiers],
-                                        settings.tolerance)
+                                        settings.tolerance, settings.threshold, settings.group)
         return Collected({"measured": measured}, measured)
 
 

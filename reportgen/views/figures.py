@@ -307,3 +307,31 @@ def confusion(matrix: list[list[int]], classes: Sequence[str], run: str) -> Any:
     ax.set_title(f"Confusion matrix: {run}")
     fig.tight_layout()
     return fig
+
+
+def metric_vs_setting(points: list[dict[str, Any]], setting: str, metric: str, scale: str,
+                      group: str | None = None) -> Any:
+    """A metric against a setting's value, one line per group, on `scale` ("linear", "log" or
+    "symlog": zero at the left, the rest on a log scale)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for p in points:
+        groups.setdefault(p["group"], []).append(p)
+    for i, (value, members) in enumerate(groups.items()):
+        members = sorted(members, key=lambda p: p["x"])
+        ax.plot([p["x"] for p in members], [p["y"] for p in members], marker="o", ms=4,
+                color=COLORS[i % len(COLORS)], label=f"{group} = {value}" if group else None)
+    if scale == "log":
+        ax.set_xscale("log")
+    elif scale == "symlog":
+        positive = [p["x"] for p in points if p["x"] > 0]
+        ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+    label = metric.replace("val_", "validation ").replace("_", " ").capitalize()
+    ax.set_xlabel(setting + (" (log scale)" if scale in ("log", "symlog") else ""))
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} against {setting}")
+    if group:
+        ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -333,3 +333,55 @@ def test_a_gan_takes_no_schedule_nor_early_stopping(make_project):
     section = 'number = "1"\ntitle = "T"\n[[runs]]\nname = "g"\nkind = "gan"\nearly_stopping = { patience = 2 }\n'
     text = "\n".join(problems_of(make_project({"experiments/1.toml": section})))
     assert "[runs[0].early_stopping]: a gan run takes no early stopping" in text
+
+
+def test_a_custom_builders_parameters_are_grid_axes_and_name_runs(make_project):
+    section = """
+    number = "1"
+    title = "Dropout"
+    [[runs]]
+    name = "net-{dropout}-{width}"
+    kind = "custom"
+    builder = "nets:dense"
+    params = { width = 32 }
+    [runs.grid]
+    dropout = [0.1, 0.5]
+    """
+    project = load_project(make_project({"experiments/1.toml": section}))
+    assert [e.name for e in project.experiments] == ["net-0.1-32", "net-0.5-32"]
+    assert [e.model.params for e in project.experiments] == [{"width": 32, "dropout": 0.1},
+                                                             {"width": 32, "dropout": 0.5}]
+    assert project.experiments[1].axes == {"dropout": 0.5}
+
+
+def test_a_misspelled_grid_axis_is_one_error_with_the_nearest_key(make_project):
+    section = """
+    number = "1"
+    title = "L2"
+    [[runs]]
+    name = "l2-{strenght}"
+    kind = "mlp"
+    hidden_layers = [8]
+    regularizer = "l2"
+    [runs.grid]
+    strenght = [0.0, 0.01, 0.1]
+    """
+    problems = problems_of(make_project({"experiments/1.toml": section}))
+    assert len(problems) == 1, problems
+    assert problems[0].endswith("[runs[0].grid.strenght]: unknown key for a mlp run; did you mean 'strength'?")
+
+
+def test_a_name_template_naming_nothing_says_what_it_may_name(make_project):
+    section = """
+    number = "1"
+    title = "L2"
+    [[runs]]
+    name = "l2-{lambda}"
+    kind = "mlp"
+    hidden_layers = [8]
+    [runs.grid]
+    strength = [0.0, 0.01]
+    """
+    text = "\n".join(problems_of(make_project({"experiments/1.toml": section})))
+    assert "[runs[0].name]: name template 'l2-{lambda}' names no setting: 'lambda'; it may name [" in text
+    assert "'strength'" in text

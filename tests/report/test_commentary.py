@@ -133,3 +133,18 @@ def test_a_slots_recorded_quotes_leave_out_durations(tmp_path) -> None:
     html, warning = render_commentary(slot, {"acc": 0.97, "t": 3.64, "n": 27660}, ["acc", "t", "n"], quotes)
     assert warning is None and "3.6 s" in str(html)
     assert quotes == ["97.00%", "27,660"]
+
+
+def test_commentary_answers_questions_about_epochs():
+    context = {"runs": {"tanh": {"history": {"val_accuracy": [0.90, 0.94, 0.955, 0.96], "val_loss": [0.4, 0.3]}}}}
+    names = ["tanh", "history", "val_accuracy", "val_loss"]
+
+    def fill_with(source: str) -> str:
+        return render_bounded(environment(), source, "c.md", context, names)
+
+    assert fill_with('{{ runs["tanh"] | epoch_reaching(0.95) }}') == "3"
+    assert fill_with('{{ runs["tanh"].history.val_accuracy[1] | pct }}') == "94.00%"
+    assert fill_with('{{ runs["tanh"] | epoch_reaching(0.35, "val_loss") }}') == "2"  # a loss falls to it
+    assert fill_with('{{ runs["tanh"] | epoch_reaching(0.99) or "no epoch" }}') == "no epoch"
+    with pytest.raises(RenderError, match=r"c.md:1: .*no per-epoch 'val_acc'; it has \['val_accuracy', 'val_loss'\]"):
+        fill_with('{{ runs["tanh"] | epoch_reaching(0.9, "val_acc") }}')

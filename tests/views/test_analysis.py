@@ -73,3 +73,16 @@ def test_a_confusion_matrix_counts_right_and_wrong_by_class_with_precision_and_r
     assert measured["precision"] == {"cat": 1.0, "dog": 1 / 2, "cow": 3 / 4}
     never = analysis.confusion([0, 0], wrong=[], predicted=[], classes=("cat", "dog"))
     assert never["precision"]["dog"] is None and never["recall"]["dog"] is None
+
+
+def test_convergence_to_a_threshold_groups_by_what_the_runs_vary():
+    runs = [facts("w100", 1, [0.90, 0.95, 0.96]), facts("w200", 2, [0.93, 0.96, 0.97]),
+            facts("w50", 3, [0.80, 0.85, 0.90])]
+    for run, width in zip(runs, ([100], [200], [50]), strict=True):
+        run["config"]["hidden_layers"] = width
+    measured = convergence(runs, tolerance=0.005, threshold=0.95)
+    assert measured["group_by"] == "hidden_layers"  # the activation is the same for all
+    assert [(r["name"], r["group"], r["epochs"]) for r in measured["rows"]] == \
+        [("w100", "100", 2), ("w200", "200", 2), ("w50", "50", None)]
+    assert measured["not_reached"] == ["w50"] and measured["mean_epochs"] == {"100": 2.0, "200": 2.0}
+    assert analysis.epoch_reaching([0.5, 0.4, 0.3], 0.4, lower_is_better=True) == 2

@@ -112,7 +112,7 @@ def problems_of(root: Path) -> list[str]:
 def test_shipped_kinds_are_registered_without_installed_entry_points(monkeypatch):
     monkeypatch.setattr(registry, "entry_points", lambda group: [])
     assert list(registry.registered()) == ["params_vs_accuracy", "overlay", "convergence", "misclassified",
-                                           "mode_collapse", "confusion"]
+                                           "mode_collapse", "confusion", "metric_vs_setting"]
     assert lookup("overlay").partial == "views/overlay.html.j2"
 
 
@@ -120,7 +120,7 @@ def test_an_unregistered_kind_is_refused_naming_the_registered_ones(make_project
     monkeypatch.setattr(registry, "entry_points", lambda group: [])
     text = "\n".join(problems_of(make_project({"experiments/l.toml": SECTION})))
     assert "l.toml [views[0].kind]: expected one of 'params_vs_accuracy', 'overlay', 'convergence', " \
-           "'misclassified', 'mode_collapse', 'confusion', got 'run_list'" in text
+           "'misclassified', 'mode_collapse', 'confusion', 'metric_vs_setting', got 'run_list'" in text
 
 
 def test_a_plugged_in_kind_is_accepted(make_project, plugged):
