@@ -222,6 +222,26 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
 
 
 @app.command(cls=Command)
+def init(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="Where the new project goes (made if need be).",
+                                           file_okay=False)] = Path("."),
+    example: Annotated[bool, typer.Option("--example", help="Copy the shipped coursework (MNIST: dense nets, "
+                                          "regularisation, a CNN, a GAN) instead of a minimal project.")] = False,
+) -> None:
+    """Start a project: experiments/ with a project file, one section and its commentary, and models.py.
+
+    It builds as it is (offline, on the MNIST sample); edit it from there. Never writes over an
+    existing experiments/."""
+    from reportgen.project.scaffold import init as scaffold
+
+    with _errors():
+        written = scaffold(folder, example)
+    console.print(f"Wrote {len(written)} file(s) under {escape(str(folder / 'experiments'))}.")
+    console.print(f"Next: reportgen build --quick -C {escape(str(folder))}, then open "
+                  f"{escape(str(folder / 'build' / 'report.pdf'))}.", soft_wrap=True)
+
+
+@app.command(cls=Command)
 def build(
     project: ProjectOpt = Path("."), only: OnlyOpt = None, force: ForceOpt = False,
     quick: QuickOpt = None, data_file: DataFileOpt = None, backend: BackendOpt = None,

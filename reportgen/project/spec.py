@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import itertools
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -30,6 +31,9 @@ from reportgen.project.views import registered as registered_views
 EXPERIMENTS_DIR = "experiments"
 PROJECT_FILE = "project.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# A section's label: "1.3", "A", "2b", "Appendix B". Dotted numbers also give its place; other
+# labels sort by `order`, and after the numbered sections (in file-name order) without one.
+SECTION_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,23}$")
 SECTION_NUMBER_RE = re.compile(r"^\d+(\.\d+)*$")
 
 
@@ -284,7 +288,7 @@ class RunTable(BaseModel):
 
 
 class SectionFile(_Strict):
-    number: Annotated[str, Field(pattern=SECTION_NUMBER_RE.pattern)]
+    number: Annotated[str, Field(pattern=SECTION_LABEL_RE.pattern)] | None = None  # default: the file's stem
     title: Annotated[str, Field(min_length=1)]
     order: float | None = None
     commentary: str | None = None
@@ -561,7 +565,7 @@ def _expand_runs(
             if empty or dropped:
                 invalid.add(name)
                 continue
-            experiments.append(Experiment(name=name, section=section.number, model=model, data=data,
+            experiments.append(Experiment(name=name, section=section.number or "", model=model, data=data,
                                           source=path, swept=tuple((k, v) for k, v in values.items())))
     return experiments
 
@@ -631,12 +635,17 @@ def load_project(root: Path, profile: str = "full") -> Project:
         except ValidationError as exc:
             problems.extend(_pydantic_problems(path, "", exc))
             continue
-        if sf.number in seen_numbers:
+        label = sf.number if sf.number is not None else path.stem
+        if not SECTION_LABEL_RE.match(label):
+            problems.append(Problem(path, "number", f"the file name {path.stem!r} is no section label: give "
+                                    "`number` (letters, digits, spaces, '.', '-' or '_', up to 24)"))
+        if label in seen_numbers:
             problems.append(Problem(path, "number",
-                                    f"section {sf.number} is also declared in {seen_numbers[sf.number].name}"))
-        seen_numbers[sf.number] = path
+                                    f"section {label} is also declared in {seen_numbers[label].name}"))
+        seen_numbers[label] = path
         _check_defaults(path, sf.defaults, problems)
         taken: set[str] = set()
+        sf = sf.model_copy(update={"number": label})
         experiments = _expand_runs(path, sf, project_defaults, data_label(data), problems, taken, refused)
         used_project_defaults |= taken
         for key in sorted(k for k in sf.defaults if k not in taken and k in SETTINGS and sf.runs):
@@ -666,8 +675,9 @@ def load_project(root: Path, profile: str = "full") -> Project:
                 problems.append(Problem(path, "attach", f"file not found: {attach}"))
         if profile == "quick" and project_file is not None:
             experiments = [_quick(e, project_file.quick.epochs) for e in experiments]
-        order = (sf.order,) if sf.order is not None else tuple(float(p) for p in sf.number.split("."))
-        sections.append(Section(number=sf.number, title=sf.title, order=order, source=path,
+        order = ((sf.order,) if sf.order is not None else
+                 tuple(float(p) for p in label.split(".")) if SECTION_NUMBER_RE.match(label) else (math.inf,))
+        sections.append(Section(number=label, title=sf.title, order=order, source=path,
                                 commentary=commentary, experiments=tuple(experiments),
                                 views=tuple(views), attach=attach))
     if sections and not problems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,7 @@ def _section(section: Section, g: _Gathered) -> dict[str, Any]:
     attachment = _attachment(section.attach, g.assets, section.slug) if section.attach else None
     return {"number": section.number, "title": section.title, "slug": section.slug,
             "attachment": attachment,
-            "anchor": "sec-" + section.number.replace(".", "-"),
+            "anchor": "sec-" + re.sub(r"[^A-Za-z0-9_-]", "-", section.number),
             "commentary": html, "commentary_warning": warning, "stale": stale,
             "stale_summary": lock.some_changes(stale) if stale else None,
             "experiment_names": [e.name for e in section.experiments], "view_facts": view_facts,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,8 +102,12 @@ def _build(exp: Experiment, experiments_dir: Path, plain: bool, shape: tuple[int
         return keras.Sequential(layers)
     if isinstance(spec, CustomSpec):
         function = load_builder(spec.builder, experiments_dir)
+        # A builder that names `input_shape` or `classes` among its parameters gets the data's.
+        takes = inspect.signature(function).parameters
+        given = {k: v for k, v in (("input_shape", shape), ("classes", classes))
+                 if k in takes and k not in spec.params}
         try:
-            model = function(**spec.params)
+            model = function(**spec.params, **given)
         except Exception as exc:
             raise RunError(exp.name, f"builder {spec.builder} raised {type(exc).__name__}: {exc}") from exc
         if not isinstance(model, keras.Model):

@@ -10,7 +10,7 @@ import pytest
 
 from reportgen.cli import app
 
-COMMANDS = ["build", "run", "render", "status", "list", "clean", "doctor", "compare", "verify", "check"]
+COMMANDS = ["init", "build", "run", "render", "status", "list", "clean", "doctor", "compare", "verify", "check"]
 # A project of one small dense run.
 ONE_RUN = {"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\nkind = "mlp"\nhidden_layers = [4]\n'}
 
@@ -27,7 +27,8 @@ def test_help_of_each_command(runner, command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.output
-    assert "--project" in result.output or command == "compare"  # compare reads two builds, no project
+    # compare reads two builds, and init makes a project: neither takes one
+    assert "--project" in result.output or command in ("compare", "init")
 
 
 def test_help_in_a_real_process_is_fast_and_lists_commands():

@@ -385,3 +385,19 @@ def test_a_name_template_naming_nothing_says_what_it_may_name(make_project):
     text = "\n".join(problems_of(make_project({"experiments/1.toml": section})))
     assert "[runs[0].name]: name template 'l2-{lambda}' names no setting: 'lambda'; it may name [" in text
     assert "'strength'" in text
+
+
+def test_sections_may_carry_any_short_label_and_sort_by_order(make_project):
+    run = '[[runs]]\nname = "{name}"\nkind = "mlp"\nhidden_layers = [8]\n'
+    root = make_project({
+        "experiments/a.toml": 'number = "A"\ntitle = "First by order"\norder = 0.5\n' + run.format(name="a"),
+        "experiments/b.toml": 'number = "2b"\ntitle = "Last: no order, no number"\n' + run.format(name="b"),
+        "experiments/appendix.toml": 'title = "Labelled by its file"\norder = 9\n' + run.format(name="c"),
+        "experiments/1.toml": 'number = "1"\ntitle = "Numbered"\n' + run.format(name="d"),
+    })
+    project = load_project(root)
+    assert [s.number for s in project.sections] == ["A", "1", "appendix", "2b"]
+    assert [e.name for e in select(project, ["appendix"])] == ["c"]
+    bad = make_project({"experiments/x.toml": 'number = "a very long label that goes on"\ntitle = "T"\n'
+                                              + run.format(name="x")})
+    assert any("[number]: String should match pattern" in p for p in problems_of(bad))
