@@ -55,6 +55,7 @@ def main() -> None:
     import jax
     from gan_speed import images
 
+    from reportgen.project.settings import Environment
     from reportgen.project.spec import load_project
     from reportgen.train.machine import device_info
     from reportgen.train.run import train
@@ -78,7 +79,8 @@ def main() -> None:
             exp = replace(exp, model=exp.model.model_copy(update={"epochs": args.epochs}))
             before = len(compiles.seen)
             started = time.perf_counter()
-            outcome = train(exp, data, ROOT / "experiments", checkpoints=Path(tmp) / name, key="compile-time")
+            outcome = train(exp, data, ROOT / "experiments", checkpoints=Path(tmp) / name, key="compile-time",
+                            env=Environment.read())  # the REPORTGEN_XLA_* switches, as a build reads them
             seconds = time.perf_counter() - started
             mine = compiles.seen[before:]
             slowest = sorted(mine, key=lambda c: -c[1])[:4]

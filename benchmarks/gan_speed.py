@@ -31,12 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reportgen.project.data import Dataset, load  # noqa: E402
+from reportgen.project.settings import Environment  # noqa: E402
 from reportgen.project.spec import Experiment, GANSpec  # noqa: E402
 
 
 def images(count: int) -> tuple[Dataset, str]:
     # REPORTGEN_BENCH_DATA=mnist-sample skips the download attempt (machines without network access).
-    data = load(os.environ.get("REPORTGEN_BENCH_DATA", "auto"), None)
+    data = load(os.environ.get("REPORTGEN_BENCH_DATA", "auto"), Environment.read().mnist_file)
     if len(data.x_train) >= count:
         return data, f"{data.name}, first {count} training images"
     reps = -(-count // len(data.x_train))

@@ -74,7 +74,8 @@ def plain_keras(exp: Experiment, data: Dataset) -> dict[str, float]:
 
     keras.utils.set_random_seed(exp.model.seed)
     started = time.perf_counter()
-    model = models.build(exp, ROOT / "experiments", plain=True)  # a penalty of strength 0 stays in
+    model = models.build(exp, ROOT / "experiments", shape=data.input_shape, classes=data.num_classes,
+                         plain=True)  # a penalty of strength 0 stays in
     model.compile(optimizer=models.optimizer(exp.model, fused=False), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     history = model.fit(data.x_train / 255.0, data.y_train, batch_size=exp.model.batch_size, epochs=exp.model.epochs,

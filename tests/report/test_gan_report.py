@@ -211,12 +211,12 @@ def test_a_one_digit_generator_scores_one_class_with_the_trained_classifier(buil
     weights = root / ".reportgen-cache" / "results" / key / WEIGHTS_FILE
     data = subset(load("mnist-sample", None), 1000, 1000)
     ones = data.x_val[data.y_val == 1]
-    probs = classify(clf, weights, ones, project.experiments_dir)
+    probs = classify(clf, weights, ones, project.experiments_dir, 10)
     measured = class_distribution(probs.argmax(axis=1), probs.max(axis=1), present_share=0.1)
     assert measured["top_digit"] == 1 and measured["top_share"] > 0.8
     assert measured["digits_present"] == 1 and measured["entropy"] < 1.0
     mixed = np.concatenate([ones, data.x_val[data.y_val == 0]])
-    probs = classify(clf, weights, mixed, project.experiments_dir)
+    probs = classify(clf, weights, mixed, project.experiments_dir, 10)
     assert class_distribution(probs.argmax(axis=1), probs.max(axis=1), 0.1)["digits_present"] == 2
 
 

@@ -78,7 +78,7 @@ for exp in load_project(root).experiments:
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / store.WEIGHTS_FILE
         weights.write_bytes(first.files[store.WEIGHTS_FILE])
-        model = models.build(exp, root / "experiments")
+        model = models.build(exp, root / "experiments", shape=images.input_shape, classes=images.num_classes)
         model.load_weights(weights)
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         evaluated = model.evaluate(images.x_val / 255.0, images.y_val, batch_size=64, verbose=0, return_dict=True)

@@ -141,7 +141,7 @@ def test_a_finished_model_is_freed_before_the_next_one_is_built(tmp_path: Path) 
 
     exp = Experiment(name="m", section="1", model=MLPSpec(kind="mlp", hidden_layers=[8]), data="mnist-sample",
                      source=tmp_path / "m.toml")
-    model = models.build(exp, tmp_path)
+    model = models.build(exp, tmp_path, shape=(28, 28), classes=10)
     model.compile(optimizer=models.optimizer(exp.model), loss="sparse_categorical_crossentropy")
     model.fit(np.zeros((32, 28, 28), "float32"), np.zeros(32, "int64"), epochs=1, verbose=0)
     gone = weakref.ref(model)
@@ -149,7 +149,7 @@ def test_a_finished_model_is_freed_before_the_next_one_is_built(tmp_path: Path) 
     gc.disable()  # Python's own collector must not be what frees it
     try:
         assert gone() is not None  # kept alive by its cycles
-        models.build(exp, tmp_path)
+        models.build(exp, tmp_path, shape=(28, 28), classes=10)
         assert gone() is None
     finally:
         gc.enable()
