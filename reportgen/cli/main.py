@@ -192,6 +192,8 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
         console.print(f"{escape(session.project.title)}: {len(session.planned)} experiments in "
                       f"{len(session.project.sections)} sections, data {session.data.name}, "
                       f"profile {session.project.profile}; {len(stale) if train else 0} to train.")
+        for note in session.project.notes:
+            console.print(f"[yellow]Note:[/yellow] {escape(note)}", soft_wrap=True)
         if dry_run:
             _print_status(session, "Plan (nothing is trained with --dry-run)")
             return

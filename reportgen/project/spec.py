@@ -371,6 +371,7 @@ class Project:
     sections: tuple[Section, ...]
     page_limit: int | None = None
     sample: tuple[int, int] | None = None  # the quick profile's stratified sample: training, validation
+    notes: tuple[str, ...] = ()  # how settings were applied that a build should say (profile overrides, defaults)
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -454,12 +455,30 @@ def _index_loc(prefix: str, index: int) -> str:
 
 
 SETTINGS = sorted({"kind"} | set().union(*_KIND_FIELDS.values()))
+# Settings whose default a kind documents as its own (a gan's learning rate is 2e-4, not the
+# optimizer's): a project's or section's shared [defaults] leave them alone, [defaults.<kind>] sets them.
+KIND_OWN_DEFAULTS = {kind: {k: f.default for k, f in model.model_fields.items()
+                            if k in _Training.model_fields and f.default != _Training.model_fields[k].default}
+                     for kind, model in (("mlp", MLPSpec), ("cnn", CNNSpec), ("custom", CustomSpec), ("gan", GANSpec))}
+KIND_OWN_DEFAULTS = {k: v for k, v in KIND_OWN_DEFAULTS.items() if v}
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _check_defaults(path: Path, defaults: dict[str, Any], problems: list[Problem]) -> None:
     """Defaults apply to each run whose kind has the setting, so no run rejects an unknown one:
     catch misspellings here."""
-    for key in defaults:
+    for key, value in defaults.items():
+        if key in _KIND_FIELDS and isinstance(value, dict):  # [defaults.gan]: that kind's runs only
+            for inner in value:
+                if inner not in _KIND_FIELDS[key] or inner == "kind":
+                    close = difflib.get_close_matches(inner, sorted(_KIND_FIELDS[key] - {"kind"}), n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    problems.append(Problem(path, f"defaults.{key}.{inner}", f"unknown setting of a {key} run; {hint}"
+                                            f"expected one of {sorted(_KIND_FIELDS[key] - {'kind'})}"))
+            continue
         if key not in SETTINGS:
             close = difflib.get_close_matches(key, SETTINGS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -470,6 +489,7 @@ def _check_defaults(path: Path, defaults: dict[str, Any], problems: list[Problem
 def _expand_runs(
     path: Path, section: SectionFile, project_defaults: dict[str, Any], data: str,
     problems: list[Problem], used: set[str] | None = None, invalid: set[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[Experiment]:
     """The section's runs with grids expanded and defaults applied; `used` collects the default
     settings some run took (a default no run takes is a mistake the caller reports), `invalid` the
@@ -526,9 +546,21 @@ def _expand_runs(
             explicit = {**settings, **values}
             # Shared defaults apply where the run's kind has such a setting: a section of dense
             # nets may still hold one custom model that has no `activation`.
-            defaults = {k: v for k, v in {**project_defaults, **section.defaults}.items()
-                        if accepted is None or k in accepted}
-            used.update(defaults)
+            # The project's shared defaults leave a kind's own defaults alone (a project-wide learning
+            # rate for the dense nets is not the gan's); a section's defaults, written for its runs, apply.
+            own = KIND_OWN_DEFAULTS.get(str(kind), {})
+            project_shared = {k: v for k, v in project_defaults.items()
+                              if not (k in _KIND_FIELDS and isinstance(v, dict))}
+            for k, v in project_shared.items():
+                if k in own and k not in section.defaults and k not in explicit:  # said once, by the caller
+                    (notes if notes is not None else []).append(
+                        f"{PROJECT_FILE}: the shared default {k} = {v!r} is not applied to {kind} runs, which keep "
+                        f"their own default {own[k]!r}; set [defaults.{kind}] {k} to change it")
+            shared = {**{k: v for k, v in project_shared.items() if k not in own},
+                      **{k: v for k, v in section.defaults.items() if not (k in _KIND_FIELDS and isinstance(v, dict))}}
+            scoped = {**_as_dict(project_defaults.get(str(kind))), **_as_dict(section.defaults.get(str(kind)))}
+            defaults = {**{k: v for k, v in shared.items() if accepted is None or k in accepted}, **scoped}
+            used.update(k for k in defaults if k not in scoped)
             merged = {**defaults, **explicit}
             own = {k: v for k, v in values.items() if k not in _KIND_FIELDS["custom"]}
             if kind == "custom" and own and isinstance(merged.get("params", {}), dict):
@@ -617,6 +649,8 @@ def load_project(root: Path, profile: str = "full") -> Project:
             sample = (quick.train or QUICK_TRAIN, quick.validation or QUICK_VALIDATION)
 
     sections: list[Section] = []
+    notes: list[str] = []  # what a build should say about how settings were applied
+    shortened: list[str] = []  # runs the quick profile trains for fewer epochs than they declare
     used_project_defaults: set[str] = set()
     seen_names: dict[str, Path] = {}
     refused: set[str] = set()  # runs whose settings were refused, in any section
@@ -646,7 +680,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
         _check_defaults(path, sf.defaults, problems)
         taken: set[str] = set()
         sf = sf.model_copy(update={"number": label})
-        experiments = _expand_runs(path, sf, project_defaults, data_label(data), problems, taken, refused)
+        experiments = _expand_runs(path, sf, project_defaults, data_label(data), problems, taken, refused, notes)
         used_project_defaults |= taken
         for key in sorted(k for k in sf.defaults if k not in taken and k in SETTINGS and sf.runs):
             kinds_here: list[str] = sorted({e.model.kind for e in experiments}) or ["none valid"]
@@ -674,6 +708,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
             elif not attach.is_file():
                 problems.append(Problem(path, "attach", f"file not found: {attach}"))
         if profile == "quick" and project_file is not None:
+            shortened.extend(e.name for e in experiments if e.model.epochs > project_file.quick.epochs)
             experiments = [_quick(e, project_file.quick.epochs) for e in experiments]
         order = ((sf.order,) if sf.order is not None else
                  tuple(float(p) for p in label.split(".")) if SECTION_NUMBER_RE.match(label) else (math.inf,))
@@ -696,8 +731,16 @@ def load_project(root: Path, profile: str = "full") -> Project:
                                  "no section files: add at least one experiments/*.toml besides project.toml")])
     assert project_file is not None
     sections.sort(key=lambda s: s.order)
+    if shortened:
+        notes.append(f"the quick profile trains {len(shortened)} run(s) for {project_file.quick.epochs} epoch(s) "
+                     f"instead of their own ({', '.join(shortened[:3])}{', ...' if len(shortened) > 3 else ''}); "
+                     "[quick] epochs in experiments/project.toml sets it")
+    if profile == "quick" and sample is not None:
+        notes.append(f"the quick profile uses a stratified sample of at most {sample[0]:,} training and "
+                     f"{sample[1]:,} validation examples ([quick] train and validation)")
     return Project(root=root, title=project_file.title, author=project_file.author, data=data,
-                   profile=profile, sections=tuple(sections), page_limit=project_file.page_limit, sample=sample)
+                   profile=profile, sections=tuple(sections), page_limit=project_file.page_limit, sample=sample,
+                   notes=tuple(dict.fromkeys(notes)))
 
 
 def _data_spec(path: Path, key: str, value: Any, problems: list[Problem]) -> str | BaseModel:

@@ -401,3 +401,24 @@ def test_sections_may_carry_any_short_label_and_sort_by_order(make_project):
     bad = make_project({"experiments/x.toml": 'number = "a very long label that goes on"\ntitle = "T"\n'
                                               + run.format(name="x")})
     assert any("[number]: String should match pattern" in p for p in problems_of(bad))
+
+
+def test_a_shared_default_leaves_a_kinds_own_default_alone_and_says_so(make_project):
+    root = make_project({
+        "experiments/project.toml": 'title = "T"\ndata = "mnist-sample"\n[defaults]\nlearning_rate = 0.01\n'
+                                    "epochs = 10\n[defaults.gan]\nbeta_1 = 0.6\n",
+        "experiments/1.toml": 'number = "1"\ntitle = "A"\n[[runs]]\nname = "net"\nkind = "mlp"\n'
+                              'hidden_layers = [8]\n[[runs]]\nname = "gan"\nkind = "gan"\n'})
+    project = load_project(root)
+    net, gan = project.experiments
+    assert net.model.learning_rate == 0.01
+    assert gan.model.learning_rate == 2e-4 and gan.model.beta_1 == 0.6  # its own default; the gan table's
+    assert any("project.toml: the shared default learning_rate = 0.01 is not applied to gan runs, which keep their "
+               "own default 0.0002; set [defaults.gan] learning_rate to change it" in n for n in project.notes)
+    quick = load_project(root, "quick")
+    assert any("the quick profile trains 2 run(s) for 2 epoch(s) instead of their own (net, gan)" in n
+               for n in quick.notes)
+    bad = make_project({"experiments/project.toml": 'title = "T"\n[defaults.gan]\nlerning_rate = 0.1\n',
+                        "experiments/1.toml": 'number = "1"\ntitle = "A"\n[[runs]]\nname = "g"\nkind = "gan"\n'})
+    assert any("[defaults.gan.lerning_rate]: unknown setting of a gan run; did you mean 'learning_rate'?" in p
+               for p in problems_of(bad))
