@@ -90,6 +90,7 @@ TAKES = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "beta_1": ("adam"
 # before these settings existed still match).
 OPTIONAL_TRAINING = ("momentum", "nesterov", "beta_2", "epsilon", "weight_decay", "clipnorm", "schedule",
                      "early_stopping")
+OPTIONAL_BY_KIND = {"mlp": ("dropout", "batch_norm")}  # a kind's settings added later, listed only when given
 
 
 class _Training(_Strict):
@@ -125,14 +126,32 @@ class _Training(_Strict):
 Activation = Literal["relu", "tanh", "sigmoid", "elu", "gelu", "selu", "softplus", "linear"]
 
 
+Rate = Annotated[float, Field(ge=0, lt=1)]
+
+
 class MLPSpec(_Training):
-    """Dense network: flatten, then Dense + separate Activation per hidden layer, Dense(10) + softmax."""
+    """Dense network: flatten, then per hidden layer Dense (+ BatchNormalization) + Activation
+    (+ Dropout), then Dense(classes) + softmax."""
 
     kind: Literal["mlp"]
     hidden_layers: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=0)]
     activation: Activation = "relu"
     regularizer: Literal["none", "l1", "l2"] = "none"
     strength: Annotated[float, Field(ge=0)] = 0.0
+    dropout: Rate | list[Rate] = 0.0  # after each hidden layer: one rate for all, or one per layer
+    batch_norm: bool = False  # BatchNormalization between each hidden Dense and its activation
+
+    @field_validator("dropout")
+    @classmethod
+    def _one_rate_per_layer(cls, value: Any, info: ValidationInfo) -> Any:
+        layers = info.data.get("hidden_layers")
+        if isinstance(value, list) and layers is not None and len(value) != len(layers):
+            raise ValueError(f"{len(value)} rate(s) for {len(layers)} hidden layer(s); give one rate per layer, "
+                             "or a single rate for all")
+        return value
+
+    def dropout_after(self, layer: int) -> float:
+        return self.dropout[layer] if isinstance(self.dropout, list) else self.dropout
 
 
 class ConvBlock(_Strict):
@@ -153,7 +172,11 @@ class DropoutBlock(_Strict):
     rate: Annotated[float, Field(ge=0, lt=1)]
 
 
-Block = Annotated[ConvBlock | PoolBlock | DropoutBlock, Field(discriminator="type")]
+class BatchNormBlock(_Strict):
+    type: Literal["batchnorm"]
+
+
+Block = Annotated[ConvBlock | PoolBlock | DropoutBlock | BatchNormBlock, Field(discriminator="type")]
 
 
 class CNNSpec(_Training):
@@ -251,7 +274,7 @@ class ViewSettings(_Strict):
 
 def _union_tags() -> set[str]:
     """The tags of the tagged unions pydantic names in an error's location (model kinds, blocks, views)."""
-    return {*KINDS, "conv", "pool", "dropout", *registered_views(), *SOURCES}
+    return {*KINDS, "conv", "pool", "dropout", "batchnorm", *registered_views(), *SOURCES}
 
 
 # --- files as written -------------------------------------------------------------------------
@@ -320,7 +343,7 @@ class Experiment:
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as stored beside its result and hashed into its key."""
         settings = self.model.model_dump(mode="json")
-        for key in OPTIONAL_TRAINING:  # listed only when given
+        for key in (*OPTIONAL_TRAINING, *OPTIONAL_BY_KIND.get(self.model.kind, ())):  # listed only when given
             if key in settings and settings[key] == type(self.model).model_fields[key].default:
                 del settings[key]
         if settings.get("beta_1", 0) is None:

@@ -14,6 +14,7 @@ from reportgen.errors import RunError
 from reportgen.project.spec import (
     OPTIMIZERS,
     TAKES,
+    BatchNormBlock,
     CNNSpec,
     ConvBlock,
     CosineSchedule,
@@ -77,10 +78,14 @@ def _build(exp: Experiment, experiments_dir: Path, plain: bool, shape: tuple[int
     spec = exp.model
     if isinstance(spec, MLPSpec):
         layers: list[Any] = [keras.Input(shape), keras.layers.Flatten()]
-        for width in spec.hidden_layers:
+        for i, width in enumerate(spec.hidden_layers):
             # A separate Activation layer after each Dense, as the assignment's summaries show.
-            layers += [keras.layers.Dense(width, kernel_regularizer=regularizer(spec, plain)),
-                       keras.layers.Activation(spec.activation)]
+            layers.append(keras.layers.Dense(width, kernel_regularizer=regularizer(spec, plain)))
+            if spec.batch_norm:
+                layers.append(keras.layers.BatchNormalization())
+            layers.append(keras.layers.Activation(spec.activation))
+            if spec.dropout_after(i):
+                layers.append(keras.layers.Dropout(spec.dropout_after(i), seed=spec.seed * 1000 + i))
         layers += [keras.layers.Dense(classes), keras.layers.Activation("softmax", dtype="float32")]
         return keras.Sequential(layers)
     if isinstance(spec, CNNSpec):
@@ -97,6 +102,8 @@ def _build(exp: Experiment, experiments_dir: Path, plain: bool, shape: tuple[int
                 layers.append(keras.layers.MaxPooling2D(block.size))
             elif isinstance(block, DropoutBlock):
                 layers.append(keras.layers.Dropout(block.rate))
+            elif isinstance(block, BatchNormBlock):
+                layers.append(keras.layers.BatchNormalization())
         layers += [keras.layers.Flatten(), keras.layers.Dense(classes),
                    keras.layers.Activation("softmax", dtype="float32")]
         return keras.Sequential(layers)

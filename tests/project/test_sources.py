@@ -234,3 +234,30 @@ def test_runs_that_need_images_are_refused_on_tabular_data(make_project):
     assert data_problems(project, "images", (12, 10, 3)) == []
     quick = load_project(root, "quick")
     assert quick.sample == (2000, 500) and quick.data == project.data
+
+
+@pytest.mark.slow
+def test_a_folder_of_images_per_class_is_read_with_keras_and_split_stratified(tmp_path):
+    from PIL import Image
+
+    from reportgen.project.sources import ImageFolderData
+
+    rng = np.random.default_rng(0)
+    for label, colour in (("leaf", (30, 160, 40)), ("sky", (60, 120, 230))):
+        folder = tmp_path / "data" / "photos" / label
+        folder.mkdir(parents=True)
+        for i in range(10):
+            pixels = np.clip(np.array(colour) + rng.integers(-20, 20, (24, 30, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    data = load_source(ImageFolderData(source="images", path="data/photos", image_size=[16, 16],
+                                       validation_fraction=0.2), tmp_path)
+    assert data.classes == ("leaf", "sky") and data.input_shape == (16, 16, 3) and data.x_train.dtype == np.uint8
+    assert len(data.y_train) == 16 and sorted(data.y_val.tolist()) == [0, 0, 1, 1]
+    assert data.x_train[data.y_train == 1][..., 2].mean() > data.x_train[data.y_train == 0][..., 2].mean()  # blue sky
+    grey = load_source(ImageFolderData(source="images", path="data/photos", image_size=[8, 8], color_mode="grayscale",
+                                       validation_fraction=0.5, classes=["sky", "leaf"]), tmp_path)
+    assert grey.input_shape == (8, 8) and grey.classes == ("sky", "leaf")
+    assert np.bincount(grey.y_val).tolist() == [5, 5]
+    with pytest.raises(DataError, match=r"data.classes \['sky', 'tree'\] do not name its subfolders \['leaf', 'sky'\]"):
+        load_source(ImageFolderData(source="images", path="data/photos", validation_fraction=0.5,
+                                    classes=["sky", "tree"]), tmp_path)

@@ -260,11 +260,11 @@ def test_a_key_named_like_a_kind_keeps_its_name_and_a_default_no_run_takes_is_re
         load_project(root)
     assert "project.toml [dropout]: unknown key" in str(caught.value)
     root = make_project({"experiments/project.toml": 'title = "t"\n',
-                         "experiments/s.toml": 'number = "1"\ntitle = "t"\n[defaults]\ndropout = 0.5\n'
+                         "experiments/s.toml": 'number = "1"\ntitle = "t"\n[defaults]\nnoise_dim = 50\n'
                                                '[[runs]]\nname = "a"\nkind = "mlp"\nhidden_layers = [4]\n'})
     with pytest.raises(SpecError) as caught:
         load_project(root)
-    assert "s.toml [defaults.dropout]: applies to no run of this section (its runs are of kind ['mlp'])" \
+    assert "s.toml [defaults.noise_dim]: applies to no run of this section (its runs are of kind ['mlp'])" \
         in str(caught.value)
 
 
@@ -422,3 +422,31 @@ def test_a_shared_default_leaves_a_kinds_own_default_alone_and_says_so(make_proj
                         "experiments/1.toml": 'number = "1"\ntitle = "A"\n[[runs]]\nname = "g"\nkind = "gan"\n'})
     assert any("[defaults.gan.lerning_rate]: unknown setting of a gan run; did you mean 'learning_rate'?" in p
                for p in problems_of(bad))
+
+
+def test_dropout_and_batch_norm_per_layer_are_listed_only_when_given(make_project):
+    section = """
+    number = "1"
+    title = "Regularised"
+    [[runs]]
+    name = "plain"
+    kind = "mlp"
+    hidden_layers = [64, 32]
+    [[runs]]
+    name = "dropped"
+    kind = "mlp"
+    hidden_layers = [64, 32]
+    dropout = [0.5, 0.2]
+    batch_norm = true
+    [[runs]]
+    name = "conv"
+    kind = "cnn"
+    blocks = [{ type = "conv", filters = 4, kernel = 3 }, { type = "batchnorm" }, { type = "dropout", rate = 0.25 }]
+    """
+    plain, dropped, conv = load_project(make_project({"experiments/1.toml": section})).experiments
+    assert "dropout" not in plain.config() and "batch_norm" not in plain.config()
+    assert dropped.model.dropout_after(1) == 0.2 and dropped.config()["batch_norm"] is True
+    assert conv.model.blocks[1].type == "batchnorm"
+    wrong = section.replace("dropout = [0.5, 0.2]", "dropout = [0.5]")
+    text = "\n".join(problems_of(make_project({"experiments/1.toml": wrong})))
+    assert "[runs[1].dropout]: 1 rate(s) for 2 hidden layer(s); give one rate per layer" in text

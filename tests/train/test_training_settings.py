@@ -30,7 +30,7 @@ def run(images, tmp_path: Path, name: str = "r", notes: list[str] | None = None,
 
     kind = settings.pop("kind", "mlp")
     model = (CustomSpec(kind="custom", **settings) if kind == "custom" else
-             MLPSpec(kind="mlp", hidden_layers=[16], **{"epochs": 2, "batch_size": 64, "seed": 3, **settings}))
+             MLPSpec(kind="mlp", **{"hidden_layers": [16], "epochs": 2, "batch_size": 64, "seed": 3, **settings}))
     exp = Experiment(name=name, section="1", model=model, data="mnist-sample", source=tmp_path / "1.toml")
     return training.train(exp, images, tmp_path / "experiments", Notes()).result
 
@@ -94,3 +94,11 @@ def test_a_builder_that_compiles_its_model_keeps_its_optimizer_and_says_so(image
                                        r"'categorical_crossentropy'; the labels are class numbers"):
         run(images, tmp_path, kind="custom", builder="nets:dense", params={"loss": "categorical_crossentropy"},
             epochs=1, batch_size=64, seed=3)
+
+
+def test_dropout_and_batch_norm_per_layer_are_in_the_model(images, tmp_path):
+    result = run(images, tmp_path, hidden_layers=[32, 16], dropout=[0.5, 0.0], batch_norm=True)
+    types = [layer.type for layer in result.summary.layers]
+    assert types == ["Flatten", "Dense", "BatchNormalization", "Activation", "Dropout", "Dense", "BatchNormalization",
+                     "Activation", "Dense", "Activation"]  # no Dropout where the rate is 0
+    assert result.status == "ok" and result.final["val_accuracy"] > 0.2  # it learns (chance: 0.1)
