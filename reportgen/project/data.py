@@ -318,10 +318,7 @@ def load_csv(spec: CsvData, root: Path) -> Dataset:
     y_all = _label_numbers(path, spec.label, labels_all, names, spec.classes is not None)
     if val is None:
         assert spec.validation_fraction is not None
-        count = max(1, round(len(y_all) * spec.validation_fraction))
-        val_rows = stratified(y_all, count, spec.split_seed)
-        train_rows = np.setdiff1d(np.arange(len(y_all)), val_rows)
-        x_train, y_train, x_val, y_val = x_all[train_rows], y_all[train_rows], x_all[val_rows], y_all[val_rows]
+        x_train, y_train, x_val, y_val = _split(x_all, y_all, spec.validation_fraction, spec.split_seed)
     else:
         x_train, y_train = x_all, y_all
         x_val, labels_val = cleaned[1]
@@ -338,6 +335,13 @@ def load_csv(spec: CsvData, root: Path) -> Dataset:
         described += ", standardized by the training rows' mean and deviation"
     return _finish(x_train.astype(np.float32), y_train, x_val.astype(np.float32), y_val,
                    spec.model_copy(update={"classes": list(names)}), spec.path, path.stem, extra=described)
+
+
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """`fraction` of the examples, stratified and drawn with `seed`, as the validation split."""
+    val_rows = stratified(y, max(1, round(len(y) * fraction)), seed)
+    train_rows = np.setdiff1d(np.arange(len(y)), val_rows)
+    return x[train_rows], y[train_rows], x[val_rows], y[val_rows]
 
 
 def _read_csv(pd: Any, path: Path) -> Any:
@@ -406,10 +410,7 @@ def load_image_folder(spec: ImageFolderData, root: Path) -> Dataset:
         x_val, y_val = _read_images(_path(root, spec.validation, "data.validation"), spec, folders)
         x_train, y_train = x, y
     elif spec.validation_fraction is not None:
-        count = max(1, round(len(y) * spec.validation_fraction))
-        val_rows = stratified(y, count, spec.split_seed)
-        train_rows = np.setdiff1d(np.arange(len(y)), val_rows)
-        x_train, y_train, x_val, y_val = x[train_rows], y[train_rows], x[val_rows], y[val_rows]
+        x_train, y_train, x_val, y_val = _split(x, y, spec.validation_fraction, spec.split_seed)
     else:
         raise DataError("experiments/project.toml [data]: an images source needs `validation` (a second folder "
                         "with the same subfolders) or `validation_fraction` (a share of the images)")
