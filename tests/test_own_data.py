@@ -70,7 +70,8 @@ def shapes_project(root: Path) -> Path:
     return write_project(root, {
         "experiments/project.toml": SHAPES_PROJECT, "experiments/1-colours.toml": SHAPES_SECTION,
         "experiments/1-colours.md": "The dense net reaches {{ runs['dense'].val_accuracy | pct }} on "
-                                    "{{ runs['dense'].validation_size }} validation images. The convolutional "
+                                    "{{ runs['dense'].validation_size }} validation images and finds "
+                                    "{{ runs['dense'].recall['red'] | pct }} of the red ones. The convolutional "
                                     "net finds {{ section.views.confusion['conv'].recall['blue'] | pct }} of "
                                     "the blue ones.\n"})
 
@@ -97,7 +98,8 @@ def test_a_colour_image_set_of_ones_own_builds_and_is_named_truthfully(shapes):
     assert (data["name"], data["source"], data["shape"], data["classes"]) == \
         ("Shapes", "data/shapes.npz", [16, 12, 3], ["red", "green", "blue"])
     accuracy = next(e for e in manifest["experiments"] if e["name"] == "dense")["metrics"]["val_accuracy"]
-    assert f"The dense net reaches {accuracy:.2%} on 60 validation images." in text
+    assert f"The dense net reaches {accuracy:.2%} on 60 validation images and finds " in text
+    assert "% of the red ones." in text
     assert accuracy > 0.5  # the colours are learnable: better than chance (1/3)
     # Both kinds took the data's shape and three outputs.
     html = (shapes / "build" / "report.html").read_text()
@@ -113,7 +115,38 @@ def test_a_colour_image_set_of_ones_own_builds_and_is_named_truthfully(shapes):
     assert "→" in grid and any(f"{a}→{b}" in grid for a in ("red", "green", "blue") for b in ("red", "green", "blue"))
 
 
-def test_a_bad_data_file_stops_before_training_and_keeps_the_cache_and_the_report(shapes, tmp_path):
+def _label_past_the_classes(arrays: dict) -> None:
+    arrays["y_train"][17] = 3
+
+
+def _scales_mixed(arrays: dict) -> None:
+    arrays["x_val"] = arrays["x_val"] / 255.0
+
+
+def _a_nan(arrays: dict) -> None:
+    arrays["x_train"] = arrays["x_train"] / 255.0
+    arrays["x_train"][5, 0, 0, 0] = np.nan
+    arrays["x_val"] = arrays["x_val"] / 255.0
+
+
+def _lengths_differ(arrays: dict) -> None:
+    arrays["y_val"] = arrays["y_val"][:-1]
+
+
+def _a_key_missing(arrays: dict) -> None:
+    del arrays["y_val"]
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    (_label_past_the_classes, "data/shapes.npz: label 3 is out of range: 3 classes (red, green, blue) take labels "
+                              "0 to 2"),
+    (_scales_mixed, "data/shapes.npz: x_train is 8-bit (0 to 255) but x_val is floats (0 to 1)"),
+    (_a_nan, "data/shapes.npz: x_train has NaN or infinite pixel values (first at image 5)"),
+    (_lengths_differ, "data/shapes.npz: y_val has 59 labels but x_val has 60 examples"),
+    (_a_key_missing, "shapes.npz: missing array(s) y_val"),
+])
+def test_a_bad_data_file_stops_before_training_and_keeps_the_cache_and_the_report(shapes, tmp_path, damage,
+                                                                                  expected):
     import shutil
 
     root = tmp_path / "project"
@@ -122,13 +155,13 @@ def test_a_bad_data_file_stops_before_training_and_keeps_the_cache_and_the_repor
     entries = sorted(p.name for p in (root / ".reportgen-cache" / "results").iterdir())
     x_train, y_train = colour_set(240, 0)
     x_val, y_val = colour_set(60, 1)
-    y_train[17] = 3  # one label past the three classes
-    np.savez(root / "data" / "shapes.npz", x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
+    arrays = {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val}
+    damage(arrays)
+    np.savez(root / "data" / "shapes.npz", **arrays)
     result = CliRunner(env={"COLUMNS": "240"}).invoke(app, ["build", "-C", str(root)])
     assert result.exit_code == 1, result.output
-    assert "Error: data/shapes.npz: label 3 is out of range: 3 classes (red, green, blue) take labels 0 to 2" in \
-        " ".join(result.output.split())
-    assert "Traceback" not in result.output
+    assert expected in " ".join(result.output.split())
+    assert "Error: " in result.output and "Traceback" not in result.output
     assert (root / "build" / "report.pdf").read_bytes() == report
     assert sorted(p.name for p in (root / ".reportgen-cache" / "results").iterdir()) == entries
 

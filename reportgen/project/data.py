@@ -312,6 +312,8 @@ def load_csv(spec: CsvData, root: Path) -> Dataset:
         missing_cols = [c for c in [*features, spec.label] if c not in frame.columns]
         if missing_cols:
             raise DataError(f"{where}: no column(s) {missing_cols}; expected the same columns as {spec.path}")
+    if spec.categorical == "onehot":
+        frames, features = _one_hot(frames, features)
     cleaned = [_clean(where, frame, features, spec) for where, frame in frames]
     x_all, labels_all = cleaned[0]
     names = spec.classes or sorted({str(v) for _, labels in cleaned for v in labels})
@@ -351,6 +353,30 @@ def _read_csv(pd: Any, path: Path) -> Any:
         raise DataError(f"{path}: not a readable CSV table ({exc})") from None
 
 
+def _one_hot(frames: list[tuple[Path, Any]], features: list[str]) -> tuple[list[tuple[Path, Any]], list[str]]:
+    """Text feature columns as one 0/1 column per value the training rows hold ("colour=red"); a
+    value only the validation rows hold is an error naming it."""
+    import pandas as pd
+
+    train = frames[0][1]
+    text = [c for c in features if pd.to_numeric(train[c], errors="coerce").isna().any() and train[c].notna().any()
+            and not pd.api.types.is_numeric_dtype(train[c])]
+    values = {c: sorted({str(v) for v in train[c].dropna()}) for c in text}
+    out = []
+    for where, frame in frames:
+        for c in text:
+            unseen = sorted({str(v) for v in frame[c].dropna()} - set(values[c]))
+            if unseen:
+                raise DataError(f"{where}: column {c!r} holds {unseen[:3]}, which no training row has; "
+                                "one-hot columns come from the training rows")
+            present = frame[c].isna()
+            frame = frame.assign(**{f"{c}={v}": ((frame[c].astype(str) == v) & ~present).astype(float)
+                                    for v in values[c]})
+        out.append((where, frame))
+    columns = [n for c in features for n in ([f"{c}={v}" for v in values[c]] if c in text else [c])]
+    return out, columns
+
+
 def _clean(path: Path, frame: Any, features: list[str], spec: CsvData) -> tuple[np.ndarray, np.ndarray]:
     """The features as float64 (NaN where empty and `missing` allows it) and the raw labels."""
     import pandas as pd
@@ -366,7 +392,8 @@ def _clean(path: Path, frame: Any, features: list[str], spec: CsvData) -> tuple[
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"{path}: column {column!r} is not numeric: {rows[column].iloc[row]!r} on line "
-                            f"{row + 2}; give features as numbers (or leave the column out with data.features)")
+                            f"{row + 2}; give features as numbers, leave the column out with data.features, or set "
+                            "data.categorical = \"onehot\" (one 0/1 column per value)")
         empty = values.isna()
         if empty.any() and spec.missing == "error":
             row = int(np.flatnonzero(empty.to_numpy())[0]) + 2

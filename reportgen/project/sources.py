@@ -60,6 +60,7 @@ class CsvData(_Split):
     label: Annotated[str, Field(min_length=1)]
     features: list[str] | None = None  # default: every column but the label
     missing: Literal["error", "drop", "mean"] = "error"  # empty cells: refuse, drop the row, or the column's mean
+    categorical: Literal["error", "onehot"] = "error"  # text in a feature column: refuse, or one column per value
     standardize: bool = True  # each feature to mean 0, deviation 1, by the training rows' statistics
 
 

@@ -52,8 +52,8 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
     assets = session.options.out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     by_name = {p.exp.name: p for p in session.planned}
-    facts = {name: analysis.facts(p.entry.result, p.exp.config()) for name, p in by_name.items()
-             if p.entry is not None}
+    facts = {name: analysis.facts(p.entry.result, p.exp.config(), session.data.y_val, session.data.classes)
+             for name, p in by_name.items() if p.entry is not None}
     recorded = lock.read_lock(session.project.experiments_dir)["slots"].get(
         lock.lock_key(session.project.profile, session.data.name, session.data.fingerprint), {})
     gathered = _Gathered(session, assets, by_name, facts, recorded, [])

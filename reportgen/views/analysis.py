@@ -8,9 +8,18 @@ from typing import Any
 from reportgen.train.result import ClassifierResult, GanResult
 
 
-def facts(result: ClassifierResult | GanResult, config: dict[str, Any]) -> dict[str, Any]:
-    """The facts of one run a placeholder may quote, by its kind."""
-    return gan_facts(result, config) if isinstance(result, GanResult) else run_facts(result, config)
+def facts(result: ClassifierResult | GanResult, config: dict[str, Any], labels: Any = None,
+          classes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The facts of one run a placeholder may quote, by its kind. With the validation `labels` and
+    the `classes`, a classifier's also hold each class's precision and recall."""
+    if isinstance(result, GanResult):
+        return gan_facts(result, config)
+    out = run_facts(result, config)
+    miss = result.misclassified
+    if labels is not None and classes and miss.total == len(labels) and len(miss.indices) == miss.count:
+        measured = confusion(labels, miss.indices, miss.predicted, classes)
+        out.update(precision=measured["precision"], recall=measured["recall"])  # runs["x"].recall["cat"]
+    return out
 
 
 def run_facts(result: ClassifierResult, config: dict[str, Any]) -> dict[str, Any]:

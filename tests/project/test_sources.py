@@ -261,3 +261,28 @@ def test_a_folder_of_images_per_class_is_read_with_keras_and_split_stratified(tm
     with pytest.raises(DataError, match=r"data.classes \['sky', 'tree'\] do not name its subfolders \['leaf', 'sky'\]"):
         load_source(ImageFolderData(source="images", path="data/photos", validation_fraction=0.5,
                                     classes=["sky", "tree"]), tmp_path)
+
+
+def test_text_features_become_one_hot_columns_when_asked(tmp_path):
+    coloured = IRIS.replace("sepal_length,", "colour,sepal_length,")
+    rows = coloured.splitlines()
+    rows = [rows[0]] + [("red," if i % 2 else "blue,") + r for i, r in enumerate(rows[1:])]
+    data = csv(tmp_path, "\n".join(rows) + "\n", categorical="onehot", standardize=False)
+    assert data.input_shape == (5,)  # colour=blue, colour=red and the three measurements
+    assert sorted(set(data.x_train[:, 0].tolist()) | set(data.x_val[:, 0].tolist())) == [0.0, 1.0]
+    with pytest.raises(DataError, match=r"column 'colour' is not numeric: 'blue' on line 2; .*data.categorical"):
+        csv(tmp_path, "\n".join(rows) + "\n")
+
+
+def test_a_keras_set_is_read_from_a_local_copy_with_its_class_names(tmp_path):
+    from reportgen.project.sources import KerasData
+
+    rng = np.random.default_rng(0)
+    write_npz(tmp_path / "data" / "cifar10.npz", x_train=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+              y_train=(np.arange(20) % 10)[:, None], x_test=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
+              y_test=np.arange(10)[:, None])
+    data = load_source(KerasData(source="keras", set="cifar10", path="data/cifar10.npz"), tmp_path)
+    assert data.name == "cifar10" and data.input_shape == (32, 32, 3) and data.classes[:3] == \
+        ("airplane", "automobile", "bird")
+    assert data.y_train.shape == (20,)  # Keras' (N, 1) labels, flattened
+    assert "CIFAR-10 colour images" in data.description
