@@ -289,8 +289,10 @@ def test_check_finds_a_typed_number_that_matches_no_result(builds: dict[str, Pat
     result = runner.invoke(app, ["check", "-C", str(root)])
     assert result.exit_code == 1, result.output
     out = result.output.replace("\n", "")
-    assert "1-nets.md:3: 99.9% matches no result of section 1; the nearest result is runs.wide.val_accuracy" in out
-    assert "{{ runs.wide.val_accuracy | pct(1) }}" in out
+    # The nearest of every quotable number (accuracies, a class's recall, ...), with how to quote it.
+    assert "1-nets.md:3: 99.9% matches no result of section 1; the nearest result is runs." in out
+    assert re.search(r"99\.9% matches no result of section 1; the nearest result is (\S+) = [0-9.]+, which "
+                     r"\{\{ \1 \| pct\(1\) \}\} prints", out)
     assert "1-nets.md:3: 123,456 matches no result" in out and "| num }}" in out
     assert "1-nets.md:3: 'TODO' left in the text" in out
     assert typed_right + " matches" not in out and f"{small['params']:,} matches" not in out
