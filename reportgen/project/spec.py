@@ -293,9 +293,19 @@ class QuickProfile(_Strict):
     validation: Annotated[int, Field(gt=0)] | None = None
 
 
+Short = Annotated[str, Field(max_length=200)]
+
+
 class ProjectFile(_Strict):
     title: Annotated[str, Field(min_length=1)]
     author: str = ""
+    # The title page's and the PDF's metadata, each optional.
+    student_id: Short = ""
+    course: Short = ""
+    institution: Short = ""
+    subject: Short = ""  # the PDF's Subject (default: the course)
+    keywords: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(default_factory=list)
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"  # the document's
     data: Any = "auto"  # a name or a table: checked by _data_spec, which names the keys as written
     defaults: dict[str, Any] = Field(default_factory=dict)
     quick: QuickProfile = Field(default_factory=QuickProfile)
@@ -395,6 +405,7 @@ class Project:
     page_limit: int | None = None
     sample: tuple[int, int] | None = None  # the quick profile's stratified sample: training, validation
     notes: tuple[str, ...] = ()  # how settings were applied that a build should say (profile overrides, defaults)
+    about: tuple[tuple[str, Any], ...] = ()  # student_id, course, institution, subject, keywords, language
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -763,7 +774,9 @@ def load_project(root: Path, profile: str = "full") -> Project:
                      f"{sample[1]:,} validation examples ([quick] train and validation)")
     return Project(root=root, title=project_file.title, author=project_file.author, data=data,
                    profile=profile, sections=tuple(sections), page_limit=project_file.page_limit, sample=sample,
-                   notes=tuple(dict.fromkeys(notes)))
+                   notes=tuple(dict.fromkeys(notes)),
+                   about=tuple((k, getattr(project_file, k)) for k in ("student_id", "course", "institution", "subject",
+                                                                       "keywords", "language")))
 
 
 def _data_spec(path: Path, key: str, value: Any, problems: list[Problem]) -> str | BaseModel:

@@ -168,9 +168,13 @@ def _commentary(section: Section, views: list[dict[str, Any]], view_facts: dict[
 def _title_page(session: Session) -> dict[str, Any]:
     """The title page's facts: the project, the data, the devices and precision the results came from."""
     results = [p.entry.result for p in session.planned if p.entry is not None]
+    about = dict(session.project.about)
     return {
         "project": {"title": session.project.title, "author": session.project.author,
-                    "profile": session.project.profile},
+                    "profile": session.project.profile, "student_id": about.get("student_id", ""),
+                    "course": about.get("course", ""), "institution": about.get("institution", ""),
+                    "subject": about.get("subject") or about.get("course", ""),
+                    "keywords": list(about.get("keywords", [])), "language": about.get("language", "en")},
         "data": session.data.summary(),
         "devices": sorted({f"{r.device['name']} ({r.backend})" for r in results}),
         "precision": _precision_line({p.exp.name: p.entry.result.precision

@@ -149,7 +149,7 @@ def disallowed(body: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys(found))
 
 
-def sanitize(document: str, title: str) -> str:
+def sanitize(document: str, title: str, about: dict[str, Any] | None = None) -> str:
     """The rendered page with its body cleaned by nh3 (an allowlist HTML sanitizer) and reportgen's own
     head: however a template override was written, no script, handler, external resource or embedded
     object survives into report.html or report.pdf."""
@@ -162,8 +162,17 @@ def sanitize(document: str, title: str) -> str:
     clean = nh3.clean(body, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, generic_attribute_prefixes={"data-"},
                       attribute_filter=_url_allowed, url_schemes={"http", "https", "mailto", "data"},
                       filter_style_properties=ALLOWED_STYLES, strip_comments=True, link_rel="noopener noreferrer")
-    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html_lib.escape(title)}</title>\n"
+    about = about or {}
+    language = about.get("language") if re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", str(about.get("language"))) \
+        else "en"
+    # The PDF's metadata comes from these (WeasyPrint: title, author, description as Subject, keywords).
+    meta = "".join(f'<meta name="{name}" content="{html_lib.escape(str(value))}">\n'
+                   for name, value in (("author", about.get("author")), ("description", about.get("subject")),
+                                       ("keywords", ", ".join(about.get("keywords") or [])))
+                   if value)
+    return (f'<!DOCTYPE html>\n<html lang="{language}">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{html_lib.escape(title)}</title>\n{meta}"
             f'<link rel="stylesheet" href="assets/{STYLESHEET}">\n</head>\n<body>\n{clean}\n</body>\n</html>\n')
 
 
@@ -185,7 +194,7 @@ def html(context: dict[str, Any], project_root: Path, build_dir: Path,
     page = render_bounded(env, main.read_text(encoding="utf-8"), str(main), context)
     body = re.search(r"<body[^>]*>(.*)</body>", page, re.DOTALL | re.IGNORECASE)
     removed.extend(disallowed(body.group(1) if body else page))
-    text = sanitize(page, str(context["project"]["title"]))
+    text = sanitize(page, str(context["project"]["title"]), context["project"])
     out = build_dir / "report.html"
     write_atomic(out, text.encode())
     return out
@@ -337,7 +346,9 @@ def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = N
         document = HTML(string=html_path.read_text(encoding="utf-8"),
                         base_url=build_dir.resolve().as_uri() + "/", url_fetcher=fetcher).render()
         anchors = {name: i for i, page in enumerate(document.pages) for name in page.anchors}
-        document.write_pdf(tmp)
+        # Tagged: headings, paragraphs, tables with header cells, figures with their alt text, the
+        # document's language and title, for screen readers (WeasyPrint's own structure tree).
+        document.write_pdf(tmp, pdf_tags=True)
     except Exception as exc:  # WeasyPrint raises many kinds; the user needs the message
         raise RenderError(f"PDF rendering failed: {type(exc).__name__}: {exc}", html_path) from exc
     if attachments:

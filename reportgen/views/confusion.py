@@ -30,11 +30,11 @@ class Kind(ViewKind[Settings]):
     def collect(self, settings: Settings, inputs: ViewInputs) -> Collected:
         entry = inputs.entries.get(settings.run)
         if entry is None or not isinstance(entry.result, ClassifierResult):
-            return Collected({"run": settings.run})
+            return Collected({"run": settings.run, "diverged": False})  # no result yet: nothing to show
         miss = entry.result.misclassified
         if miss.total != len(inputs.validation_labels) or len(miss.indices) != miss.count:
             # A run whose outputs were not finite (diverged) predicted nothing to count.
-            return Collected({"run": settings.run, "unmeasured": False, "diverged": True})
+            return Collected({"run": settings.run, "diverged": True})
         measured = analysis.confusion(inputs.validation_labels, miss.indices, miss.predicted, inputs.classes)
         measured["run"] = settings.run
         figures.save_svg(figures.confusion(measured["matrix"], inputs.classes, settings.run),

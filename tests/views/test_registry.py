@@ -196,3 +196,36 @@ def test_a_plug_in_ships_its_partial_beside_its_module_and_a_project_may_restyle
     (root / "templates" / "views" / "run_list.html.j2").write_text('<p class="mine">{{ v.runs | length }} runs</p>')
     page = render.html(collected, root, root / "build").read_text(encoding="utf-8")
     assert '<p class="mine">2 runs</p>' in page and "run-list" not in page
+
+
+def test_every_shipped_kind_renders_before_any_run_has_a_result(make_project, tmp_path):
+    section = """
+    number = "1"
+    title = "Everything, nothing trained"
+    [[runs]]
+    name = "net-{hidden_layers}"
+    kind = "mlp"
+    [runs.grid]
+    hidden_layers = [[8], [16]]
+    [[views]]
+    kind = "params_vs_accuracy"
+    threshold = 0.9
+    [[views]]
+    kind = "overlay"
+    [[views]]
+    kind = "convergence"
+    threshold = 0.9
+    [[views]]
+    kind = "misclassified"
+    run = "net-8"
+    [[views]]
+    kind = "confusion"
+    run = "net-8"
+    [[views]]
+    kind = "metric_vs_setting"
+    setting = "hidden_layers"
+    """
+    root = make_project({"experiments/1.toml": section, "experiments/1.md": "Nothing yet.\n"})
+    collected, _ = context.collect(unbuilt(root, tmp_path / "cache"))
+    page = render.html(collected, root, root / "build").read_text(encoding="utf-8")
+    assert "Everything, nothing trained" in page and page.count("No result for this configuration yet") == 2
