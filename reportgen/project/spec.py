@@ -361,16 +361,22 @@ class Experiment:
         return {"name": self.name, "data": self.data, **settings}
 
     def code_cell(self) -> str:
-        """The configuration as Python assignments, the way the report shows it."""
+        """The configuration as TOML, as a user would write it in the run's table: what distinguishes
+        the model first, then how it was trained, then the data. A setting left to Keras shows the
+        value Keras uses, marked as its default."""
         config = self.config()
-        # What distinguishes the model first, then how it was trained, then the data.
         model_keys = [k for k in config if k not in _Training.model_fields and k not in ("name", "data")]
         ordered = model_keys + list(_Training.model_fields) + ["data"]
-        lines = [f"{k} = {_python_literal(config[k])}" for k in ordered if k in config]
-        if config.get("learning_rate") is None and config.get("optimizer") in KERAS_LEARNING_RATES:
-            rate = KERAS_LEARNING_RATES[config["optimizer"]]
-            lines = [line + f"  # Keras' default for {config['optimizer']}: {rate:g}"
-                     if line.startswith("learning_rate = ") else line for line in lines]
+        lines = []
+        for key in ordered:
+            if key not in config:
+                continue
+            value = config[key]
+            if key == "learning_rate" and value is None and config.get("optimizer") in KERAS_LEARNING_RATES:
+                lines.append(f"learning_rate = {_toml_value(KERAS_LEARNING_RATES[config['optimizer']])}"
+                             f"  # Keras' default for {config['optimizer']}")
+            elif value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
         return "\n".join(lines)
 
 
@@ -416,12 +422,19 @@ class Project:
         return self.root / EXPERIMENTS_DIR
 
 
-def _python_literal(value: Any) -> str:
-    if isinstance(value, list) and all(not isinstance(v, dict) for v in value):
-        return "(" + ", ".join(_python_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+def _toml_value(value: Any) -> str:
+    """A value as TOML writes it: lists in brackets, tables inline, strings in double quotes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value)
+        return f"{value:g}" if ("e" in f"{value:g}" or "." in f"{value:g}") else f"{value:g}.0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _name_part(value: Any) -> str:

@@ -36,8 +36,8 @@ def test_shipped_project_expands_to_every_run_of_the_assignment():
     assert isinstance(by_name["l2-0.01"].model, MLPSpec)
     assert by_name["l2-0.01"].model.hidden_layers == [200, 100]
     assert by_name["l2-0.01"].model.epochs == 10 and by_name["l2-0.01"].model.batch_size == 128
-    assert "hidden_layers = (30, 100)" in by_name["relu-30x100"].code_cell()
-    assert "learning_rate = None  # Keras' default for adam: 0.001\n" in by_name["relu-30x100"].code_cell()
+    assert "hidden_layers = [30, 100]" in by_name["relu-30x100"].code_cell()
+    assert "learning_rate = 0.001  # Keras' default for adam\n" in by_name["relu-30x100"].code_cell()
     gan = by_name["gan"].model
     assert isinstance(gan, GANSpec) and gan.generator == [256, 512, 1024] and gan.regularizer == "none"
     assert by_name["gan-l2"].model.regularizer == "l2"  # type: ignore[union-attr]
@@ -450,3 +450,16 @@ def test_dropout_and_batch_norm_per_layer_are_listed_only_when_given(make_projec
     wrong = section.replace("dropout = [0.5, 0.2]", "dropout = [0.5]")
     text = "\n".join(problems_of(make_project({"experiments/1.toml": wrong})))
     assert "[runs[1].dropout]: 1 rate(s) for 2 hidden layer(s); give one rate per layer" in text
+
+
+def test_a_runs_settings_are_shown_as_toml_that_reads_back_as_its_configuration():
+    import tomllib
+
+    for exp in load_project(REPO).experiments:
+        shown = tomllib.loads(exp.code_cell())
+        config = {k: v for k, v in exp.config().items() if k != "name" and v is not None}
+        if exp.config().get("learning_rate") is None:
+            assert shown.pop("learning_rate") > 0  # Keras' default, shown as its value
+        assert shown == config, exp.name
+    cnn = next(e for e in load_project(REPO).experiments if e.model.kind == "cnn").code_cell()
+    assert 'blocks = [{ type = "conv", filters = ' in cnn and 'kind = "cnn"' in cnn
