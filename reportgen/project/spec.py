@@ -326,6 +326,8 @@ class SectionFile(_Strict):
     order: float | None = None
     commentary: str | None = None
     attach: str | None = None
+    # What the contents and the bookmark call the attached PDF (default: its file name).
+    attach_title: Annotated[str, Field(min_length=1, max_length=120)] | None = None
     defaults: dict[str, Any] = Field(default_factory=dict)
     runs: list[dict[str, Any]] = Field(default_factory=list)
     views: list[dict[str, Any]] = Field(default_factory=list)
@@ -394,6 +396,7 @@ class Section:
     experiments: tuple[Experiment, ...]
     views: tuple[ViewSettings, ...]
     attach: Path | None = None
+    attach_title: str | None = None
 
     @property
     def slug(self) -> str:
@@ -761,7 +764,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
                  tuple(float(p) for p in label.split(".")) if SECTION_NUMBER_RE.match(label) else (math.inf,))
         sections.append(Section(number=label, title=sf.title, order=order, source=path,
                                 commentary=commentary, experiments=tuple(experiments),
-                                views=tuple(views), attach=attach))
+                                views=tuple(views), attach=attach, attach_title=sf.attach_title))
     if sections and not problems:
         for key in sorted(k for k in project_defaults if k not in used_project_defaults and k in SETTINGS):
             problems.append(Problem(project_path, f"defaults.{key}", "applies to no run of the project; remove it "

@@ -69,6 +69,8 @@ def _section(section: Section, g: _Gathered) -> dict[str, Any]:
     views, view_facts = _views(section, g)
     html, warning, stale = _commentary(section, views, view_facts, g)
     attachment = _attachment(section.attach, g.assets, section.slug) if section.attach else None
+    if attachment is not None:
+        attachment["title"] = section.attach_title or f"Attached: {attachment['file']}"
     return {"number": section.number, "title": section.title, "slug": section.slug,
             "attachment": attachment,
             "anchor": "sec-" + re.sub(r"[^A-Za-z0-9_-]", "-", section.number),

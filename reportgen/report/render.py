@@ -361,6 +361,9 @@ def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = N
     return sorted(set(refusals))
 
 
+ATTACHMENT_MARGIN_PT = 14 / 25.4 * 72  # @page attachment's top and bottom margin in style.css (14 mm)
+
+
 def _merge_attachments(path: Path, anchors: dict[str, int], attachments: list[dict[str, Any]]) -> None:
     """Draw each attached page onto the blank page the layout reserved for it (scaled to fit),
     so page numbers, the contents and the bookmark (set by the stylesheet) stay right.
@@ -387,10 +390,11 @@ def _merge_attachments(path: Path, anchors: dict[str, int], attachments: list[di
                 if width <= 0 or height <= 0:
                     raise RenderError(f"page {i + 1} of the attachment has an empty page box", attachment["source"])
                 target = writer.pages[target_index]
-                tw, th = float(target.mediabox.width), float(target.mediabox.height)
+                # Between the running header and the page number (the attachment page's margins).
+                tw, th = float(target.mediabox.width), float(target.mediabox.height) - 2 * ATTACHMENT_MARGIN_PT
                 scale = min(tw / width, th / height)
                 dx = (tw - width * scale) / 2 - float(box.left) * scale
-                dy = (th - height * scale) / 2 - float(box.bottom) * scale
+                dy = ATTACHMENT_MARGIN_PT + (th - height * scale) / 2 - float(box.bottom) * scale
                 target.merge_transformed_page(page, Transformation().scale(scale, scale).translate(dx, dy))
         except RenderError:
             raise

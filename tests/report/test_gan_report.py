@@ -148,6 +148,9 @@ def test_attached_pdf_is_merged_at_its_section_with_bookmark_contents_entry_and_
     section = next(m for m in marks if m[1] == "2 Theory")
     assert depth == section[0] + 1 and marks.index(section) < marks.index(attached[0])  # nested under 2
     assert "Derivation page 1" in texts[page] and "Derivation page 2" in texts[page + 1]
+    # The attached pages keep the running header and their page numbers.
+    total = len(reader.pages)
+    assert f"{page + 1} / {total}" in texts[page] and f"{page + 2} / {total}" in texts[page + 1]
     assert sum("Derivation page" in t for t in texts) == 2
     # The contents lists the attachment with the page it really starts on, and the page count in
     # every footer includes the attached pages.

@@ -80,3 +80,30 @@ def test_the_pdf_is_tagged_with_its_language_and_title(pdf):
     assert catalog["/Lang"] == "en-GB" and catalog["/ViewerPreferences"]["/DisplayDocTitle"]
     tags = structure(catalog["/StructTreeRoot"])
     assert tags[0] == "/Document" and "/H1" in tags and "/H2" in tags and "/TH" in tags
+
+
+def test_an_attachment_is_listed_under_the_title_the_project_gives_it(make_project, tmp_path):
+    from pypdf import PdfWriter
+
+    root = make_project({"experiments/project.toml": PROJECT, "experiments/1.toml": SECTION,
+                         "experiments/1.md": "Text.\n",
+                         "experiments/2.toml": 'number = "2"\ntitle = "Theory"\nattach = "proof.pdf"\n'
+                                               'attach_title = "The proof, by hand"\n',
+                         "experiments/2.md": "See the proof.\n"})
+    writer = PdfWriter()
+    writer.add_blank_page(595, 842)
+    with open(root / "experiments" / "proof.pdf", "wb") as f:
+        writer.write(f)
+    collected, _ = context.collect(unbuilt(root, tmp_path / "cache"))
+    page = render.html(collected, root, root / "build")
+    render.pdf(page, root / "build" / "report.pdf", [s["attachment"] for s in collected["sections"] if s["attachment"]])
+    reader = PdfReader(root / "build" / "report.pdf")
+    titles: list[str] = []
+
+    def walk(items: list) -> None:
+        for item in items:
+            walk(item) if isinstance(item, list) else titles.append(item.title)
+
+    walk(reader.outline)
+    assert "The proof, by hand" in titles and not any(t.startswith("Attached:") for t in titles)
+    assert "The proof, by hand" in reader.pages[1].extract_text()  # the contents
