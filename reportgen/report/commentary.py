@@ -41,6 +41,12 @@ def pct(value: Any, digits: int = 2) -> str:
     return f"{float(value) * 100:.{int(digits)}f}%"
 
 
+def share(value: Any) -> str:
+    """A fraction the author wrote, as a percentage with no more digits than it has: 0.97 -> '97%',
+    0.975 -> '97.5%' (thresholds and tolerances, where pct's fixed decimals would add or drop some)."""
+    return f"{round(float(value) * 100, 10):g}%"
+
+
 def num(value: Any) -> str:
     """27660 -> '27,660'."""
     number = float(value)
@@ -170,7 +176,7 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
 def environment(loader: Any = None) -> BoundedEnvironment:
     env = BoundedEnvironment(undefined=StrictUndefined, autoescape=True, loader=loader,
                              keep_trailing_newline=True)
-    env.filters.update(pct=pct, num=num, fixed=fixed, seconds=seconds, epoch_reaching=epoch_reaching)
+    env.filters.update(pct=pct, share=share, num=num, fixed=fixed, seconds=seconds, epoch_reaching=epoch_reaching)
     _bounded_filters(env.filters)
     return env
 

@@ -93,11 +93,15 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
     params = np.array([p["params"] for p in points], dtype=float)
     acc = np.array([p["val_accuracy"] for p in points], dtype=float)
     above = acc >= threshold
-    ax.scatter(params[~above], acc[~above], color=COLORS[1], label=f"below {threshold:.0%}", zorder=3)
-    ax.scatter(params[above], acc[above], color=COLORS[0], label=f"at or above {threshold:.0%}", zorder=3)
+    line = f"{round(threshold * 100, 10):g}%"  # the threshold as the project wrote it
+    # A legend entry only for a group that has members: no "at or above" when no run is.
+    if (~above).any():
+        ax.scatter(params[~above], acc[~above], color=COLORS[1], label=f"below {line}", zorder=3)
+    if above.any():
+        ax.scatter(params[above], acc[above], color=COLORS[0], label=f"at or above {line}", zorder=3)
     named = _named(points, threshold)
     labels = [ax.text(p["params"], p["val_accuracy"], p["label"], fontsize=7) for p in named]
-    ax.axhline(threshold, color="#555555", linestyle="--", linewidth=1, label=f"{threshold:.0%} line")
+    ax.axhline(threshold, color="#555555", linestyle="--", linewidth=1, label=f"{line} line")
     smallest = min((p for p in points if p["val_accuracy"] >= threshold), key=lambda p: p["params"],
                    default=None)
     if smallest is not None:
@@ -155,6 +159,10 @@ def overlay(histories: dict[str, dict[str, list[float]]], metric: str) -> Any:
         ax.plot(range(1, len(values) + 1), values, marker="o", ms=3,
                 color=COLORS[i % len(COLORS)], label=name)
     label = metric.replace("val_", "validation ").replace("_", " ").capitalize()
+    values = [v for h in histories.values() for v in (h.get(metric) or []) if v == v and v > 0]
+    if values and max(values) / min(values) > 10:  # one run's loss of 280 would flatten the rest onto zero
+        ax.set_yscale("log")
+        label += " (log scale)"
     ax.set_xlabel("Epoch")
     ax.set_ylabel(label)
     ax.set_title(f"{label} per epoch, all runs")

@@ -12,6 +12,7 @@ from reportgen.report.commentary import (
     pct,
     render_bounded,
     render_commentary,
+    share,
 )
 
 CONTEXT = {"runs": {"relu-30x100": {"val_accuracy": 0.97012, "params": 27660}}}
@@ -148,3 +149,7 @@ def test_commentary_answers_questions_about_epochs():
     assert fill_with('{{ runs["tanh"] | epoch_reaching(0.99) or "no epoch" }}') == "no epoch"
     with pytest.raises(RenderError, match=r"c.md:1: .*no per-epoch 'val_acc'; it has \['val_accuracy', 'val_loss'\]"):
         fill_with('{{ runs["tanh"] | epoch_reaching(0.9, "val_acc") }}')
+
+
+def test_a_share_the_author_wrote_keeps_its_own_digits():
+    assert (share(0.97), share(0.975), share(0.005), share(1e-4)) == ("97%", "97.5%", "0.5%", "0.01%")

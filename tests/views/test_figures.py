@@ -108,3 +108,18 @@ def test_svg_output_is_byte_stable(tmp_path):
     figures.save_svg(figures.learning_curves("net", HISTORY), tmp_path / "b.svg")
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
     assert b"<dc:date>" not in (tmp_path / "a.svg").read_bytes()
+
+
+def test_a_threshold_reads_as_written_and_an_empty_group_has_no_legend_entry():
+    points = [{"label": "a", "params": 100, "val_accuracy": 0.9}, {"label": "b", "params": 10, "val_accuracy": 0.8}]
+    labels = figures.params_vs_accuracy(points, 0.975).axes[0].get_legend_handles_labels()[1]
+    assert "97.5% line" in labels and "below 97.5%" in labels
+    assert not any(label.startswith("at or above") for label in labels)  # no run is
+
+
+def test_a_loss_that_spans_decades_is_drawn_on_a_log_scale():
+    wild = {**HISTORY, "loss": [280.0, 140.0, 60.0]}
+    calm = {**HISTORY, "loss": [0.9, 0.5, 0.4]}
+    spread = figures.overlay({"l2-1": wild, "l2-0": calm}, "loss").axes[0]
+    assert spread.get_yscale() == "log" and spread.get_ylabel() == "Loss (log scale)"
+    assert figures.overlay({"l2-0": calm}, "loss").axes[0].get_yscale() == "linear"
