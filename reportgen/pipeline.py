@@ -29,7 +29,7 @@ from reportgen.project.settings import Options
 from reportgen.report import context as report_context
 from reportgen.report import lock, render
 from reportgen.train import machine, store
-from reportgen.train.machine import backend_name, check_environment, cpu_threads, device_info, versions
+from reportgen.train.machine import backend_name, check_environment, cpu_threads, versions
 from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining
 from reportgen.train.plan import Planned, Session
 from reportgen.train.progress import RunBar, TrainingProgress
@@ -273,7 +273,7 @@ def _train_side_by_side(session: Session, todo: list[Planned], console: Any, add
     if address:
         runner = DaskRunner(address, session.data)
     else:
-        device = device_info()
+        device = machine.device_info()
         gpus = int(device.get("count", "0")) if device["kind"] == "gpu" else 0
         runner = LocalRunner(min(session.options.jobs, len(todo)), session.data, gpus)
     console.print(f"Training {len(todo)} experiment(s) on {escape(runner.description)}.")

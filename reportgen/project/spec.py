@@ -570,9 +570,8 @@ def _expand_runs(
         if accepted is not None:
             # A key the run's kind does not have: once, with the nearest it does have, instead of once
             # per expanded run. A custom builder's own parameters may be grid axes (they go to params).
-            takes = accepted if kind != "custom" else set()
             unknown = [(f"{where}.grid.{k}" if k in grid else f"{where}.{k}", k)
-                       for k in [*settings, *grid] if k not in accepted and k != "kind" and k not in takes
+                       for k in [*settings, *grid] if k not in accepted and k != "kind"
                        and not (kind == "custom" and k in grid)]
             for key, name in unknown:
                 near = difflib.get_close_matches(name, sorted(accepted - {"kind"}), n=1)

@@ -113,7 +113,7 @@ def convergence(facts: list[dict[str, Any]], tolerance: float, threshold: float 
         values = f["val_accuracy_by_epoch"]
         rows.append({
             "name": f["name"],
-            "group": _shown(f["config"].get(by, (f["config"].get("params") or {}).get(by, "-"))) if by else "-",
+            "group": _shown(setting_of(f["config"], by, "-")) if by else "-",
             "epochs": (epoch_reaching(values, threshold) if threshold is not None else
                        epochs_to_converge(values, tolerance)),
             "best_val_accuracy": f["best_val_accuracy"],
@@ -126,6 +126,14 @@ def convergence(facts: list[dict[str, Any]], tolerance: float, threshold: float 
     means = {a: sum(v) / len(v) for a, v in by_group.items()}
     return {"tolerance": tolerance, "threshold": threshold, "group_by": by, "rows": rows, "mean_epochs": means,
             "not_reached": [r["name"] for r in rows if r["epochs"] is None]}
+
+
+def setting_of(config: dict[str, Any], key: str, missing: Any = None) -> Any:
+    """A run's value of `key`: one of its settings, or a custom builder's parameter."""
+    if key in config:
+        return config[key]
+    params = config.get("params")
+    return params.get(key, missing) if isinstance(params, dict) else missing
 
 
 def _shown(value: Any) -> str:

@@ -5,10 +5,11 @@ decades, one line per value of a second setting."""
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from reportgen.project.spec import ViewSettings
 from reportgen.views import figures
+from reportgen.views.analysis import setting_of
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
 LOWER_IS_BETTER = ("val_loss", "loss")
@@ -22,14 +23,6 @@ class Settings(ViewSettings):
     metric: Literal["val_accuracy", "accuracy", "val_loss", "loss", "best_val_accuracy"] = "val_accuracy"
     group: str | None = None  # one line per value of this setting
     scale: Literal["auto", "linear", "log"] = "auto"
-
-
-def setting_of(config: dict[str, Any], key: str) -> Any:
-    """A run's value of `key`: a setting, or a custom builder's parameter."""
-    if key in config:
-        return config[key]
-    params = config.get("params")
-    return params.get(key) if isinstance(params, dict) else None
 
 
 def scale_for(values: list[float], asked: str) -> str:
