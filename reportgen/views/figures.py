@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 DIGITS = tuple(str(i) for i in range(10))  # MNIST's class names, the default
+MIN_FONT = 8  # pt: the smallest text in a figure, at most ~10% shrunk to fit the page (no text under 7 pt)
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
           "#e377c2", "#7f7f7f", "#bcbd22"]
 
@@ -23,7 +24,10 @@ def _plt() -> Any:
     plt.rcParams.update({
         "svg.hashsalt": "reportgen",  # stable element ids: same figure, same bytes
         "svg.fonttype": "none",  # real text: smaller files, faster PDFs, searchable labels
-        "font.size": 9,
+        "font.size": 9,  # titles and labels; legends, ticks and annotations at MIN_FONT
+        "xtick.labelsize": MIN_FONT,
+        "ytick.labelsize": MIN_FONT,
+        "legend.fontsize": MIN_FONT,
         "axes.spines.top": False,
         "axes.spines.right": False,
         "axes.grid": True,
@@ -43,6 +47,13 @@ def svg_text(fig: Any) -> str:
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     _plt().close(fig)
     return buffer.getvalue()
+
+
+def _percent(ax: Any, axis: str = "y") -> None:
+    """Shares on `axis` as percentages, as the report's tables and prose print them."""
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
 
 
 def _per_epoch(ax: Any, ylabel: str, title: str) -> None:
@@ -65,6 +76,8 @@ def compared_curves(name: str, histories: dict[str, dict[str, list[float]]], met
             if values:
                 ax.plot(epochs, values, marker="os"[i % 2], ms=3, color=COLORS[i], label=label)
         _per_epoch(ax, metric, f"{metric}: {name}")
+        if "accuracy" in metric:
+            _percent(ax)
     fig.tight_layout()
     return fig
 
@@ -81,7 +94,38 @@ def learning_curves(name: str, history: dict[str, list[float]]) -> Any:
             ax.plot(epochs, history[f"val_{metric}"], marker="s", ms=3, color=COLORS[1],
                     label="validation")
         _per_epoch(ax, label, f"{label}: {name}")
+    _percent(acc)
     fig.tight_layout()
+    return fig
+
+
+def curves_grid(histories: dict[str, dict[str, list[float]]], cols: int = 4) -> Any:
+    """Small multiples: one panel per run with its training and validation accuracy per epoch, on
+    one shared scale, so many runs' curves take one figure instead of one each."""
+    plt = _plt()
+    n = max(len(histories), 1)
+    cols = min(cols, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.75 * cols, 1.45 * rows + 0.35), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax, (name, history) in zip(axes.flat, histories.items(), strict=False):
+        for metric, color, label in (("accuracy", COLORS[0], "training"), ("val_accuracy", COLORS[1], "validation")):
+            values = [v for v in history.get(metric) or [] if v == v]
+            ax.plot(range(1, len(values) + 1), values, marker="o", ms=2, lw=1.2, color=color, label=label)
+        ax.set_title(name, fontsize=MIN_FONT)
+        _percent(ax)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.tick_params(labelsize=MIN_FONT)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("Epoch", fontsize=MIN_FONT)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Accuracy", fontsize=MIN_FONT)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, frameon=False, fontsize=MIN_FONT, ncol=2, loc="upper center",
+               bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (1.45 * rows + 0.35)))
     return fig
 
 
@@ -100,7 +144,7 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
     if above.any():
         ax.scatter(params[above], acc[above], color=COLORS[0], label=f"at or above {line}", zorder=3)
     named = _named(points, threshold)
-    labels = [ax.text(p["params"], p["val_accuracy"], p["label"], fontsize=7) for p in named]
+    labels = [ax.text(p["params"], p["val_accuracy"], p["label"], fontsize=MIN_FONT) for p in named]
     ax.axhline(threshold, color="#555555", linestyle="--", linewidth=1, label=f"{line} line")
     smallest = min((p for p in points if p["val_accuracy"] >= threshold), key=lambda p: p["params"],
                    default=None)
@@ -111,8 +155,9 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
     ax.set_xscale("log")
     ax.set_xlabel("Trainable parameters (log scale)")
     ax.set_ylabel("Final validation accuracy")
+    _percent(ax)
     ax.set_title("Parameters against final validation accuracy")
-    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    ax.legend(frameon=False, fontsize=MIN_FONT, loc="lower right")
     low, high = ax.get_ylim()
     ax.set_ylim(low, high + 0.1 * (high - low))  # room above the best runs for their names
     left, right = ax.get_xlim()
@@ -165,9 +210,11 @@ def overlay(histories: dict[str, dict[str, list[float]]], metric: str) -> Any:
         label += " (log scale)"
     ax.set_xlabel("Epoch")
     ax.set_ylabel(label)
+    if "accuracy" in metric:
+        _percent(ax)
     ax.set_title(f"{label} per epoch, all runs")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(frameon=False, fontsize=7, ncol=2)
+    ax.legend(frameon=False, fontsize=MIN_FONT, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -191,15 +238,15 @@ def misclassified_grid(images: np.ndarray, true: list[int], predicted: list[int]
     n = min(count, len(images))
     cols = min(9, max(n, 1))
     rows = max(1, int(np.ceil(n / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.95), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 1.1), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
             continue
         show_image(ax, images[i], fixed=False)
         names = (classes[true[i]], classes[predicted[i]]) if classes else (str(true[i]), str(predicted[i]))
-        ax.set_title(f"{names[0]}→{names[1]}\n{confidence[i]:.0%}", fontsize=6.5, pad=2)
-    fig.subplots_adjust(wspace=0.15, hspace=0.55)
+        ax.set_title(f"{names[0]}→{names[1]}\n{confidence[i]:.0%}", fontsize=MIN_FONT, pad=2)
+    fig.subplots_adjust(wspace=0.15, hspace=0.75)
     return fig
 
 
@@ -216,12 +263,13 @@ def gan_losses(name: str, history: dict[str, list[float]]) -> Any:
     acc.plot(epochs, history.get("d_acc_real", []), marker="o", ms=3, color=COLORS[2], label="on real images")
     acc.plot(epochs, history.get("d_acc_fake", []), marker="s", ms=3, color=COLORS[3], label="on generated images")
     acc.set_ylim(-0.02, 1.02)
+    _percent(acc)
     acc.set_ylabel("Discriminator accuracy")
     acc.set_title(f"Discriminator accuracy: {name}")
     for ax in (loss, acc):
         ax.set_xlabel("Epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=MIN_FONT)
     fig.tight_layout()
     return fig
 
@@ -238,7 +286,7 @@ def sample_progress(samples: np.ndarray, epochs: list[int], per_row: int = 12) -
                 spine.set_visible(False)
             if c < len(images):
                 show_image(ax, images[c])
-        axes[r][0].set_ylabel(f"epoch {epoch}", rotation=0, ha="right", va="center", fontsize=7)
+        axes[r][0].set_ylabel(f"epoch {epoch}", rotation=0, ha="right", va="center", fontsize=MIN_FONT)
     fig.subplots_adjust(wspace=0.05, hspace=0.08)
     return fig
 
@@ -272,10 +320,11 @@ def mode_collapse(rows: list[dict[str, Any]], classifier: str, classes: Sequence
                       label=classes[digit] if digit < len(classes) else str(digit))
         bottom += shares[digit]
     shares_ax.set_ylim(0, 1)
+    _percent(shares_ax)
     shares_ax.set_xlabel("Epoch")
     shares_ax.set_ylabel(f"Share (classified by {classifier})")
     shares_ax.set_title(f"{noun.capitalize()} among generated images")
-    shares_ax.legend(frameon=False, fontsize=6, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    shares_ax.legend(frameon=False, fontsize=MIN_FONT, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     entropy_ax.plot(epochs, [r["entropy"] for r in rows], marker="o", ms=3, color=COLORS[0], label="entropy")
     if rows:
         entropy_ax.axhline(rows[0]["max_entropy"], color="#555555", linestyle="--", linewidth=1,
@@ -286,7 +335,7 @@ def mode_collapse(rows: list[dict[str, Any]], classifier: str, classes: Sequence
     entropy_ax.set_title("Spread over the ten digits" if noun == "digits" else
                          f"Spread over the {len(classes)} classes")
     # Below the axes, as the digits' legend: the entropy can end anywhere from 0 to the maximum.
-    entropy_ax.legend(frameon=False, fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    entropy_ax.legend(frameon=False, fontsize=MIN_FONT, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     for ax in (shares_ax, entropy_ax):
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
@@ -304,12 +353,12 @@ def confusion(matrix: list[list[int]], classes: Sequence[str], run: str) -> Any:
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     if n <= 20:  # the counts themselves, where they fit
         for (r, c), value in np.ndenumerate(counts):
-            ax.text(c, r, str(value), ha="center", va="center", fontsize=7,
+            ax.text(c, r, str(value), ha="center", va="center", fontsize=MIN_FONT,
                     color="white" if shares[r, c] > 0.6 else "#222222")
     ticks = range(n) if n <= 30 else range(0, n, max(1, n // 20))
     slanted = {"rotation": 45, "ha": "right"} if n > 5 else {}
-    ax.set_xticks(list(ticks), [classes[i] for i in ticks], fontsize=7, **slanted)
-    ax.set_yticks(list(ticks), [classes[i] for i in ticks], fontsize=7)
+    ax.set_xticks(list(ticks), [classes[i] for i in ticks], fontsize=MIN_FONT, **slanted)
+    ax.set_yticks(list(ticks), [classes[i] for i in ticks], fontsize=MIN_FONT)
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("True class")
     ax.set_title(f"Confusion matrix: {run}")
@@ -338,8 +387,10 @@ def metric_vs_setting(points: list[dict[str, Any]], setting: str, metric: str, s
     label = metric.replace("val_", "validation ").replace("_", " ").capitalize()
     ax.set_xlabel(setting + (" (log scale)" if scale in ("log", "symlog") else ""))
     ax.set_ylabel(label)
+    if "accuracy" in metric:
+        _percent(ax)
     ax.set_title(f"{label} against {setting}")
     if group:
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=MIN_FONT)
     fig.tight_layout()
     return fig

@@ -13,6 +13,7 @@ from reportgen.project.spec import CLASSIFIER_KINDS, ViewSettings
 from reportgen.train.store import WEIGHTS_FILE
 from reportgen.views import analysis, figures
 from reportgen.views.base import Collected, ViewInputs, ViewKind
+from reportgen.views.gan_training import pick_epochs
 
 
 class Settings(ViewSettings):
@@ -25,6 +26,9 @@ class Settings(ViewSettings):
     classifier: str
     present_share: Annotated[float, Field(gt=0, lt=1)] = 0.02  # a digit "appears" above this share
     diversity_samples: Annotated[int, Field(ge=10, le=5000)] = 500
+    # Epochs listed in the table: the first, the last and evenly spaced ones between (the figure
+    # shows every epoch); 0 lists them all.
+    table_rows: Annotated[int, Field(ge=0, le=1000)] = 6
 
     def section_problems(self, kinds: Mapping[str, str], refused: AbstractSet[str]) -> list[tuple[str, str]]:
         gans = sorted(n for n, k in kinds.items() if k == "gan")
@@ -67,7 +71,12 @@ class Kind(ViewKind[Settings]):
                         classifier_accuracy=inputs.facts[settings.classifier].get("val_accuracy"))
         figures.save_svg(figures.mode_collapse(measured["rows"], settings.classifier, inputs.classes),
                          inputs.assets / inputs.figure)
-        return Collected({"measured": measured, "figure": f"assets/{inputs.figure}"}, measured)
+        rows = measured["rows"]
+        listed = rows
+        if settings.table_rows and len(rows) > settings.table_rows:
+            chosen = set(pick_epochs([r["epoch"] for r in rows], settings.table_rows))
+            listed = [r for r in rows if r["epoch"] in chosen]
+        return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "listed": listed}, measured)
 
     def add_facts(self, view_facts: dict[str, Any], settings: Settings, facts: Any) -> None:
         view_facts.setdefault(self.kind, {})[settings.run] = facts  # one per GAN run
