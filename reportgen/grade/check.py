@@ -203,6 +203,7 @@ class Review:
     accepted: list[str]
     numbers_checked: int
     pages: int | None
+    main_pages: int | None = None  # the main body's: before the appendix
 
 
 def _report_behind(pdf: Path, made: dict[str, Any], context: dict[str, Any], slots: dict[str, Any],
@@ -283,31 +284,39 @@ def review(session: Session, context: dict[str, Any], slots: dict[str, Any], acc
             findings.append(Finding(file, None, "stale slot", "written for earlier results ("
                                     + section["stale_summary"] + "): edit it, or run `reportgen check "
                                     f"--accept {section['number']}` if it still holds"))
-    pages = None
+    pages = main_pages = None
     pdf = out / "report.pdf"
     if pdf.is_file():
         facts = pdf_facts(pdf)
-        pages = facts["pages"]
+        pages, main_pages = facts["pages"], facts["main_pages"]
         if facts["fonts_not_embedded"]:
             findings.append(Finding(pdf, None, "fonts", "fonts not embedded: " + ", ".join(facts["fonts_not_embedded"])
                                     + "; a reader without them sees other fonts"))
-        if project.page_limit is not None and pages > project.page_limit:
-            findings.append(Finding(pdf, None, "pages", f"{pages} pages, over the page_limit of {project.page_limit} "
-                                    f"set in {project.experiments_dir / 'project.toml'}"))
+        if project.page_limit is not None and main_pages > project.page_limit:
+            findings.append(Finding(pdf, None, "pages", f"the main body (title page to the last section, before "
+                                    f"the appendix) has {main_pages} pages, over the page_limit of "
+                                    f"{project.page_limit} set in {project.experiments_dir / 'project.toml'}"))
     elif made is not None:
         findings.append(Finding(pdf, None, "build", "missing: " + again))
-    return Review(findings, list(accepted), numbers, pages)
+    return Review(findings, list(accepted), numbers, pages, main_pages)
+
+
+APPENDIX_ANCHORS = ("appendix", "provenance")  # where the main body ends: the first of these the PDF has
 
 
 def pdf_facts(path: Path) -> dict[str, Any]:
-    """What a submission check needs from a PDF: its page count and the fonts it uses without
-    embedding them (a reader without those fonts would substitute others)."""
+    """What a submission check needs from a PDF: its page count, the main body's (the pages before
+    the appendix, found by its named destination), and the fonts it uses without embedding them
+    (a reader without those fonts would substitute others)."""
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(path)
         pages = len(reader.pages)
+        destinations = reader.named_destinations
+        starts = [reader.get_destination_page_number(destinations[a]) for a in APPENDIX_ANCHORS if a in destinations]
+        main_pages = min(starts) if starts else pages
     except (OSError, PyPdfError, ValueError) as exc:
         raise RenderError(f"cannot read the PDF: {exc}", path) from None
     missing: set[str] = set()
@@ -334,4 +343,4 @@ def pdf_facts(path: Path) -> dict[str, Any]:
 
     for page in reader.pages:
         fonts_in(page.get("/Resources"))
-    return {"pages": pages, "fonts_not_embedded": sorted(missing)}
+    return {"pages": pages, "main_pages": main_pages, "fonts_not_embedded": sorted(missing)}

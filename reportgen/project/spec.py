@@ -294,6 +294,9 @@ class QuickProfile(_Strict):
 
 
 Short = Annotated[str, Field(max_length=200)]
+# Where a section's per-run detail (settings, layers, epoch log) goes: an appendix entry per run,
+# linked from the run's name in the section (the default), inside the section, or nowhere.
+Details = Literal["appendix", "inline", "none"]
 
 
 class ProjectFile(_Strict):
@@ -309,7 +312,8 @@ class ProjectFile(_Strict):
     data: Any = "auto"  # a name or a table: checked by _data_spec, which names the keys as written
     defaults: dict[str, Any] = Field(default_factory=dict)
     quick: QuickProfile = Field(default_factory=QuickProfile)
-    page_limit: Annotated[int, Field(gt=0)] | None = None  # checked by `reportgen check`
+    page_limit: Annotated[int, Field(gt=0)] | None = None  # the main body's pages, checked by `reportgen check`
+    details: Details = "appendix"  # every section's, unless it says otherwise
 
 
 class RunTable(BaseModel):
@@ -328,6 +332,9 @@ class SectionFile(_Strict):
     attach: str | None = None
     # What the contents and the bookmark call the attached PDF (default: its file name).
     attach_title: Annotated[str, Field(min_length=1, max_length=120)] | None = None
+    # The question the section answers, shown first (Markdown, without placeholders).
+    question: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    details: Details | None = None  # default: the project's
     defaults: dict[str, Any] = Field(default_factory=dict)
     runs: list[dict[str, Any]] = Field(default_factory=list)
     views: list[dict[str, Any]] = Field(default_factory=list)
@@ -375,10 +382,10 @@ class Experiment:
                 continue
             value = config[key]
             if key == "learning_rate" and value is None and config.get("optimizer") in KERAS_LEARNING_RATES:
-                lines.append(f"learning_rate = {_toml_value(KERAS_LEARNING_RATES[config['optimizer']])}"
+                lines.append(f"learning_rate = {toml_value(KERAS_LEARNING_RATES[config['optimizer']])}"
                              f"  # Keras' default for {config['optimizer']}")
             elif value is not None:
-                lines.append(f"{key} = {_toml_value(value)}")
+                lines.append(f"{key} = {toml_value(value)}")
         return "\n".join(lines)
 
 
@@ -397,6 +404,8 @@ class Section:
     views: tuple[ViewSettings, ...]
     attach: Path | None = None
     attach_title: str | None = None
+    question: str | None = None
+    details: str = "appendix"
 
     @property
     def slug(self) -> str:
@@ -425,7 +434,7 @@ class Project:
         return self.root / EXPERIMENTS_DIR
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     """A value as TOML writes it: lists in brackets, tables inline, strings in double quotes."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -434,9 +443,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -763,7 +772,9 @@ def load_project(root: Path, profile: str = "full") -> Project:
                  tuple(float(p) for p in label.split(".")) if SECTION_NUMBER_RE.match(label) else (math.inf,))
         sections.append(Section(number=label, title=sf.title, order=order, source=path,
                                 commentary=commentary, experiments=tuple(experiments),
-                                views=tuple(views), attach=attach, attach_title=sf.attach_title))
+                                views=tuple(views), attach=attach, attach_title=sf.attach_title,
+                                question=sf.question,
+                                details=sf.details or (project_file.details if project_file else "appendix")))
     if sections and not problems:
         for key in sorted(k for k in project_defaults if k not in used_project_defaults and k in SETTINGS):
             problems.append(Problem(project_path, f"defaults.{key}", "applies to no run of the project; remove it "

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, nodes, pass_context
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from reportgen.errors import RenderError
 from reportgen.report import formulas
@@ -176,9 +176,23 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
 def environment(loader: Any = None) -> BoundedEnvironment:
     env = BoundedEnvironment(undefined=StrictUndefined, autoescape=True, loader=loader,
                              keep_trailing_newline=True)
-    env.filters.update(pct=pct, share=share, num=num, fixed=fixed, seconds=seconds, epoch_reaching=epoch_reaching)
+    env.filters.update(pct=pct, share=share, num=num, fixed=fixed, seconds=seconds, epoch_reaching=epoch_reaching,
+                       runs_linked=runs_linked)
     _bounded_filters(env.filters)
     return env
+
+
+@pass_context
+def runs_linked(context: Any, text: Any) -> Markup:
+    """`{{ caption | runs_linked }}`: the text escaped, with every run name that has an entry of its
+    own (the report's `detailed` runs) linked to it and kept on one line."""
+    names = context.get("detailed") or []
+    escaped = str(escape(str(text)))
+    if not names:
+        return Markup(escaped)
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(re.escape(str(escape(n))) for n in sorted(names, key=len, reverse=True))
+                         + r")(?![\w-]|\.\w)")
+    return Markup(pattern.sub(lambda m: f'<a class="run" href="#run-{m.group(1)}">{m.group(1)}</a>', escaped))
 
 
 def epoch_reaching(run: Any, threshold: float, metric: str = "val_accuracy") -> int | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import platform
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from reportgen import __version__
 from reportgen.project.spec import Experiment, Section
@@ -21,7 +21,7 @@ from reportgen.report.render import attachment_pages
 from reportgen.train import store
 from reportgen.train.plan import Planned, Session, rebuild_command
 from reportgen.train.result import GanResult
-from reportgen.views import analysis, figures
+from reportgen.views import analysis, figures, gan_training
 from reportgen.views.base import ViewInputs, lookup
 
 
@@ -58,22 +58,37 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
         lock.lock_key(session.project.profile, session.data.name, session.data.fingerprint), {})
     gathered = _Gathered(session, assets, by_name, facts, recorded, [])
     sections = [_section(section, gathered) for section in session.project.sections]
+    # The runs with an entry of their own (in the appendix or inline): their names link to it.
+    detailed = sorted(e["name"] for s in sections if s["details"] != "none" for e in s["experiments"])
     return {**_title_page(session), "sections": sections, "runs": facts, "warnings": gathered.warnings,
+            "detailed": detailed, "appendix": [s for s in sections if s["details"] == "appendix" and s["experiments"]],
+            "provenance": provenance(session),
             "rebuild": rebuild_command(session),  # the command that fills what is missing, in hints
             "stylesheet": "assets/style.css"}, gathered.warnings
 
 
 def _section(section: Section, g: _Gathered) -> dict[str, Any]:
     """One section: its runs, its views, and its commentary filled from both."""
-    experiments = [_run_item(exp, g) for exp in section.experiments]
     views, view_facts = _views(section, g)
+    # A GAN whose figures a gan_training view shows keeps only its tables in its own entry.
+    drawn = {v["run"] for v in views if v["kind"] == "gan_training" and v.get("losses")}
+    experiments = [_run_item(exp, g, figures_shown=exp.name in drawn) for exp in section.experiments]
+    anchor = "sec-" + re.sub(r"[^A-Za-z0-9_-]", "-", section.number)
+    curves = None
+    if section.details == "appendix":
+        histories = {e.name: g.by_name[e.name].entry.result.history for e in section.experiments
+                     if e.name in g.facts and g.facts[e.name].get("kind") != "gan"}
+        if histories:
+            curves = f"curves-{section.slug}.svg"
+            figures.save_svg(figures.curves_grid(histories), g.assets / curves)
+            curves = {"figure": f"assets/{curves}", "runs": list(histories)}
     html, warning, stale = _commentary(section, views, view_facts, g)
     attachment = _attachment(section.attach, g.assets, section.slug) if section.attach else None
     if attachment is not None:
         attachment["title"] = section.attach_title or f"Attached: {attachment['file']}"
     return {"number": section.number, "title": section.title, "slug": section.slug,
-            "attachment": attachment,
-            "anchor": "sec-" + re.sub(r"[^A-Za-z0-9_-]", "-", section.number),
+            "attachment": attachment, "question": section.question, "details": section.details,
+            "anchor": anchor, "appendix_anchor": "app-" + anchor, "curves": curves,
             "commentary": html, "commentary_warning": warning, "stale": stale,
             "stale_summary": lock.some_changes(stale) if stale else None,
             "experiment_names": [e.name for e in section.experiments], "view_facts": view_facts,
@@ -81,20 +96,28 @@ def _section(section: Section, g: _Gathered) -> dict[str, Any]:
             "experiments": experiments, "views": views}
 
 
-def _run_item(exp: Experiment, g: _Gathered) -> dict[str, Any]:
-    """One run's block: its settings and state, and with a result its curves, epochs and facts."""
+def _run_item(exp: Experiment, g: _Gathered, figures_shown: bool = False) -> dict[str, Any]:
+    """One run's block: its settings and state, and with a result its epochs, facts and layers; its
+    own figures only where the section shows each run whole (details = "inline") or nothing else
+    shows them (a GAN without a gan_training view)."""
     p = g.by_name[exp.name]
+    details = next(s.details for s in g.session.project.sections if exp in s.experiments)
     item: dict[str, Any] = {"name": exp.name, "code_cell": exp.code_cell(), "state": p.state,
                             "error": p.error, "reasons": p.reasons, "kind": exp.model.kind}
     if p.entry is not None and isinstance(p.entry.result, GanResult):
-        item.update(_gan_item(exp.name, p.entry.result, p.entry, g.assets), facts=g.facts[exp.name],
+        item.update(_gan_item(exp.name, p.entry, g.assets, draw=not figures_shown), facts=g.facts[exp.name],
                     cache_hit=p.cache_hit)
+        summary = p.entry.result.summary
+        item["layers"] = {part: _compact(getattr(summary, part).layers)
+                          for part in ("generator", "discriminator") if getattr(summary, part) is not None}
     elif p.entry is not None:
         result = p.entry.result
-        curves = f"curves-{exp.name}.svg"
-        figures.save_svg(figures.learning_curves(exp.name, result.history), g.assets / curves)
-        item.update(result=result, facts=g.facts[exp.name], curves=f"assets/{curves}",
+        item.update(result=result, facts=g.facts[exp.name], curves=None, layers=_compact(result.summary.layers),
                     epochs=_history_rows(result.history), cache_hit=p.cache_hit)
+        if details == "inline":
+            curves = f"curves-{exp.name}.svg"
+            figures.save_svg(figures.learning_curves(exp.name, result.history), g.assets / curves)
+            item["curves"] = f"assets/{curves}"
     elif p.error:
         g.warnings.append(f"{exp.name}: failed: {p.error}")
     return item
@@ -186,32 +209,66 @@ def _title_page(session: Session) -> dict[str, Any]:
     }
 
 
-def _pick_epochs(epochs: list[int], count: int = 5) -> list[int]:
-    """First, last and evenly spaced epochs between: the rows of a sample-progress figure."""
-    if len(epochs) <= count:
-        return list(epochs)
-    picks = {round(i * (len(epochs) - 1) / (count - 1)) for i in range(count)}
-    return [epochs[i] for i in sorted(picks)]
+def provenance(session: Session) -> dict[str, Any]:
+    """The appendix's provenance page: what a reader needs to know where every number came from
+    (the data's fingerprint, the software, the devices, the seeds, the project's commit)."""
+    results = {p.exp.name: p.entry.result for p in session.planned if p.entry is not None}
+    versions: dict[str, set[str]] = {}
+    for r in results.values():
+        for package, version in r.versions.items():
+            versions.setdefault(package, set()).add(version)
+    seeds: dict[int, list[str]] = {}
+    for p in session.planned:
+        seeds.setdefault(int(p.exp.model.seed), []).append(p.exp.name)
+    data = session.data.summary()
+    return {"data": data, "profile": session.project.profile, "tool_version": __version__,
+            "python": platform.python_version(),
+            "versions": {k: ", ".join(sorted(v)) for k, v in sorted(versions.items())},
+            "devices": sorted({f"{r.device['name']} ({r.backend})" for r in results.values()}),
+            "precision": _precision_line({n: r.precision for n, r in results.items()}),
+            "seeds": [{"seed": seed, "runs": names} for seed, names in sorted(seeds.items())],
+            "trained": len(results), "declared": len(session.planned),
+            "train_seconds": sum(r.train_seconds for r in results.values()),
+            "commit": git_commit(session.project.root)}
 
 
-def _gan_item(name: str, result: GanResult, entry: store.Entry[Any], assets: Path) -> dict[str, Any]:
-    """A GAN run's figures (losses, sample grids) and its text log, copied beside the report."""
+def git_commit(root: Path) -> str | None:
+    """The project's git commit, marked when the working tree differs from it; None outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=False)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
-    history = result.history
-    samples = entry.arrays()["samples"]
+
+def _compact(layers: Any) -> dict[str, Any]:
+    """A layer table without the rows that neither hold parameters nor change the shape (a
+    separate Activation, a Dropout), and what was left out: the appendix's compact form."""
+    shown, hidden = [], []
+    previous = None
+    for layer in layers:
+        if layer.params == 0 and previous is not None and layer.output_shape == previous:
+            hidden.append(layer.type)
+        else:
+            shown.append(layer)
+        previous = layer.output_shape
+    counts = {t: hidden.count(t) for t in dict.fromkeys(hidden)}
+    return {"layers": shown, "hidden": [f"{n} {t}" for t, n in counts.items()]}
+
+
+def _gan_item(name: str, entry: store.Entry[Any], assets: Path, draw: bool = True) -> dict[str, Any]:
+    """A GAN run's tables, its figures where nothing else shows them, and its text log, copied
+    beside the report."""
+    result = entry.result
     item: dict[str, Any] = {"result": result, "losses": None, "progress": None, "final_samples": None,
-                            "log": None, "epoch_rows": _history_rows(history)}
-    if history.get("epoch"):
-        figures.save_svg(figures.gan_losses(name, history), assets / f"gan-losses-{name}.svg")
-        item["losses"] = f"assets/gan-losses-{name}.svg"
-    if len(samples):
-        epochs = [int(e) for e in history["epoch"]]
-        chosen = _pick_epochs(epochs)
-        rows = [samples[epochs.index(e)] for e in chosen]
-        figures.save_svg(figures.sample_progress(np.stack(rows), chosen), assets / f"gan-progress-{name}.svg")
-        figures.save_svg(figures.sample_grid(samples[-1][:36]), assets / f"gan-samples-{name}.svg")
-        item.update(progress=f"assets/gan-progress-{name}.svg", progress_epochs=chosen,
-                    final_samples=f"assets/gan-samples-{name}.svg", final_epoch=history["epoch"][-1])
+                            "log": None, "epoch_rows": _history_rows(result.history)}
+    if draw:
+        item.update(gan_training.draw(name, entry, assets))
     log = entry.file("output.txt")
     if log is not None:
         shutil.copyfile(log, assets / f"{name}-output.txt")
