@@ -153,7 +153,9 @@ def _commentary(section: Section, views: list[dict[str, Any]], view_facts: dict[
     session = g.session
     context = {"runs": g.facts, "section": {"number": section.number, "title": section.title,
                                             "views": view_facts},
-               "project": {"title": session.project.title, "data": session.data.name}}
+               "project": {"title": session.project.title, "data": session.data.name,
+                           "profile": session.project.profile, "train_size": len(session.data.y_train),
+                           "validation_size": len(session.data.y_val)}}
     known = list(g.by_name) + ["runs", "section", "project", "views"] + sorted(
         {k for f in g.facts.values() for k in f})
     quotes: list[str] = []

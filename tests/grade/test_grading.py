@@ -346,7 +346,13 @@ def test_check_fails_on_page_limit_and_fonts_not_embedded(builds: dict[str, Path
     project.write_text(project.read_text().replace('data = "mnist-sample"', 'data = "mnist-sample"\npage_limit = 2'))
     result = runner.invoke(app, ["check", "-C", str(root)])
     assert result.exit_code == 1, result.output
-    assert "4 pages, over the page_limit of 2" in result.output
+    # The limit counts the main body (title page to the last section), not the appendix after it.
+    assert "the main body (title page to the last section, before the appendix) has 3 pages, over the page_limit of 2" \
+        in " ".join(result.output.split())
+    assert "6 page(s) (3 in the main body)" in result.output
+    project.write_text(project.read_text().replace("page_limit = 2", "page_limit = 3"))
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert "page_limit" not in result.output, result.output
 
     (root / "build" / "report.pdf").write_bytes(pdf_with_unembedded_font())
     result = runner.invoke(app, ["check", "-C", str(root)])
