@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -97,13 +98,62 @@ def test_pdf_has_headings_parameter_totals_figures_and_filled_placeholders(built
     assert all(e["device"]["kind"] == "cpu" and e["device"]["name"] for e in data["experiments"])  # each run's
     quoted = f"{l2_0['final']['val_accuracy'] * 100:.2f}%"
     assert f"The unregularised net reaches {quoted} with 12,730 parameters." in text
-    assert "Figure 1." in text and "Learning curves of conv" in text
     # Figures are embedded as vector drawings whose labels are real text in the PDF.
-    assert "Trainable parameters (log scale)" in text and "Accuracy: l2-0" in text
+    assert "Trainable parameters (log scale)" in text
     titles = [item["/Title"] for item in reader.outline[1] if isinstance(item, dict)]
-    assert titles == ["Contents", "1 Dense nets", "2 Convolutions"]  # PDF bookmarks
+    assert titles == ["Contents", "1 Dense nets", "2 Convolutions", "A Runs in detail", "B Provenance"]
     html = (root / "build" / "report.html").read_text()
-    assert html.count("<figure>") == 5  # 3 learning curves, params plot, misclassified grid
+    # params plot and misclassified grid in the sections; one small-multiples figure per section in the appendix
+    assert html.count("<figure>") == 4
+    assert "Training and validation accuracy per epoch of each run in section 1, on one scale: l2-0, l2-0.001." in text
+
+
+def test_answers_come_first_and_each_run_has_one_linked_entry_in_the_appendix(built):
+    root, _ = built
+    html = (root / "build" / "report.html").read_text()
+    appendix = html.index('id="appendix"')
+    section_1 = html[html.index('id="sec-1"'):html.index('id="sec-2"')]
+    # The section answers: its view's table and commentary; no run's settings or epoch log.
+    assert "Final val. accuracy" in section_1 and "The unregularised net reaches" in section_1
+    assert "code-cell" not in section_1 and "Val. loss" not in section_1
+    # Every run name in its table links to the run's one entry, which is in the appendix.
+    for name in ("l2-0", "l2-0.001"):
+        assert f'<a class="run" href="#run-{name}"><code>{name}</code></a>' in section_1
+        assert html.count(f'id="run-{name}"') == 1 and html.index(f'id="run-{name}"') > appendix
+    entry = html[html.index('id="run-l2-0"'):html.index('id="run-l2-0.001"')]
+    assert 'regularizer = "l2"' in entry and "hidden_layers = [16]" in entry  # settings as TOML
+    assert "Total parameters" in entry and "Val. accuracy" in entry
+    # The provenance page holds what the title page no longer does.
+    provenance = html[html.index('id="provenance"'):]
+    data = manifest(root)
+    assert data["data"]["fingerprint"] in provenance and "Seeds" in provenance and "keras" in provenance
+    assert data["data"]["fingerprint"][:16] not in html[:appendix]
+
+
+def test_one_format_per_quantity_in_a_sections_table_and_prose(built):
+    root, _ = built
+    html = (root / "build" / "report.html").read_text()
+    section_1 = html[html.index('id="sec-1"'):html.index('id="sec-2"')]
+    prose = section_1[section_1.index('class="commentary"'):]
+    quoted = re.search(r"reaches (\d+\.\d\d%) with", prose).group(1)
+    row = re.search(r'href="#run-l2-0"><code>l2-0</code></a></td><td class="num">12,730</td>\s*'
+                    r'<td class="num">([^<]+)</td>', section_1)
+    assert row is not None and row.group(1) == quoted  # the table and the prose print the same number
+
+
+def test_details_inline_or_none_as_a_section_says(runner, copy):
+    sections = copy / "experiments"
+    (sections / "1-dense.toml").write_text((sections / "1-dense.toml").read_text()
+                                           .replace('title = "Dense nets"', 'title = "Dense nets"\ndetails = "inline"'))
+    conv = (sections / "2-conv.toml").read_text()
+    (sections / "2-conv.toml").write_text(conv.replace('"Convolutions"', '"Convolutions"\ndetails = "none"'))
+    result = runner.invoke(app, ["render", "-C", str(copy)])
+    assert result.exit_code == 0, result.output
+    html = (copy / "build" / "report.html").read_text()
+    section_1 = html[html.index('id="sec-1"'):html.index('id="sec-2"')]
+    assert 'id="run-l2-0"' in section_1 and "Learning curves of l2-0" in section_1  # inline, with its figure
+    assert 'id="appendix"' not in html  # no section has its runs there
+    assert 'id="run-conv"' not in html and 'href="#run-conv"' not in html  # none: no entry, nothing links to one
 
 
 def test_rebuild_with_nothing_changed_trains_nothing(runner, copy):

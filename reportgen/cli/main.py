@@ -669,7 +669,8 @@ def check(
         console.print(f"[red]{escape(finding.what)}[/red] {escape(str(finding))}", soft_wrap=True)
     summary = (f"{len(session.project.sections)} section(s), {len(session.planned)} experiment(s), "
                f"{result.numbers_checked} typed number(s) checked"
-               + (f", {result.pages} page(s) ({result.main_pages} in the main body)" if result.pages is not None else ""))
+               + (f", {result.pages} page(s) ({result.main_pages} in the main body)"
+                  if result.pages is not None else ""))
     if result.findings:
         console.print(f"[red]{len(result.findings)} problem(s)[/red] in {summary}.")
         raise typer.Exit(EXIT_DIFFER)

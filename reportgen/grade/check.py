@@ -316,7 +316,7 @@ def pdf_facts(path: Path) -> dict[str, Any]:
         pages = len(reader.pages)
         destinations = reader.named_destinations
         starts = [reader.get_destination_page_number(destinations[a]) for a in APPENDIX_ANCHORS if a in destinations]
-        main_pages = min(starts) if starts else pages
+        main_pages = min((s for s in starts if s is not None), default=pages)
     except (OSError, PyPdfError, ValueError) as exc:
         raise RenderError(f"cannot read the PDF: {exc}", path) from None
     missing: set[str] = set()

@@ -190,9 +190,10 @@ def runs_linked(context: Any, text: Any) -> Markup:
     escaped = str(escape(str(text)))
     if not names:
         return Markup(escaped)
-    pattern = re.compile(r"(?<![\w.-])(" + "|".join(re.escape(str(escape(n))) for n in sorted(names, key=len, reverse=True))
-                         + r")(?![\w-]|\.\w)")
-    return Markup(pattern.sub(lambda m: f'<a class="run" href="#run-{m.group(1)}">{m.group(1)}</a>', escaped))
+    alternatives = "|".join(re.escape(str(escape(n))) for n in sorted(names, key=len, reverse=True))
+    pattern = re.compile(r"(?<![\w.-])(" + alternatives + r")(?![\w-]|\.\w)")
+    linked = pattern.sub(lambda m: f'<a class="run" href="#run-{m.group(1)}">{m.group(1)}</a>', escaped)
+    return Markup(linked)
 
 
 def epoch_reaching(run: Any, threshold: float, metric: str = "val_accuracy") -> int | None:

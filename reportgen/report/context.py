@@ -74,14 +74,15 @@ def _section(section: Section, g: _Gathered) -> dict[str, Any]:
     drawn = {v["run"] for v in views if v["kind"] == "gan_training" and v.get("losses")}
     experiments = [_run_item(exp, g, figures_shown=exp.name in drawn) for exp in section.experiments]
     anchor = "sec-" + re.sub(r"[^A-Za-z0-9_-]", "-", section.number)
-    curves = None
+    curves: dict[str, Any] | None = None
     if section.details == "appendix":
-        histories = {e.name: g.by_name[e.name].entry.result.history for e in section.experiments
-                     if e.name in g.facts and g.facts[e.name].get("kind") != "gan"}
+        entries = {e.name: g.by_name[e.name].entry for e in section.experiments}
+        histories = {name: entry.result.history for name, entry in entries.items()
+                     if entry is not None and g.facts[name].get("kind") != "gan"}
         if histories:
-            curves = f"curves-{section.slug}.svg"
-            figures.save_svg(figures.curves_grid(histories), g.assets / curves)
-            curves = {"figure": f"assets/{curves}", "runs": list(histories)}
+            name = f"curves-{section.slug}.svg"
+            figures.save_svg(figures.curves_grid(histories), g.assets / name)
+            curves = {"figure": f"assets/{name}", "runs": list(histories)}
     html, warning, stale = _commentary(section, views, view_facts, g)
     attachment = _attachment(section.attach, g.assets, section.slug) if section.attach else None
     if attachment is not None:

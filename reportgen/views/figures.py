@@ -56,6 +56,15 @@ def _percent(ax: Any, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
 
 
+def _plain_log_ticks(axis: Any, style: str = "g") -> None:
+    """Tick labels of a log axis as plain numbers ("10,000", "1e-06"): the default 10^n draws its
+    exponent at 70% of the label's size, under 7 pt in print."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}" if style == "," else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _per_epoch(ax: Any, ylabel: str, title: str) -> None:
     """Labels of a per-epoch plot: whole epochs on x, a legend without a frame."""
     ax.set_xlabel("Epoch")
@@ -153,6 +162,7 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
                    edgecolors="black", linewidths=1.2, zorder=4,
                    label=f"smallest above: {smallest['label']}")
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis, ",")
     ax.set_xlabel("Trainable parameters (log scale)")
     ax.set_ylabel("Final validation accuracy")
     _percent(ax)
@@ -207,6 +217,7 @@ def overlay(histories: dict[str, dict[str, list[float]]], metric: str) -> Any:
     values = [v for h in histories.values() for v in (h.get(metric) or []) if v == v and v > 0]
     if values and max(values) / min(values) > 10:  # one run's loss of 280 would flatten the rest onto zero
         ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
         label += " (log scale)"
     ax.set_xlabel("Epoch")
     ax.set_ylabel(label)
@@ -381,9 +392,11 @@ def metric_vs_setting(points: list[dict[str, Any]], setting: str, metric: str, s
                 color=COLORS[i % len(COLORS)], label=f"{group} = {value}" if group else None)
     if scale == "log":
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
     elif scale == "symlog":
         positive = [p["x"] for p in points if p["x"] > 0]
         ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+        _plain_log_ticks(ax.xaxis)
     label = metric.replace("val_", "validation ").replace("_", " ").capitalize()
     ax.set_xlabel(setting + (" (log scale)" if scale in ("log", "symlog") else ""))
     ax.set_ylabel(label)

@@ -123,3 +123,61 @@ def test_a_loss_that_spans_decades_is_drawn_on_a_log_scale():
     spread = figures.overlay({"l2-1": wild, "l2-0": calm}, "loss").axes[0]
     assert spread.get_yscale() == "log" and spread.get_ylabel() == "Loss (log scale)"
     assert figures.overlay({"l2-0": calm}, "loss").axes[0].get_yscale() == "linear"
+
+
+# The width figures are printed at: A4 (595.3 pt) less the page margins (2 x 18 mm) and the body's
+# padding (2 x 1em at 10.5 pt), from templates/style.css. A wider figure is scaled down to it.
+PRINTED_WIDTH_PT = 595.3 - 2 * 18 / 25.4 * 72 - 2 * 10.5
+MIN_PRINTED_PT = 7.0
+
+
+def printed_text_sizes(fig) -> tuple[float, list[float]]:
+    """The figure's printed scale and the size of every piece of text in it, in printed points."""
+    import re
+
+    svg = figures.svg_text(fig)
+    width = float(re.search(r'<svg[^>]* width="([\d.]+)pt"', svg).group(1))
+    scale = min(1.0, PRINTED_WIDTH_PT / width)
+    sizes = [float(s) * scale for s in re.findall(r"font-size:\s*([\d.]+)px", svg)]
+    return scale, sizes
+
+
+def every_figure():
+    rng = np.random.default_rng(0)
+    histories = {f"tanh-200x100-l2-{i}": HISTORY for i in range(10)}
+    points = [{"label": f"relu-{i}x100", "params": 1000 * (i + 1), "val_accuracy": 0.9 + i / 200} for i in range(10)]
+    rows = [{"epoch": e, "shares": list(np.full(10, 0.1)), "entropy": 3.3, "max_entropy": 3.32} for e in (1, 2, 3)]
+    gan = {"epoch": [1, 2], "d_loss": [0.6, 0.5], "g_loss": [0.9, 1.1], "d_acc_real": [0.8, 0.7],
+           "d_acc_fake": [0.3, 0.5]}
+    yield "learning curves", figures.learning_curves("relu-200x100", HISTORY)
+    yield "small multiples", figures.curves_grid(histories)
+    yield "overlay", figures.overlay(histories, "val_accuracy")
+    yield "overlay on a log scale", figures.overlay({"a": {"loss": [280.0, 100.0]}, "b": {"loss": [0.5, 0.1]}}, "loss")
+    yield "parameters", figures.params_vs_accuracy(points, 0.97)
+    yield "misclassified", figures.misclassified_grid(rng.integers(0, 255, (36, 28, 28), dtype=np.uint8),
+                                                      [3] * 36, [5] * 36, [0.94] * 36, 36)
+    yield "gan losses", figures.gan_losses("gan", gan)
+    yield "sample progress", figures.sample_progress(rng.random((5, 12, 28, 28)), [1, 5, 10, 15, 20])
+    yield "mode collapse", figures.mode_collapse(rows, "cnn")
+    yield "confusion", figures.confusion(np.eye(10, dtype=int).tolist(), figures.DIGITS, "cnn")
+    yield "metric against setting", figures.metric_vs_setting(
+        [{"x": 10.0 ** -i, "y": 0.9, "group": None} for i in range(5)], "strength", "val_accuracy", "log")
+
+
+def test_no_text_in_any_figure_is_under_7_pt_as_printed():
+    for name, fig in every_figure():
+        scale, sizes = printed_text_sizes(fig)
+        assert sizes, name  # the figure has text, and it is real text
+        assert min(sizes) >= MIN_PRINTED_PT, f"{name}: {min(sizes):.2f} pt at a print scale of {scale:.2f}"
+
+
+def test_small_multiples_give_each_run_a_panel_on_one_scale_with_accuracy_as_percentages():
+    histories = {"a": HISTORY, "b": {**HISTORY, "val_accuracy": [0.5, 0.6, 0.65]}, "c": HISTORY, "d": HISTORY,
+                 "e": HISTORY}
+    fig = figures.curves_grid(histories)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["a", "b", "c", "d", "e"]
+    assert len({ax.get_ylim() for ax in panels}) == 1  # one shared scale: runs compare at a glance
+    assert list(panels[1].get_lines()[1].get_ydata()) == [0.5, 0.6, 0.65]
+    fig.canvas.draw()
+    assert panels[0].get_yticklabels()[-1].get_text().endswith("%")
