@@ -314,6 +314,8 @@ class ProjectFile(_Strict):
     quick: QuickProfile = Field(default_factory=QuickProfile)
     page_limit: Annotated[int, Field(gt=0)] | None = None  # the main body's pages, checked by `reportgen check`
     details: Details = "appendix"  # every section's, unless it says otherwise
+    # Decimals of every accuracy and share the report prints as a percentage (97.01% at 2).
+    percent_digits: Annotated[int, Field(ge=0, le=4)] = 2
 
 
 class RunTable(BaseModel):
@@ -424,6 +426,7 @@ class Project:
     sample: tuple[int, int] | None = None  # the quick profile's stratified sample: training, validation
     notes: tuple[str, ...] = ()  # how settings were applied that a build should say (profile overrides, defaults)
     about: tuple[tuple[str, Any], ...] = ()  # student_id, course, institution, subject, keywords, language
+    percent_digits: int = 2  # decimals of a percentage, everywhere the report prints one
 
     @property
     def experiments(self) -> list[Experiment]:
@@ -800,7 +803,7 @@ def load_project(root: Path, profile: str = "full") -> Project:
                      f"{sample[1]:,} validation examples ([quick] train and validation)")
     return Project(root=root, title=project_file.title, author=project_file.author, data=data,
                    profile=profile, sections=tuple(sections), page_limit=project_file.page_limit, sample=sample,
-                   notes=tuple(dict.fromkeys(notes)),
+                   percent_digits=project_file.percent_digits, notes=tuple(dict.fromkeys(notes)),
                    about=tuple((k, getattr(project_file, k)) for k in ("student_id", "course", "institution", "subject",
                                                                        "keywords", "language")))
 

@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup, escape
 
 from reportgen.errors import RenderError
+from reportgen.project import formats
 from reportgen.report import formulas
 from reportgen.views import analysis
 
@@ -36,26 +37,15 @@ MAX_SEQUENCE = 1_000_000  # largest string or list a template may build with * o
 # --- filters placeholders use to format numbers -------------------------------------------------
 
 
-def pct(value: Any, digits: int = 2) -> str:
-    """0.9701 -> '97.01%'."""
-    return f"{float(value) * 100:.{int(digits)}f}%"
+@pass_context
+def pct(context: Any, value: Any, digits: int | None = None) -> str:
+    """0.9701 -> '97.01%', with the project's `percent_digits` unless the placeholder gives its own."""
+    if digits is None:
+        digits = context.get("percent_digits", formats.PERCENT_DIGITS)
+    return formats.pct(value, digits)
 
 
-def share(value: Any) -> str:
-    """A fraction the author wrote, as a percentage with no more digits than it has: 0.97 -> '97%',
-    0.975 -> '97.5%' (thresholds and tolerances, where pct's fixed decimals would add or drop some)."""
-    return f"{round(float(value) * 100, 10):g}%"
-
-
-def num(value: Any) -> str:
-    """27660 -> '27,660'."""
-    number = float(value)
-    return f"{int(number):,}" if number.is_integer() else f"{number:,}"
-
-
-def fixed(value: Any, digits: int = 4) -> str:
-    """0.970123 -> '0.9701'."""
-    return f"{float(value):.{int(digits)}f}"
+share, num, fixed = formats.share, formats.num, formats.fixed
 
 
 class Timing(str):

@@ -17,11 +17,11 @@ from reportgen import __version__
 from reportgen.project.spec import Experiment, Section
 from reportgen.report import lock
 from reportgen.report.commentary import UnknownPlaceholder, render_commentary
-from reportgen.report.render import attachment_pages
+from reportgen.report.render import attachment_pages, attachment_text
 from reportgen.train import store
 from reportgen.train.plan import Planned, Session, rebuild_command
 from reportgen.train.result import GanResult
-from reportgen.views import analysis, figures, gan_training
+from reportgen.views import analysis, describe, figures, gan_training
 from reportgen.views.base import ViewInputs, lookup
 
 
@@ -62,7 +62,7 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
     detailed = sorted(e["name"] for s in sections if s["details"] != "none" for e in s["experiments"])
     return {**_title_page(session), "sections": sections, "runs": facts, "warnings": gathered.warnings,
             "detailed": detailed, "appendix": [s for s in sections if s["details"] == "appendix" and s["experiments"]],
-            "provenance": provenance(session),
+            "provenance": provenance(session), "percent_digits": session.project.percent_digits,
             "rebuild": rebuild_command(session),  # the command that fills what is missing, in hints
             "stylesheet": "assets/style.css"}, gathered.warnings
 
@@ -82,7 +82,8 @@ def _section(section: Section, g: _Gathered) -> dict[str, Any]:
         if histories:
             name = f"curves-{section.slug}.svg"
             figures.save_svg(figures.curves_grid(histories), g.assets / name)
-            curves = {"figure": f"assets/{name}", "runs": list(histories)}
+            curves = {"figure": f"assets/{name}", "runs": list(histories),
+                      "alt": describe.curves_grid(histories, g.session.project.percent_digits)}
     html, warning, stale = _commentary(section, views, view_facts, g)
     attachment = _attachment(section.attach, g.assets, section.slug) if section.attach else None
     if attachment is not None:
@@ -106,7 +107,8 @@ def _run_item(exp: Experiment, g: _Gathered, figures_shown: bool = False) -> dic
     item: dict[str, Any] = {"name": exp.name, "code_cell": exp.code_cell(), "state": p.state,
                             "error": p.error, "reasons": p.reasons, "kind": exp.model.kind}
     if p.entry is not None and isinstance(p.entry.result, GanResult):
-        item.update(_gan_item(exp.name, p.entry, g.assets, draw=not figures_shown), facts=g.facts[exp.name],
+        item.update(_gan_item(exp.name, p.entry, g.assets, draw=not figures_shown,
+                                    digits=g.session.project.percent_digits), facts=g.facts[exp.name],
                     cache_hit=p.cache_hit)
         summary = p.entry.result.summary
         item["layers"] = {part: _compact(getattr(summary, part).layers)
@@ -118,7 +120,8 @@ def _run_item(exp: Experiment, g: _Gathered, figures_shown: bool = False) -> dic
         if details == "inline":
             curves = f"curves-{exp.name}.svg"
             figures.save_svg(figures.learning_curves(exp.name, result.history), g.assets / curves)
-            item["curves"] = f"assets/{curves}"
+            item.update(curves=f"assets/{curves}",
+                        curves_alt=describe.learning_curves(exp.name, result.history, g.session.project.percent_digits))
     elif p.error:
         g.warnings.append(f"{exp.name}: failed: {p.error}")
     return item
@@ -138,7 +141,7 @@ def _views(section: Section, g: _Gathered) -> tuple[list[dict[str, Any]], dict[s
                             runs=tuple(e.name for e in section.experiments), facts=g.facts,
                             classifiers=classifiers, entries=entries, measures=g.session.measures,
                             validation_images=g.session.data.x_val, validation_labels=g.session.data.y_val,
-                            classes=g.session.data.classes)
+                            classes=g.session.data.classes, percent_digits=g.session.project.percent_digits)
         collected = kind.collect(view, inputs)
         views.append({"kind": view.kind, "measured": None, "figure": None, "figures": [],
                       "caption": view.caption, "partial": kind.partial, **collected.entry})
@@ -152,8 +155,8 @@ def _commentary(section: Section, views: list[dict[str, Any]], view_facts: dict[
     """The section's commentary filled in (None where a placeholder waits for a result), the
     warning to show beside it, and what it quoted that changed since it was last accepted."""
     session = g.session
-    context = {"runs": g.facts, "section": {"number": section.number, "title": section.title,
-                                            "views": view_facts},
+    context = {"percent_digits": session.project.percent_digits, "runs": g.facts,
+               "section": {"number": section.number, "title": section.title, "views": view_facts},
                "project": {"title": session.project.title, "data": session.data.name,
                            "profile": session.project.profile, "train_size": len(session.data.y_train),
                            "validation_size": len(session.data.y_val)}}
@@ -264,19 +267,25 @@ def _compact(layers: Any) -> dict[str, Any]:
     return {"layers": shown, "hidden": [f"{n} {t}" for t, n in counts.items()]}
 
 
-def _gan_item(name: str, entry: store.Entry[Any], assets: Path, draw: bool = True) -> dict[str, Any]:
+def _gan_item(name: str, entry: store.Entry[Any], assets: Path, draw: bool = True, digits: int = 2) -> dict[str, Any]:
     """A GAN run's tables, its figures where nothing else shows them, and its text log, copied
     beside the report."""
     result = entry.result
     item: dict[str, Any] = {"result": result, "losses": None, "progress": None, "final_samples": None,
                             "log": None, "epoch_rows": _history_rows(result.history)}
     if draw:
-        item.update(gan_training.draw(name, entry, assets))
+        item.update(gan_training.draw(name, entry, assets, digits=digits))
     log = entry.file("output.txt")
     if log is not None:
         shutil.copyfile(log, assets / f"{name}-output.txt")
         item["log"] = f"assets/{name}-output.txt"
     return item
+
+
+# A transparent pixel: on each page reserved for an attached page it carries that page's text as
+# alt text, the tagged PDF's Figure standing for the page (whose own drawing is an artifact).
+BLANK_PIXEL = ("data:image/svg+xml;base64,"
+               "PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHdpZHRoPSIxIiBoZWlnaHQ9IjEiLz4=")
 
 
 def _attachment(path: Path, assets: Path, slug: str) -> dict[str, Any]:
@@ -286,8 +295,9 @@ def _attachment(path: Path, assets: Path, slug: str) -> dict[str, Any]:
     target = assets / "attachments" / f"{slug}-{path.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
+    texts = attachment_text(path)
     return {"file": path.name, "source": str(target), "href": f"assets/attachments/{target.name}", "pages": pages,
-            "anchor": f"attach-{slug}"}
+            "anchor": f"attach-{slug}", "texts": texts + [""] * (pages - len(texts)), "blank": BLANK_PIXEL}
 
 
 def _precision_line(precisions: dict[str, str]) -> str:

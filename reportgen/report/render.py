@@ -200,6 +200,48 @@ def html(context: dict[str, Any], project_root: Path, build_dir: Path,
     return out
 
 
+_ASSET_REF = re.compile(r'(?P<attr>src|href)="(?P<url>assets/[^"]+)"')
+
+
+def self_contained(html_path: Path) -> Path:
+    """Rewrite report.html as one file: the stylesheet in a <style> element, every figure and
+    attached PDF named under assets/ as a data: URL (an attachment's link downloads it under its
+    own name). Only files inside the build's assets/ folder are read."""
+    import base64
+    import html as html_lib
+
+    build_dir = html_path.parent
+    root = (build_dir / "assets").resolve()
+    text = html_path.read_text(encoding="utf-8")
+
+    def read(url: str) -> bytes | None:
+        path = (build_dir / unquote(url)).resolve()
+        return path.read_bytes() if path.is_relative_to(root) and path.is_file() else None
+
+    def stylesheet(match: re.Match[str]) -> str:
+        data = read(match.group(1))
+        if data is None:
+            return match.group(0)
+        css = data.decode("utf-8", errors="replace").replace("</", "<\\/")  # nothing can close the element
+        return f"<style>\n{css}\n</style>"
+
+    text = re.sub(r'<link rel="stylesheet" href="(assets/[^"]+)">', stylesheet, text)
+
+    def inline(match: re.Match[str]) -> str:
+        url = html_lib.unescape(match.group("url"))
+        data = read(url)
+        if data is None:
+            return match.group(0)
+        kind = mimetypes.guess_type(url)[0] or "application/octet-stream"
+        encoded = f'{match.group("attr")}="data:{kind};base64,{base64.b64encode(data).decode()}"'
+        if match.group("attr") == "href":  # a browser downloads a data: link rather than open it
+            encoded += f' download="{html_lib.escape(Path(url).name)}"'
+        return encoded
+
+    write_atomic(html_path, _ASSET_REF.sub(inline, text).encode())
+    return html_path
+
+
 def make_fetcher(assets_dir: Path, refusals: list[tuple[str, str]]) -> Any:
     """A WeasyPrint URL fetcher that serves files inside assets_dir and nothing else: no network
     scheme, no path outside (`../`, symlinks, a sibling `assets_evil/`), no device files."""
@@ -328,9 +370,12 @@ def locate_removed(removed: list[tuple[str, str]], files: list[Path]) -> list[st
     return out
 
 
-def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = None,
+        variant: str = "tagged") -> list[tuple[str, str]]:
     """Render the HTML to PDF with WeasyPrint, merge attached PDFs into the pages the layout kept
-    for them, and return the fetches that were refused."""
+    for them, and return the fetches that were refused. Always tagged; `variant` "pdf/ua-1" or
+    "pdf/a-3b" also declares that conformance (WeasyPrint's variants: XMP metadata, and for PDF/A
+    the sRGB output intent and a document identifier)."""
     import logging
 
     from weasyprint import HTML
@@ -348,7 +393,7 @@ def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = N
         anchors = {name: i for i, page in enumerate(document.pages) for name in page.anchors}
         # Tagged: headings, paragraphs, tables with header cells, figures with their alt text, the
         # document's language and title, for screen readers (WeasyPrint's own structure tree).
-        document.write_pdf(tmp, pdf_tags=True)
+        document.write_pdf(tmp, pdf_tags=True, **({"pdf_variant": variant} if variant != "tagged" else {}))
     except Exception as exc:  # WeasyPrint raises many kinds; the user needs the message
         raise RenderError(f"PDF rendering failed: {type(exc).__name__}: {exc}", html_path) from exc
     if attachments:
@@ -361,6 +406,38 @@ def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = N
     return sorted(set(refusals))
 
 
+def _as_artifact(page: Any) -> None:
+    """Wrap an attached page's drawing in an /Artifact marked-content sequence: the tagged PDF
+    carries its text as the alt text of the page's Figure element (attachment_text), so a screen
+    reader reads it once, and nothing on the page is left untagged."""
+    from pypdf.generic import DecodedStreamObject
+
+    contents = page.get_contents()
+    data = contents.get_data() if contents is not None else b""
+    stream = DecodedStreamObject()
+    stream.set_data(b"/Artifact BMC\n" + data + b"\nEMC\n")
+    page.replace_contents(stream)
+
+
+def attachment_text(path: Path, limit: int = 4000) -> list[str]:
+    """Each page's text of an attached PDF (at most `limit` characters, whitespace folded), for the
+    alt text that stands for the page in the tagged PDF; "" for a page without text (a scan)."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        pages = PdfReader(path).pages
+        texts = []
+        for page in pages:
+            try:
+                texts.append(" ".join(page.extract_text().split())[:limit])
+            except (PyPdfError, ValueError, KeyError, TypeError):
+                texts.append("")
+        return texts
+    except (OSError, PyPdfError, ValueError, KeyError, TypeError):
+        return []
+
+
 ATTACHMENT_MARGIN_PT = 14 / 25.4 * 72  # @page attachment's top and bottom margin in style.css (14 mm)
 
 
@@ -371,7 +448,8 @@ def _merge_attachments(path: Path, anchors: dict[str, int], attachments: list[di
     from pypdf import PdfReader, PdfWriter, Transformation
     from pypdf.errors import PyPdfError
 
-    writer = PdfWriter(clone_from=PdfReader(path))
+    # The rendered file's header (1.7 for PDF/UA-1 and PDF/A-3b) and identifier are kept as they are.
+    writer = PdfWriter(clone_from=PdfReader(path), keep_initial_header=True)
     for attachment in attachments:
         try:
             source = PdfWriter(clone_from=PdfReader(attachment["source"]))
@@ -383,6 +461,7 @@ def _merge_attachments(path: Path, anchors: dict[str, int], attachments: list[di
                                       attachment["source"])
                 if "/Annots" in page:
                     del page["/Annots"]
+                _as_artifact(page)
                 if page.rotation:
                     page.transfer_rotation_to_content()
                 box = page.cropbox  # what a viewer shows; the media box may be larger

@@ -33,6 +33,7 @@ class ViewInputs:
     validation_images: Any  # the data set's validation images
     validation_labels: Any = ()  # and their labels
     classes: tuple[str, ...] = tuple(str(i) for i in range(10))  # the data set's class names, label 0 first
+    percent_digits: int = 2  # the project's decimals of a percentage, for alt text as for tables
 
     @property
     def section_facts(self) -> list[dict[str, Any]]:

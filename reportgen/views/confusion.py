@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from reportgen.project.spec import CLASSIFIER_KINDS, ViewSettings
 from reportgen.train.result import ClassifierResult
-from reportgen.views import analysis, figures
+from reportgen.views import analysis, describe, figures
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
 
@@ -39,7 +39,9 @@ class Kind(ViewKind[Settings]):
         measured["run"] = settings.run
         figures.save_svg(figures.confusion(measured["matrix"], inputs.classes, settings.run),
                          inputs.assets / inputs.figure)
-        return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "run": settings.run}, measured)
+        alt = describe.confusion(settings.run, measured["matrix"], inputs.classes, inputs.percent_digits)
+        return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "run": settings.run, "alt": alt},
+                         measured)
 
     def add_facts(self, view_facts: dict[str, Any], settings: Settings, facts: Any) -> None:
         view_facts.setdefault(self.kind, {})[settings.run] = facts  # one per run: views.confusion["cnn"].recall

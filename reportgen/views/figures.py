@@ -142,7 +142,7 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
     """Each run's parameter count against its final validation accuracy, with the threshold line
     and the smallest model that crosses it marked."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    fig, ax = plt.subplots(figsize=(7.0, 3.3))
     params = np.array([p["params"] for p in points], dtype=float)
     acc = np.array([p["val_accuracy"] for p in points], dtype=float)
     above = acc >= threshold
@@ -205,17 +205,25 @@ def _named(points: list[dict[str, Any]], threshold: float) -> list[dict[str, Any
     return [p for i, p in enumerate(frontier) if i in picks]
 
 
-def overlay(histories: dict[str, dict[str, list[float]]], metric: str) -> Any:
-    """One metric of several runs on one plot."""
+def overlay(histories: dict[str, dict[str, list[float]]], metric: str,
+            coinciding: list[list[str]] | None = None) -> Any:
+    """One metric of several runs on one plot; each group of `coinciding` runs (describe.coinciding)
+    is drawn as one line with one legend entry naming them all, where separate lines would hide
+    each other."""
+    from reportgen.views.describe import log_scaled, metric_label
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.0, 3.0))
-    for i, (name, history) in enumerate(histories.items()):
-        values = history.get(metric) or []
-        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3,
-                color=COLORS[i % len(COLORS)], label=name)
-    label = metric.replace("val_", "validation ").replace("_", " ").capitalize()
-    values = [v for h in histories.values() for v in (h.get(metric) or []) if v == v and v > 0]
-    if values and max(values) / min(values) > 10:  # one run's loss of 280 would flatten the rest onto zero
+    fig, ax = plt.subplots(figsize=(7.0, 2.6))
+    grouped = {g[0]: g for g in coinciding or []}
+    hidden = {n for g in coinciding or [] for n in g[1:]}
+    shown = [n for n in histories if n not in hidden]
+    for i, name in enumerate(shown):
+        values = histories[name].get(metric) or []
+        label = " = ".join(grouped[name]) if name in grouped else name
+        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, color=COLORS[i % len(COLORS)], label=label,
+                lw=2.5 if name in grouped else 1.5)
+    label = metric_label(metric).capitalize()
+    if log_scaled([v for h in histories.values() for v in (h.get(metric) or [])]):
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
         label += " (log scale)"
@@ -285,7 +293,10 @@ def gan_losses(name: str, history: dict[str, list[float]]) -> Any:
     return fig
 
 
-def sample_progress(samples: np.ndarray, epochs: list[int], per_row: int = 12) -> Any:
+PROGRESS_PER_ROW = 12  # images per epoch in a sample-progress figure
+
+
+def sample_progress(samples: np.ndarray, epochs: list[int], per_row: int = PROGRESS_PER_ROW) -> Any:
     """One row of generated images per chosen epoch, all from the same fixed noise."""
     plt = _plt()
     fig, axes = plt.subplots(len(epochs), per_row, figsize=(per_row * 0.55, len(epochs) * 0.62), squeeze=False)

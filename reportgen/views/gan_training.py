@@ -14,7 +14,7 @@ from pydantic import Field
 from reportgen.project.spec import ViewSettings
 from reportgen.train.result import GanResult
 from reportgen.train.store import Entry
-from reportgen.views import figures
+from reportgen.views import describe, figures
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
 PROGRESS_ROWS = 5  # epochs shown in the sample-progress figure
@@ -46,7 +46,7 @@ def pick_epochs(epochs: list[int], count: int = PROGRESS_ROWS) -> list[int]:
     return [epochs[i] for i in sorted(picks)]
 
 
-def draw(name: str, entry: Entry[Any], assets: Path, final: int = 36) -> dict[str, Any]:
+def draw(name: str, entry: Entry[Any], assets: Path, final: int = 36, digits: int = 2) -> dict[str, Any]:
     """A GAN run's figures (losses, sample progress, last samples), drawn into assets; the keys the
     templates show them by (None where the run has nothing to draw)."""
     result = entry.result
@@ -56,18 +56,20 @@ def draw(name: str, entry: Entry[Any], assets: Path, final: int = 36) -> dict[st
     item: dict[str, Any] = {"losses": None, "progress": None, "final_samples": None}
     if history.get("epoch"):
         figures.save_svg(figures.gan_losses(name, history), assets / f"gan-losses-{name}.svg")
-        item["losses"] = f"assets/gan-losses-{name}.svg"
+        item.update(losses=f"assets/gan-losses-{name}.svg", losses_alt=describe.gan_losses(name, history, digits))
     if len(samples):
         epochs = [int(e) for e in history["epoch"]]
         chosen = pick_epochs(epochs)
         rows = [samples[epochs.index(e)] for e in chosen]
         figures.save_svg(figures.sample_progress(np.stack(rows), chosen), assets / f"gan-progress-{name}.svg")
         item.update(progress=f"assets/gan-progress-{name}.svg", progress_epochs=chosen,
-                    final_epoch=int(history["epoch"][-1]))
+                    final_epoch=int(history["epoch"][-1]),
+                    progress_alt=describe.sample_progress(name, chosen, min(figures.PROGRESS_PER_ROW, len(rows[0]))))
         if final:
             shown = samples[-1][:final]
             figures.save_svg(figures.sample_grid(shown), assets / f"gan-samples-{name}.svg")
-            item.update(final_samples=f"assets/gan-samples-{name}.svg", final_count=len(shown))
+            item.update(final_samples=f"assets/gan-samples-{name}.svg", final_count=len(shown),
+                        final_alt=describe.sample_grid(name, len(shown), int(history["epoch"][-1])))
     return item
 
 
@@ -75,10 +77,11 @@ class Kind(ViewKind[Settings]):
     def collect(self, settings: Settings, inputs: ViewInputs) -> Collected:
         entry = inputs.entries.get(settings.run)
         if entry is None or not isinstance(entry.result, GanResult):
-            return Collected({"run": settings.run, "waiting": True})
+            return Collected({"run": settings.run, "waiting": True, "losses": None})
         facts = inputs.facts[settings.run]
         return Collected({"run": settings.run, "status": entry.result.status, "facts": facts,
-                          **draw(settings.run, entry, inputs.assets, settings.final_samples)})
+                          **draw(settings.run, entry, inputs.assets, settings.final_samples,
+                                 inputs.percent_digits)})
 
 
 VIEW = Kind("gan_training", Settings)

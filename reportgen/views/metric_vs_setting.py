@@ -8,7 +8,7 @@ import math
 from typing import Literal
 
 from reportgen.project.spec import ViewSettings
-from reportgen.views import figures
+from reportgen.views import describe, figures
 from reportgen.views.analysis import setting_of
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
@@ -57,7 +57,8 @@ class Kind(ViewKind[Settings]):
         best = pick(points, key=lambda p: p["y"])
         measured = {"setting": settings.setting, "metric": settings.metric, "scale": scale, "points": points,
                     "best": best}
-        return Collected({"measured": measured, "figure": f"assets/{inputs.figure}"}, measured)
+        alt = describe.metric_vs_setting(points, settings.setting, settings.metric, scale, inputs.percent_digits)
+        return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "alt": alt}, measured)
 
 
 VIEW = Kind("metric_vs_setting", Settings)

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from reportgen.project.spec import ViewSettings
 from reportgen.train.result import ClassifierResult
-from reportgen.views import figures
+from reportgen.views import describe, figures
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
 
@@ -41,7 +41,10 @@ class Kind(ViewKind[Settings]):
             figures.save_svg(figures.misclassified_grid(images, miss.true, miss.predicted,
                                                         miss.confidence, settings.count, inputs.classes),
                              inputs.assets / inputs.figure)
-            out.update(figure=f"assets/{inputs.figure}")
+            shown = min(settings.count, len(images))
+            out.update(figure=f"assets/{inputs.figure}",
+                       alt=describe.misclassified(settings.run, miss.true, miss.predicted, miss.confidence, shown,
+                                                  miss.count, miss.total, inputs.classes, inputs.percent_digits))
         out.update(run=settings.run, count=min(settings.count, miss.count), total=miss.count,
                    of=miss.total)
         return Collected(out)

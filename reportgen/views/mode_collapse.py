@@ -11,7 +11,7 @@ from pydantic import Field
 
 from reportgen.project.spec import CLASSIFIER_KINDS, ViewSettings
 from reportgen.train.store import WEIGHTS_FILE
-from reportgen.views import analysis, figures
+from reportgen.views import analysis, describe, figures
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 from reportgen.views.gan_training import pick_epochs
 
@@ -76,7 +76,9 @@ class Kind(ViewKind[Settings]):
         if settings.table_rows and len(rows) > settings.table_rows:
             chosen = set(pick_epochs([r["epoch"] for r in rows], settings.table_rows))
             listed = [r for r in rows if r["epoch"] in chosen]
-        return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "listed": listed}, measured)
+        alt = describe.mode_collapse(settings.run, settings.classifier, rows, inputs.classes, inputs.percent_digits)
+        return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "listed": listed, "alt": alt},
+                         measured)
 
     def add_facts(self, view_facts: dict[str, Any], settings: Settings, facts: Any) -> None:
         view_facts.setdefault(self.kind, {})[settings.run] = facts  # one per GAN run

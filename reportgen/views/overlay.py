@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from reportgen.project.spec import ViewSettings
-from reportgen.views import figures
+from reportgen.views import describe, figures
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
 
@@ -28,8 +28,10 @@ class Kind(ViewKind[Settings]):
         figs = []
         for metric in settings.metrics:
             name = f"{inputs.section}-overlay-{metric}.svg"
-            figures.save_svg(figures.overlay(histories, metric), inputs.assets / name)
-            figs.append({"metric": metric, "figure": f"assets/{name}"})
+            groups = describe.coinciding(histories, metric)
+            figures.save_svg(figures.overlay(histories, metric, groups), inputs.assets / name)
+            figs.append({"metric": metric, "figure": f"assets/{name}", "coincide": describe.coincide_sentence(groups),
+                         "alt": describe.overlay(histories, metric, groups, inputs.percent_digits)})
         return Collected({"figures": figs})
 
 

@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from reportgen.project.formats import share
 from reportgen.project.spec import ViewSettings
-from reportgen.views import analysis, figures
+from reportgen.views import analysis, describe, figures
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
 
@@ -31,6 +32,8 @@ class Kind(ViewKind[Settings]):
         if points:  # none when every run failed or diverged: nothing to draw
             figures.save_svg(figures.params_vs_accuracy(points, settings.threshold), inputs.assets / inputs.figure)
             entry["figure"] = f"assets/{inputs.figure}"
+            entry["alt"] = describe.params_vs_accuracy(points, settings.threshold, share(settings.threshold),
+                                                       inputs.percent_digits)
         entry["measured"] = measured
         return Collected(entry, measured)
 

@@ -463,3 +463,12 @@ def test_a_runs_settings_are_shown_as_toml_that_reads_back_as_its_configuration(
         assert shown == config, exp.name
     cnn = next(e for e in load_project(REPO).experiments if e.model.kind == "cnn").code_cell()
     assert 'blocks = [{ type = "conv", filters = ' in cnn and 'kind = "cnn"' in cnn
+
+
+def test_percent_digits_is_the_projects_and_out_of_range_is_named(make_project):
+    section = {"experiments/1.toml": 'number = "1"\ntitle = "T"\n'}
+    root = make_project({"experiments/project.toml": 'title = "P"\npercent_digits = 1\n', **section})
+    assert load_project(root).percent_digits == 1
+    root = make_project({"experiments/project.toml": 'title = "P"\npercent_digits = 7\n', **section})
+    (problem,) = problems_of(root)
+    assert "project.toml [percent_digits]" in problem and "less than or equal to 4" in problem

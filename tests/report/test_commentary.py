@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from reportgen.errors import RenderError
+from reportgen.project.formats import pct
 from reportgen.report.commentary import (
     UnknownPlaceholder,
     environment,
     markdown_to_html,
-    pct,
     render_bounded,
     render_commentary,
     share,
@@ -27,6 +27,12 @@ def test_placeholders_are_filled_and_formatted():
     text = fill('{{ runs["relu-30x100"].val_accuracy | pct }} with {{ runs["relu-30x100"].params | num }}')
     assert text == "97.01% with 27,660"
     assert pct(0.5, 0) == "50%"
+
+
+def test_pct_prints_the_projects_percent_digits_unless_a_placeholder_gives_its_own():
+    one = {**CONTEXT, "percent_digits": 1}
+    source = '{{ runs["relu-30x100"].val_accuracy | pct }} or {{ runs["relu-30x100"].val_accuracy | pct(3) }}'
+    assert render_bounded(environment(), source, "c.md", one, NAMES) == "97.0% or 97.012%"
 
 
 def test_typo_fails_naming_file_line_and_the_nearest_name():

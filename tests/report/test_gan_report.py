@@ -197,6 +197,11 @@ def test_gan_run_shows_losses_sample_grids_log_and_measured_mode_collapse(built)
                      r"measured: the run finished no epoch", html)
     entries = {e["name"]: e for e in manifest(root)["experiments"]}
     assert entries["gan-nan"]["status"] == "diverged" and entries["gan"]["resumed"] == []
+    # Each figure's alt text says what the data shows: a screen reader hears the losses' path.
+    assert re.search(rf"alt=\"Two line charts of gan over 3 epochs\. Left, cross-entropy: the discriminator's "
+                     rf"from [0-9.]+ to {d_loss:.4f}", html)
+    assert re.search(r'alt="Left, stacked bars of the share of each of 10 classes among the images gan generated at '
+                     r'each of 3 epochs, as clf classifies them', html)
 
 
 def test_a_one_digit_generator_scores_one_class_with_the_trained_classifier(built):

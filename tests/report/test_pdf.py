@@ -107,3 +107,104 @@ def test_an_attachment_is_listed_under_the_title_the_project_gives_it(make_proje
     walk(reader.outline)
     assert "The proof, by hand" in titles and not any(t.startswith("Attached:") for t in titles)
     assert "The proof, by hand" in reader.pages[1].extract_text()  # the contents
+
+
+def _render(root, tmp_path, variant="tagged"):
+    collected, _ = context.collect(unbuilt(root, tmp_path / "cache"))
+    page = render.html(collected, root, root / "build")
+    render.pdf(page, root / "build" / "report.pdf", [s["attachment"] for s in collected["sections"] if s["attachment"]],
+               variant)
+    return root / "build" / "report.pdf", page
+
+
+def test_pdf_a_3b_and_pdf_ua_1_are_declared_in_the_metadata_and_stay_tagged(make_project, tmp_path):
+    import pikepdf
+
+    root = make_project({"experiments/project.toml": PROJECT, "experiments/1.toml": SECTION,
+                         "experiments/1.md": "Text.\n"})
+    path, _ = _render(root, tmp_path, "pdf/a-3b")
+    with pikepdf.open(path) as pdf:
+        with pdf.open_metadata() as xmp:
+            assert (xmp.get("pdfaid:part"), xmp.get("pdfaid:conformance")) == ("3", "B")
+            assert xmp.get("dc:title") == "Dense nets on digits"
+        assert pdf.pdf_version == "1.7" and "/ID" in pdf.trailer  # kept through the attachment merge
+        assert "/OutputIntents" in pdf.Root and pdf.Root.MarkInfo.Marked
+    path, _ = _render(root, tmp_path, "pdf/ua-1")
+    with pikepdf.open(path) as pdf:
+        with pdf.open_metadata() as xmp:
+            assert xmp.get("pdfuaid:part") == "1" and xmp.get("pdfaid:part") is None
+        assert pdf.Root.Lang == "en-GB" and pdf.Root.ViewerPreferences.DisplayDocTitle
+
+
+def _figures(pdf) -> list[str]:
+    """The alt text of every Figure element in the structure tree ("" where it has none)."""
+    import pikepdf
+
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, pikepdf.Array):
+            for kid in node:
+                walk(kid)
+        elif isinstance(node, pikepdf.Dictionary):
+            if node.get("/S") == "/Figure":
+                found.append(str(node.get("/Alt", "")))
+            if "/K" in node:
+                walk(node.K)
+
+    walk(pdf.Root.StructTreeRoot)
+    return found
+
+
+def test_an_attached_page_is_read_through_its_text_as_alt_and_its_drawing_is_an_artifact(make_project, tmp_path):
+    import pikepdf
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.figure import Figure
+
+    root = make_project({"experiments/project.toml": PROJECT, "experiments/1.toml": SECTION,
+                         "experiments/1.md": "The objective is $\\min_G V(G)$.\n",
+                         "experiments/2.toml": 'number = "2"\ntitle = "Theory"\nattach = "proof.pdf"\n'
+                                               'attach_title = "The proof, by hand"\n',
+                         "experiments/2.md": "See the proof.\n"})
+    with PdfPages(root / "experiments" / "proof.pdf") as out:
+        fig = Figure(figsize=(8.27, 11.7))
+        fig.text(0.1, 0.9, "Step one: fix the generator", fontsize=20)
+        out.savefig(fig)
+    path, _ = _render(root, tmp_path)
+    with pikepdf.open(path) as pdf:
+        alts = _figures(pdf)
+        assert "\\min_G V(G)" in alts  # a formula's alt text is its TeX
+        assert "The proof, by hand, page 1 of 1: Step one: fix the generator" in alts
+        assert all(alts)
+        # The attached drawing is merged as one marked artifact, on its own page and on no other.
+        drawn = [b"".join(c.read_bytes() for c in (p.obj.Contents if isinstance(p.obj.Contents, pikepdf.Array)
+                                                   else [p.obj.Contents])) for p in pdf.pages]
+        (page,) = [i for i, data in enumerate(drawn) if b"/Artifact BMC" in data]
+    assert "Step one: fix the generator" in PdfReader(path).pages[page].extract_text()
+
+
+def test_self_contained_html_carries_its_stylesheet_and_attachments_inline(make_project, tmp_path):
+    from pypdf import PdfWriter
+
+    root = make_project({"experiments/project.toml": PROJECT, "experiments/1.toml": SECTION,
+                         "experiments/1.md": "Text.\n",
+                         "experiments/2.toml": 'number = "2"\ntitle = "Theory"\nattach = "proof.pdf"\n',
+                         "experiments/2.md": "See the proof.\n"})
+    writer = PdfWriter()
+    writer.add_blank_page(595, 842)
+    with open(root / "experiments" / "proof.pdf", "wb") as f:
+        writer.write(f)
+    _, page = _render(root, tmp_path)
+    html = render.self_contained(page).read_text(encoding="utf-8")
+    assert "assets/" not in html and "<link" not in html
+    assert "<style>" in html and "@page" in html  # the stylesheet, whole
+    assert 'href="data:application/pdf;base64,JVBER' in html and 'download="2-proof.pdf"' in html
+
+
+def test_a_gan_training_view_without_a_result_says_so_instead_of_failing(make_project, tmp_path):
+    root = make_project({"experiments/project.toml": PROJECT,
+                         "experiments/1.toml": 'number = "1"\ntitle = "GAN"\n[[runs]]\nname = "gan"\nkind = "gan"\n'
+                                               '[[views]]\nkind = "gan_training"\nrun = "gan"\n',
+                         "experiments/1.md": "Text.\n"})
+    _, page = _render(root, tmp_path)
+    assert "No training of" in page.read_text(encoding="utf-8")
