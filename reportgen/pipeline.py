@@ -483,7 +483,9 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     removed: list[tuple[str, str]] = []
     html_path = render.html(context, session.project.root, out, removed)
     attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
-    refused = render.pdf(html_path, out / "report.pdf", attachments) if pdf else []
+    refused = render.pdf(html_path, out / "report.pdf", attachments, session.options.pdf_variant) if pdf else []
+    if session.options.self_contained:  # after the PDF, which is drawn from the page and its assets
+        render.self_contained(html_path)
     sources = sorted(p for d in (session.project.experiments_dir, session.project.root / "templates") if d.is_dir()
                      for p in d.rglob("*") if p.is_file() and not p.is_symlink()
                      and p.suffix in (".md", ".toml", ".j2", ".css", ".html"))

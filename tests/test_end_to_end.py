@@ -276,3 +276,81 @@ def test_results_export_has_one_row_per_experiment_with_metrics_and_configuratio
     assert [r["name"] for r in rows] == ["l2-0", "l2-0.001", "conv"]
     assert float(rows[0]["val_accuracy"]) == stored["final"]["val_accuracy"]
     assert rows[2]["kind"] == "cnn" and json.loads(rows[2]["config"])["blocks"][0]["filters"] == 4
+
+
+def test_every_figure_in_the_tagged_pdf_has_alt_text_written_from_its_data(built):
+    import pikepdf
+
+    root, _ = built
+    alts: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, pikepdf.Array):
+            for kid in node:
+                walk(kid)
+        elif isinstance(node, pikepdf.Dictionary):
+            if node.get("/S") == "/Figure":
+                alts.append(str(node.get("/Alt", "")))
+            if "/K" in node:
+                walk(node.K)
+
+    with pikepdf.open(root / "build" / "report.pdf") as pdf:
+        assert pdf.Root.MarkInfo.Marked and pdf.Root.Lang == "en" and pdf.Root.ViewerPreferences.DisplayDocTitle
+        walk(pdf.Root.StructTreeRoot)
+    assert len(alts) == 4 and all(alts)  # the four figures of the HTML, each with its alt text
+    results = {e["name"]: e for e in json.loads((root / "build" / "results.json").read_text())["experiments"]}
+    best = max(("l2-0", "l2-0.001"), key=lambda n: results[n]["val_accuracy"])  # the first, on a tie
+    scatter = next(a for a in alts if a.startswith("Scatter plot"))
+    assert f"the best is {best} at {results[best]['val_accuracy'] * 100:.2f}%" in scatter
+    grid = next(a for a in alts if a.startswith("Grid of the"))
+    assert "misclassified validation images (of 100) of conv" in grid and " read as " in grid
+
+
+def _browser():
+    """Debian's chromium, headless, through its chromedriver (.ci/run installs both)."""
+    import shutil as sh
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = sh.which("chromium"), sh.which("chromedriver")
+    assert binary and driver, "the browser checks need chromium and chromedriver on PATH (apt-get install " \
+                              "chromium chromium-driver)"
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.binary_location = binary
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+LOADED = """
+const images = [...document.images].filter(i => i.getClientRects().length);
+return {images: images.length, broken: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
+        overflow: document.documentElement.scrollWidth - window.innerWidth,
+        headings: [...document.querySelectorAll('h1, h2, h3')].map(h => parseFloat(getComputedStyle(h).fontSize)),
+        body: parseFloat(getComputedStyle(document.querySelector('p')).fontSize)};
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("self_contained", [False, True], ids=["with-assets", "self-contained"])
+def test_the_html_report_loads_every_image_and_never_scrolls_sideways_on_a_desktop_or_a_phone(runner, copy,
+                                                                                            self_contained):
+    args = ["render", "-C", str(copy)] + (["--self-contained"] if self_contained else [])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    page = copy / "build" / "report.html"
+    if self_contained:  # one file: it loads the same wherever it is moved to, without its folder
+        page = page.rename(copy / "moved.html")
+        assert "assets/" not in page.read_text()
+    browser = _browser()
+    try:
+        for width in (1280, 420):
+            browser.set_window_size(width, 900)
+            browser.get(page.as_uri())
+            seen = browser.execute_script(LOADED)
+            assert seen["images"] == 4 and seen["broken"] == [], (width, seen)
+            assert seen["overflow"] <= 0, f"the page scrolls sideways by {seen['overflow']} px at {width} px"
+            assert min(seen["headings"]) > seen["body"]  # no heading smaller than the text
+    finally:
+        browser.quit()

@@ -69,6 +69,14 @@ SchedulerOpt = Annotated[str | None, typer.Option(
 DeviceOpt = Annotated[str, typer.Option(
     "--device", metavar="<auto|cpu|gpu|gpu:N>", help="Where to train: auto (the backend's GPU when it sees one, "
     "else the CPU), cpu, gpu, or gpu:N (the GPU numbered N).")]
+PdfVariant = Literal["tagged", "pdf/ua-1", "pdf/a-3b"]  # settings.PdfVariant, without importing pydantic here
+PdfVariantOpt = Annotated[PdfVariant, typer.Option(
+    "--pdf-variant", help="tagged: a tagged PDF (structure, language, alt text) for screen readers; pdf/ua-1: "
+    "the same, declared PDF/UA-1 (accessible); pdf/a-3b: tagged and declared PDF/A-3b (archival: fonts and "
+    "colour profile embedded, XMP metadata).")]
+SelfContainedOpt = Annotated[bool, typer.Option(
+    "--self-contained", help="Write report.html as one file: stylesheet, figures and attachments inline, to "
+    "send or upload on its own.")]
 Precision = Literal["float32", "mixed_bfloat16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 PrecisionOpt = Annotated[Precision | None, typer.Option(
@@ -85,6 +93,8 @@ class Speed:
     scheduler: str | None = None
     device: str = "auto"
     precision: str | None = None
+    pdf_variant: PdfVariant = "tagged"  # not speed, but how the report is written: build and render share it
+    self_contained: bool = False
 
 
 def _version(value: bool) -> None:
@@ -151,7 +161,8 @@ def _options(project: Path, quick: bool | None, only: list[str] | None, force: b
     speed = speed or Speed()
     options = Options(root=project.resolve(), profile="quick" if quick else "full", only=only or [], force=force,
                       data_file=data_file, cache_dir=cache_dir, train_limit=limit_train, val_limit=limit_val,
-                      precision=speed.precision, jobs=speed.jobs, scheduler=speed.scheduler, env=Environment.read())
+                      precision=speed.precision, jobs=speed.jobs, scheduler=speed.scheduler, env=Environment.read(),
+                      pdf_variant=speed.pdf_variant, self_contained=speed.self_contained)
     return options.like_last_build(profile_given=quick is not None) if like_last_build else options
 
 
@@ -250,11 +261,12 @@ def build(
     strict: StrictOpt = False, dry_run: DryRunOpt = False, cache_dir: CacheOpt = None,
     limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None, jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    pdf_variant: PdfVariantOpt = "tagged", self_contained: SelfContainedOpt = False,
 ) -> None:
     """Train what is stale, reuse what is cached, and render build/report.html and report.pdf."""
     _train_and_render(project, quick, only, force, data_file, backend, strict, dry_run, cache_dir,
                       limit_train, limit_val, train=True, render=True, like_last_build=False,
-                      speed=Speed(jobs, scheduler, device, precision))
+                      speed=Speed(jobs, scheduler, device, precision, pdf_variant, self_contained))
 
 
 @app.command(cls=Command)
@@ -276,10 +288,12 @@ def render(
     project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
     backend: BackendOpt = None, strict: StrictOpt = False, cache_dir: CacheOpt = None,
     limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None,
+    pdf_variant: PdfVariantOpt = "tagged", self_contained: SelfContainedOpt = False,
 ) -> None:
     """Render the report from stored results only; never trains (missing runs are marked)."""
     _train_and_render(project, quick, None, False, data_file, backend, strict, False, cache_dir,
-                      limit_train, limit_val, train=False, render=True, like_last_build=True)
+                      limit_train, limit_val, train=False, render=True, like_last_build=True,
+                      speed=Speed(pdf_variant=pdf_variant, self_contained=self_contained))
 
 
 @app.command(cls=Command)

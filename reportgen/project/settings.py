@@ -18,6 +18,8 @@ from reportgen.errors import ReportgenError
 BUILD_DIR = "build"
 
 Precision = Literal["float32", "mixed_bfloat16"]  # how a run computes: --precision and `precision`
+# What report.pdf declares: tagged (always), and PDF/UA-1 or PDF/A-3b conformance where asked for.
+PdfVariant = Literal["tagged", "pdf/ua-1", "pdf/a-3b"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 MNIST_ENV = "REPORTGEN_MNIST"  # Keras' mnist.npz, read instead of downloading
@@ -141,6 +143,8 @@ class Options:
     jobs: int = 1  # experiments trained at once in local worker processes
     scheduler: str | None = None  # a Dask scheduler's address: train there instead (else REPORTGEN_SCHEDULER)
     env: Environment = field(default_factory=Environment)
+    pdf_variant: PdfVariant = "tagged"  # --pdf-variant
+    self_contained: bool = False  # --self-contained: report.html with its stylesheet and figures inline
 
     @property
     def out(self) -> Path:
