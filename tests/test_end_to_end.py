@@ -152,7 +152,7 @@ def test_details_inline_or_none_as_a_section_says(runner, copy):
     assert result.exit_code == 0, result.output
     html = (copy / "build" / "report.html").read_text()
     section_1 = html[html.index('id="sec-1"'):html.index('id="sec-2"')]
-    assert 'id="run-l2-0"' in section_1 and "Learning curves of l2-0" in section_1  # inline, with its figure
+    assert 'id="run-l2-0"' in section_1 and "Two line charts of l2-0 over" in section_1  # inline, with its figure
     assert 'id="appendix"' not in html  # no section has its runs there
     assert 'id="run-conv"' not in html and 'href="#run-conv"' not in html  # none: no entry, nothing links to one
 
