@@ -27,7 +27,7 @@ from reportgen.project.data import load_source
 from reportgen.project.dataset import sample, subset
 from reportgen.project.settings import Options
 from reportgen.report import context as report_context
-from reportgen.report import lock, render
+from reportgen.report import freshness, lock, render
 from reportgen.train import machine, store
 from reportgen.train.machine import backend_name, check_environment, cpu_threads, versions
 from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, Task, draining
@@ -35,7 +35,7 @@ from reportgen.train.plan import Planned, Session
 from reportgen.train.progress import RunBar, TrainingProgress
 from reportgen.train.result import GanResult, ModeCollapseResult
 from reportgen.train.run import classify, train
-from reportgen.views import analysis, mode_collapse
+from reportgen.views import analysis, figures, mode_collapse
 
 # --- stage 1-3: read specs, load data, compute every key -------------------------------------------
 
@@ -476,10 +476,18 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     out.mkdir(parents=True, exist_ok=True)
     files.sweep_temp_files(out)  # left by a build killed while writing
     files.sweep_temp_files(session.project.experiments_dir)
-    # Figures are regenerated from results every time: stale ones from removed runs must go.
-    shutil.rmtree(out / "assets", ignore_errors=True)
     find_measures(session)
-    context, warnings = report_context.collect(session)
+    last = session.options.last_build()
+    if freshness.current(session, last, pdf):  # nothing it is made from changed: leave it as it is
+        return {"html": out / "report.html", "pdf": out / "report.pdf" if pdf else None, "current": True,
+                "warnings": list(last.get("warnings") or []), "refusals": list(last.get("refused") or []),
+                "manifest": last}
+    # The assets are written afresh: figures of removed runs must go (unchanged ones are copied from
+    # the figure cache, not redrawn).
+    shutil.rmtree(out / "assets", ignore_errors=True)
+    # Figures whose data, settings and drawing code did not change are copied, not redrawn.
+    with figures.cached(out / freshness.FIGURE_CACHE):
+        context, warnings = report_context.collect(session)
     removed: list[tuple[str, str]] = []
     html_path = render.html(context, session.project.root, out, removed)
     attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
@@ -495,9 +503,11 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     results = results_table(session)
     files.write_atomic(out / "results.json", json.dumps(results, indent=1).encode())
     files.write_atomic(out / "results.csv", results_csv(results).encode())
+    # What the files were rendered from, and their hash: the next build leaves them be when both hold.
+    data["rendered_from"] = {"inputs": freshness.inputs_hash(session, pdf), "outputs": freshness.outputs_hash(out)}
     files.write_atomic(out / "manifest.json", json.dumps(data, indent=1).encode())
     return {"html": html_path, "pdf": out / "report.pdf" if pdf else None, "warnings": warnings,
-            "refusals": refusals, "manifest": data}
+            "refusals": refusals, "manifest": data, "current": False}
 
 
 # What results.csv has per experiment, in this order; results.json has these and the histories.

@@ -164,6 +164,26 @@ def test_rebuild_with_nothing_changed_trains_nothing(runner, copy):
     assert all(e["cache_hit"] for e in manifest(copy)["experiments"])
 
 
+def test_a_report_whose_inputs_did_not_change_is_not_written_again_and_any_change_rewrites_it(runner, copy):
+    assert build(runner, copy).exit_code == 0  # rendered here, in this folder
+    pdf, html = copy / "build/report.pdf", copy / "build/report.html"
+    stamps = (pdf.stat().st_mtime_ns, html.stat().st_mtime_ns)
+    result = build(runner, copy)
+    assert "up to date: nothing it is made from changed" in result.output
+    assert (pdf.stat().st_mtime_ns, html.stat().st_mtime_ns) == stamps
+    # Each of these is a change the report is made from, or damage to what was written: it renders again.
+    changes = [lambda: (copy / "templates").mkdir() or (copy / "templates/style.css").write_text("p { color: red }"),
+               lambda: pdf.unlink(),
+               lambda: (copy / "build/assets/style.css").write_text("tampered"),
+               lambda: (copy / "experiments/1-dense.md").write_text("Rewritten.\n")]
+    for change in changes:
+        change()
+        result = runner.invoke(app, ["render", "-C", str(copy)])
+        assert result.exit_code == 0 and "up to date" not in result.output, result.output
+        assert "up to date" in runner.invoke(app, ["render", "-C", str(copy)]).output
+    assert "Rewritten." in html.read_text() and pdf.is_file()
+
+
 def test_commentary_change_retrains_nothing_and_shows_the_new_text(runner, copy):
     (copy / "experiments/2-conv.md").write_text("Edited: {{ runs['conv'].params | num }} parameters.\n")
     result = build(runner, copy)

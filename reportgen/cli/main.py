@@ -223,7 +223,9 @@ def _train_and_render(project: Path, quick: bool | None, only: list[str] | None,
                 console.print(f"[yellow]Warning:[/yellow] {escape(refusal)}", soft_wrap=True)
             for warning in outcome["warnings"]:
                 console.print(f"[yellow]Warning:[/yellow] {escape(warning)}", soft_wrap=True)
-            console.print(f"Report: {outcome['html']}\n        {outcome['pdf']}")
+            console.print(f"Report: {outcome['html']}\n        {outcome['pdf']}"
+                          + ("\n        up to date: nothing it is made from changed, so it was not written again"
+                             if outcome.get("current") else ""))
         console.print(f"Done in {time.perf_counter() - started:.1f} s.")
         if failed:
             console.print(f"[red]{len(failed)} experiment(s) failed[/red]: "

@@ -81,7 +81,7 @@ def _section(section: Section, g: _Gathered) -> dict[str, Any]:
                      if entry is not None and g.facts[name].get("kind") != "gan"}
         if histories:
             name = f"curves-{section.slug}.svg"
-            figures.save_svg(figures.curves_grid(histories), g.assets / name)
+            figures.save(g.assets / name, figures.curves_grid, histories)
             curves = {"figure": f"assets/{name}", "runs": list(histories),
                       "alt": describe.curves_grid(histories, g.session.project.percent_digits)}
     html, warning, stale = _commentary(section, views, view_facts, g)
@@ -119,7 +119,7 @@ def _run_item(exp: Experiment, g: _Gathered, figures_shown: bool = False) -> dic
                     epochs=_history_rows(result.history), cache_hit=p.cache_hit)
         if details == "inline":
             curves = f"curves-{exp.name}.svg"
-            figures.save_svg(figures.learning_curves(exp.name, result.history), g.assets / curves)
+            figures.save(g.assets / curves, figures.learning_curves, exp.name, result.history)
             item.update(curves=f"assets/{curves}",
                         curves_alt=describe.learning_curves(exp.name, result.history, g.session.project.percent_digits))
     elif p.error:

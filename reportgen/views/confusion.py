@@ -37,8 +37,7 @@ class Kind(ViewKind[Settings]):
             return Collected({"run": settings.run, "diverged": True})
         measured = analysis.confusion(inputs.validation_labels, miss.indices, miss.predicted, inputs.classes)
         measured["run"] = settings.run
-        figures.save_svg(figures.confusion(measured["matrix"], inputs.classes, settings.run),
-                         inputs.assets / inputs.figure)
+        figures.save(inputs.assets / inputs.figure, figures.confusion, measured["matrix"], inputs.classes, settings.run)
         alt = describe.confusion(settings.run, measured["matrix"], inputs.classes, inputs.percent_digits)
         return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "run": settings.run, "alt": alt},
                          measured)

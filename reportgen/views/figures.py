@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
+import hashlib
 import io
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,89 @@ def _plt() -> Any:
         "grid.alpha": 0.3,
     })
     return plt
+
+
+# --- drawn once: a figure drawn from the same arguments by the same code is copied, not redrawn ----
+
+_CACHE: contextvars.ContextVar[FigureCache | None] = contextvars.ContextVar("figure_cache", default=None)
+
+
+class FigureCache:
+    """SVGs by the hash of what drew them: the drawing function, this module's source, matplotlib's
+    version and every argument (arrays by their bytes). A render that redraws nothing but what
+    changed copies the rest; `prune` drops what the last render did not use."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.used: set[str] = set()
+        self.drawn = 0
+
+    def prune(self) -> None:
+        for path in self.folder.glob("*.svg"):
+            if path.stem not in self.used:
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def cached(folder: Path) -> Iterator[FigureCache]:
+    """Within this block, `save` reuses figures drawn into `folder` before (made if missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = FigureCache(folder)
+    token = _CACHE.set(cache)
+    try:
+        yield cache
+    finally:
+        _CACHE.reset(token)
+    cache.prune()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Add a value to a hash by its content, whatever its type (a repr would cut arrays short)."""
+    if isinstance(value, np.ndarray):
+        digest.update(f"nd{value.dtype.str}{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, Mapping):
+        digest.update(b"{")
+        for k in sorted(value, key=str):
+            _feed(digest, str(k))
+            _feed(digest, value[k])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    elif hasattr(value, "model_dump"):
+        _feed(digest, value.model_dump(mode="json"))
+    else:
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+@functools.cache
+def _code_version() -> str:
+    from importlib import metadata
+
+    source = Path(__file__).read_bytes()
+    versions = [metadata.version(p) for p in ("matplotlib", "adjustText")]
+    return hashlib.sha256(source + repr(versions).encode()).hexdigest()
+
+
+def save(path: Path, draw: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Write draw(*args, **kwargs) to path as SVG; inside `cached`, copy it when the same function
+    drew it from the same arguments before."""
+    cache = _CACHE.get()
+    if cache is None:
+        save_svg(draw(*args, **kwargs), path)
+        return
+    digest = hashlib.sha256(f"{_code_version()}{draw.__module__}.{draw.__qualname__}".encode())
+    _feed(digest, (args, kwargs))
+    key = digest.hexdigest()[:32]
+    stored = cache.folder / f"{key}.svg"
+    cache.used.add(key)
+    if not stored.is_file():
+        save_svg(draw(*args, **kwargs), stored)
+        cache.drawn += 1
+    shutil.copyfile(stored, path)
 
 
 def save_svg(fig: Any, path: Path) -> None:

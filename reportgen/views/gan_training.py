@@ -55,19 +55,19 @@ def draw(name: str, entry: Entry[Any], assets: Path, final: int = 36, digits: in
     samples = entry.arrays()["samples"]
     item: dict[str, Any] = {"losses": None, "progress": None, "final_samples": None}
     if history.get("epoch"):
-        figures.save_svg(figures.gan_losses(name, history), assets / f"gan-losses-{name}.svg")
+        figures.save(assets / f"gan-losses-{name}.svg", figures.gan_losses, name, history)
         item.update(losses=f"assets/gan-losses-{name}.svg", losses_alt=describe.gan_losses(name, history, digits))
     if len(samples):
         epochs = [int(e) for e in history["epoch"]]
         chosen = pick_epochs(epochs)
         rows = [samples[epochs.index(e)] for e in chosen]
-        figures.save_svg(figures.sample_progress(np.stack(rows), chosen), assets / f"gan-progress-{name}.svg")
+        figures.save(assets / f"gan-progress-{name}.svg", figures.sample_progress, np.stack(rows), chosen)
         item.update(progress=f"assets/gan-progress-{name}.svg", progress_epochs=chosen,
                     final_epoch=int(history["epoch"][-1]),
                     progress_alt=describe.sample_progress(name, chosen, min(figures.PROGRESS_PER_ROW, len(rows[0]))))
         if final:
             shown = samples[-1][:final]
-            figures.save_svg(figures.sample_grid(shown), assets / f"gan-samples-{name}.svg")
+            figures.save(assets / f"gan-samples-{name}.svg", figures.sample_grid, shown)
             item.update(final_samples=f"assets/gan-samples-{name}.svg", final_count=len(shown),
                         final_alt=describe.sample_grid(name, len(shown), int(history["epoch"][-1])))
     return item

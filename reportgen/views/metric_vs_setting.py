@@ -51,8 +51,8 @@ class Kind(ViewKind[Settings]):
         if not points:
             return Collected({"setting": settings.setting, "empty": bool(inputs.section_facts)})
         scale = scale_for([p["x"] for p in points], settings.scale)
-        figures.save_svg(figures.metric_vs_setting(points, settings.setting, settings.metric, scale, settings.group),
-                         inputs.assets / inputs.figure)
+        figures.save(inputs.assets / inputs.figure, figures.metric_vs_setting, points, settings.setting,
+                     settings.metric, scale, settings.group)
         pick = min if settings.metric in LOWER_IS_BETTER else max
         best = pick(points, key=lambda p: p["y"])
         measured = {"setting": settings.setting, "metric": settings.metric, "scale": scale, "points": points,

@@ -38,9 +38,8 @@ class Kind(ViewKind[Settings]):
         images = entry.arrays().get("misclassified_images")
         out: dict[str, Any] = {}
         if images is not None and len(images):
-            figures.save_svg(figures.misclassified_grid(images, miss.true, miss.predicted,
-                                                        miss.confidence, settings.count, inputs.classes),
-                             inputs.assets / inputs.figure)
+            figures.save(inputs.assets / inputs.figure, figures.misclassified_grid, images, miss.true, miss.predicted,
+                         miss.confidence, settings.count, inputs.classes)
             shown = min(settings.count, len(images))
             out.update(figure=f"assets/{inputs.figure}",
                        alt=describe.misclassified(settings.run, miss.true, miss.predicted, miss.confidence, shown,

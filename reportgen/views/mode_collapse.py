@@ -69,8 +69,8 @@ class Kind(ViewKind[Settings]):
             settings.diversity_samples, len(inputs.classes))
         measured.update(run=settings.run, classifier=settings.classifier,
                         classifier_accuracy=inputs.facts[settings.classifier].get("val_accuracy"))
-        figures.save_svg(figures.mode_collapse(measured["rows"], settings.classifier, inputs.classes),
-                         inputs.assets / inputs.figure)
+        figures.save(inputs.assets / inputs.figure, figures.mode_collapse, measured["rows"], settings.classifier,
+                     inputs.classes)
         rows = measured["rows"]
         listed = rows
         if settings.table_rows and len(rows) > settings.table_rows:

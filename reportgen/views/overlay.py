@@ -29,7 +29,7 @@ class Kind(ViewKind[Settings]):
         for metric in settings.metrics:
             name = f"{inputs.section}-overlay-{metric}.svg"
             groups = describe.coinciding(histories, metric)
-            figures.save_svg(figures.overlay(histories, metric, groups), inputs.assets / name)
+            figures.save(inputs.assets / name, figures.overlay, histories, metric, groups)
             figs.append({"metric": metric, "figure": f"assets/{name}", "coincide": describe.coincide_sentence(groups),
                          "alt": describe.overlay(histories, metric, groups, inputs.percent_digits)})
         return Collected({"figures": figs})

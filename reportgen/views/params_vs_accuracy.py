@@ -30,7 +30,7 @@ class Kind(ViewKind[Settings]):
         points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"]}
                   for f in section_facts if f.get("val_accuracy") is not None]
         if points:  # none when every run failed or diverged: nothing to draw
-            figures.save_svg(figures.params_vs_accuracy(points, settings.threshold), inputs.assets / inputs.figure)
+            figures.save(inputs.assets / inputs.figure, figures.params_vs_accuracy, points, settings.threshold)
             entry["figure"] = f"assets/{inputs.figure}"
             entry["alt"] = describe.params_vs_accuracy(points, settings.threshold, share(settings.threshold),
                                                        inputs.percent_digits)

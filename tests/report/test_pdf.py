@@ -176,10 +176,14 @@ def test_an_attached_page_is_read_through_its_text_as_alt_and_its_drawing_is_an_
         assert "\\min_G V(G)" in alts  # a formula's alt text is its TeX
         assert "The proof, by hand, page 1 of 1: Step one: fix the generator" in alts
         assert all(alts)
-        # The attached drawing is merged as one marked artifact, on its own page and on no other.
-        drawn = [b"".join(c.read_bytes() for c in (p.obj.Contents if isinstance(p.obj.Contents, pikepdf.Array)
-                                                   else [p.obj.Contents])) for p in pdf.pages]
-        (page,) = [i for i, data in enumerate(drawn) if b"/Artifact BMC" in data]
+        # The attached drawing is merged as one form marked as an artifact, on its own page and no other.
+        def artifacts(page) -> int:
+            drawn = pikepdf.unparse_content_stream(pikepdf.parse_content_stream(page))
+            forms = page.obj.Resources.get("/XObject", {}).items()
+            return sum(1 for name, f in forms if f.get("/Subtype") == "/Form" and f"{name} Do".encode() in drawn
+                       and f.read_bytes().startswith(b"/Artifact BMC"))
+
+        (page,) = [i for i, p in enumerate(pdf.pages) if artifacts(p)]
     assert "Step one: fix the generator" in PdfReader(path).pages[page].extract_text()
 
 

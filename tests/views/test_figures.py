@@ -181,3 +181,19 @@ def test_small_multiples_give_each_run_a_panel_on_one_scale_with_accuracy_as_per
     assert list(panels[1].get_lines()[1].get_ydata()) == [0.5, 0.6, 0.65]
     fig.canvas.draw()
     assert panels[0].get_yticklabels()[-1].get_text().endswith("%")
+
+
+def test_a_figure_drawn_from_the_same_arguments_is_copied_not_redrawn(tmp_path):
+    history = {"accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7], "loss": [1.0, 0.5], "val_loss": [1.1, 0.6]}
+    with figures.cached(tmp_path / "cache") as cache:
+        figures.save(tmp_path / "a.svg", figures.learning_curves, "run", history)
+        figures.save(tmp_path / "b.svg", figures.learning_curves, "run", dict(history))
+        assert cache.drawn == 1 and (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+        figures.save(tmp_path / "c.svg", figures.learning_curves, "run", {**history, "val_accuracy": [0.4, 0.71]})
+        assert cache.drawn == 2  # one value changed: drawn again
+    with figures.cached(tmp_path / "cache") as cache:
+        labels = ([1, 2], [3, 4], [0.9, 0.8], 2)
+        figures.save(tmp_path / "d.svg", figures.misclassified_grid, np.zeros((2, 28, 28)), *labels)
+        figures.save(tmp_path / "e.svg", figures.misclassified_grid, np.ones((2, 28, 28)), *labels)
+        assert cache.drawn == 2  # arrays count by their content
+    assert len(list((tmp_path / "cache").glob("*.svg"))) == 2  # what the last render did not use is gone
