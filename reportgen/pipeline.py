@@ -481,7 +481,7 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     if freshness.current(session, last, pdf):  # nothing it is made from changed: leave it as it is
         return {"html": out / "report.html", "pdf": out / "report.pdf" if pdf else None, "current": True,
                 "warnings": list(last.get("warnings") or []), "refusals": list(last.get("refused") or []),
-                "manifest": last}
+                "manifest": last, "attachments": list(last.get("attachments") or [])}
     # The assets are written afresh: figures of removed runs must go (unchanged ones are copied from
     # the figure cache, not redrawn).
     shutil.rmtree(out / "assets", ignore_errors=True)
@@ -490,7 +490,8 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
         context, warnings = report_context.collect(session)
     removed: list[tuple[str, str]] = []
     html_path = render.html(context, session.project.root, out, removed)
-    attachments = [s["attachment"] for s in context["sections"] if s["attachment"]]
+    attachments = [{"source": s["attachment"]["source"], "anchor": s["attachment"]["anchor"]}
+                   for s in context["sections"] if s["attachment"]]
     refused = render.pdf(html_path, out / "report.pdf", attachments, session.options.pdf_variant) if pdf else []
     if session.options.self_contained:  # after the PDF, which is drawn from the page and its assets
         render.self_contained(html_path)
@@ -504,10 +505,11 @@ def render_report(session: Session, pdf: bool = True, say: Callable[[str], None]
     files.write_atomic(out / "results.json", json.dumps(results, indent=1).encode())
     files.write_atomic(out / "results.csv", results_csv(results).encode())
     # What the files were rendered from, and their hash: the next build leaves them be when both hold.
+    data["attachments"] = attachments  # where `preview` finds them to draw the PDF after the page
     data["rendered_from"] = {"inputs": freshness.inputs_hash(session, pdf), "outputs": freshness.outputs_hash(out)}
     files.write_atomic(out / "manifest.json", json.dumps(data, indent=1).encode())
     return {"html": html_path, "pdf": out / "report.pdf" if pdf else None, "warnings": warnings,
-            "refusals": refusals, "manifest": data, "current": False}
+            "refusals": refusals, "manifest": data, "current": False, "attachments": attachments}
 
 
 # What results.csv has per experiment, in this order; results.json has these and the histories.

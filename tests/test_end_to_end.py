@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -374,3 +375,59 @@ def test_the_html_report_loads_every_image_and_never_scrolls_sideways_on_a_deskt
             assert min(seen["headings"]) > seen["body"]  # no heading smaller than the text
     finally:
         browser.quit()
+
+
+@pytest.mark.browser
+def test_preview_reloads_the_open_page_on_an_edit_shows_a_bad_edit_and_stops_on_ctrl_c(copy):
+    import http.client
+    import signal
+    import subprocess
+    import sys
+    import time
+    from urllib.parse import urlsplit
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = subprocess.Popen([sys.executable, "-m", "reportgen", "preview", "-C", str(copy)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "400"})
+    browser = None
+    try:
+        url = None
+        for line in server.stdout:  # the first build, then the address it serves on
+            if "Serving" in line:
+                url = re.search(r"http://127\.0\.0\.1:\d+/report\.html", line).group(0)
+                break
+        assert url, "preview printed no address"
+        browser = _browser()
+        browser.get(url)
+        body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
+        assert "Dense nets" in body() and "Live preview" in body()
+        browser.execute_script("window.loadedBefore = true")
+
+        (copy / "experiments/2-conv.md").write_text("A sentence written while the page is open.\n")
+        WebDriverWait(browser, 15).until(lambda _: "A sentence written while the page is open." in body())
+        assert browser.execute_script("return window.loadedBefore === undefined")  # the page reloaded itself
+
+        section = copy / "experiments/2-conv.toml"
+        good = section.read_text()
+        section.write_text(good + "\nepochs = \n")
+        WebDriverWait(browser, 15).until(lambda _: "could not be built" in body())
+        assert "2-conv.toml:" in body() and "invalid TOML" in body()
+        assert "A sentence written while the page is open." in body()  # the last good report stays
+
+        parts = urlsplit(url)
+        cached_figure = next((copy / "build" / ".figures").glob("*.svg")).name  # exists, but is not the report's
+        for path in ("/../experiments/2-conv.toml", "/%2e%2e/experiments/2-conv.toml", f"/.figures/{cached_figure}"):
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            connection.request("GET", path)
+            assert connection.getresponse().status == 404, path
+            connection.close()
+    finally:
+        if browser is not None:
+            browser.quit()
+        server.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = server.wait(30)
+    assert code == 130 and time.monotonic() - started < 30
+    assert not list((copy / "build").glob(".*.tmp"))  # nothing half-written left behind

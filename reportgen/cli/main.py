@@ -299,6 +299,41 @@ def render(
 
 
 @app.command(cls=Command)
+def preview(
+    project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
+    cache_dir: CacheOpt = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to serve on (0: a free one).")] = 0,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 lets other machines in.")]
+    = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    train: Annotated[bool, typer.Option("--train", help="Train runs without a result in the background; the page "
+                                        "updates as each lands.")] = False,
+) -> None:
+    """Serve the report on localhost and rebuild it as you edit: the open page reloads itself.
+
+    Watches experiments/ and templates/. A bad edit shows its error in the page, which keeps the last
+    good report; runs an edit makes stale are named in a banner (--train trains them). The PDF is
+    redrawn in the background after the page. Ctrl-C stops it."""
+    with _errors():
+        from reportgen.preview import Preview, bind, serve
+
+        options = _options(project, quick, None, False, data_file, cache_dir, None, None, like_last_build=True)
+        sock = bind(host, port)
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{sock.getsockname()[1]}/report.html"
+        live = Preview(options, train=train, say=_say)
+        live.start()
+        console.print(f"Serving {escape(str(options.out / 'report.html'))} at {url} (Ctrl-C stops)", soft_wrap=True)
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        serve(live, sock)
+        console.print("Stopped.")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command(cls=Command)
 def status(
     project: ProjectOpt = Path("."), quick: QuickOpt = None, data_file: DataFileOpt = None,
     backend: BackendOpt = None, cache_dir: CacheOpt = None,
