@@ -564,6 +564,9 @@ def review(session: Session, accept: Iterable[str] = ()) -> check.Review:
         scratch_session = dataclasses.replace(
             session, options=dataclasses.replace(session.options, build_dir=Path(scratch)), slots={}, measures={})
         find_measures(scratch_session)
-        context, _ = report_context.collect(scratch_session)
+        # The last build's figures are reused where they still hold (and left as they are).
+        built = session.options.out / freshness.FIGURE_CACHE
+        with figures.cached(built if built.is_dir() else Path(scratch) / freshness.FIGURE_CACHE, prune=False):
+            context, _ = report_context.collect(scratch_session)
         accepted = lock.record_slots(scratch_session, accept) if accept else []
     return check.review(session, context, scratch_session.slots, accept, accepted)

@@ -309,11 +309,10 @@ def preview(
     train: Annotated[bool, typer.Option("--train", help="Train runs without a result in the background; the page "
                                         "updates as each lands.")] = False,
 ) -> None:
-    """Serve the report on localhost and rebuild it as you edit: the open page reloads itself.
+    """Serve the report on localhost; each edit rebuilds it and the open page reloads.
 
-    Watches experiments/ and templates/. A bad edit shows its error in the page, which keeps the last
-    good report; runs an edit makes stale are named in a banner (--train trains them). The PDF is
-    redrawn in the background after the page. Ctrl-C stops it."""
+    Watches experiments/ and templates/. A bad edit shows its error above the last good report; stale
+    runs get a banner (--train trains them). The PDF follows in the background. Ctrl-C stops it."""
     with _errors():
         from reportgen.preview import Preview, bind, serve
 
@@ -407,8 +406,10 @@ def clean(
 
 
 @app.command(cls=Command)
-def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_file: DataFileOpt = None) -> None:
-    """Print the backend, library versions, devices and which data sets a build can use."""
+def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_file: DataFileOpt = None,
+           devices: Annotated[bool, typer.Option("--devices", help="Also load each installed backend and say what "
+                                                 "device it trains on (seconds per backend).")] = False) -> None:
+    """Print the backend, library versions, GPUs, data sets and cache; --devices asks each backend too."""
     from importlib import metadata
     from importlib.util import find_spec
 
@@ -442,16 +443,25 @@ def doctor(project: ProjectOpt = Path("."), backend: BackendOpt = None, data_fil
         console.print(f"[red]Problem:[/red] the Keras backend {chosen!r} is not installed; install it or pass "
                       "--backend with one that is.")
         raise typer.Exit(EXIT_ERROR)
-    device = device_info()
-    console.print(f"Device: {escape(device['name'])} ({device['kind']}, backend {device['backend']})"
-                  + (f"; {escape(device['note'])}" if device.get("note") else ""))
-    if chosen == "tensorflow":
-        from reportgen.train.machine import ONEDNN_ENV, onednn_enabled
+    if devices:
+        device = device_info()
+        console.print(f"Device: {escape(device['name'])} ({device['kind']}, backend {device['backend']})"
+                      + (f"; {escape(device['note'])}" if device.get("note") else ""))
+        if chosen == "tensorflow":
+            from reportgen.train.machine import ONEDNN_ENV, onednn_enabled
 
-        kernels = {True: "oneDNN", False: "Eigen", None: "unknown"}[onednn_enabled()]
-        console.print(f"TensorFlow CPU kernels: {kernels} ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, 'unset')}; "
-                      "recorded in each result, since other kernels give other last bits of the weights)")
-    _doctor_devices(chosen, device, options)
+            kernels = {True: "oneDNN", False: "Eigen", None: "unknown"}[onednn_enabled()]
+            console.print(f"TensorFlow CPU kernels: {kernels} ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV, 'unset')}; "
+                          "recorded in each result, since other kernels give other last bits of the weights)")
+        _doctor_devices(chosen, device, options)
+    else:
+        from reportgen.train.machine import cpu_threads, physical_gpus
+
+        present = physical_gpus()
+        console.print(f"GPUs the NVIDIA driver lists: {escape(', '.join(present)) if present else 'none'}")
+        console.print(f"CPU threads per run: {cpu_threads(options.env)}")
+        console.print("Devices each backend sees, bfloat16 and CPU kernels: not asked (loading a backend takes "
+                      "seconds); `reportgen doctor --devices` asks them.")
     found = local_mnist(options.mnist_file)
     if found is not None and found.is_file():
         console.print(f"Full MNIST: available from {escape(str(found))}")

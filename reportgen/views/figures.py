@@ -63,8 +63,9 @@ class FigureCache:
 
 
 @contextlib.contextmanager
-def cached(folder: Path) -> Iterator[FigureCache]:
-    """Within this block, `save` reuses figures drawn into `folder` before (made if missing)."""
+def cached(folder: Path, prune: bool = True) -> Iterator[FigureCache]:
+    """Within this block, `save` reuses figures drawn into `folder` before (made if missing); after
+    it, with `prune`, what the block did not use is removed."""
     folder.mkdir(parents=True, exist_ok=True)
     cache = FigureCache(folder)
     token = _CACHE.set(cache)
@@ -72,7 +73,8 @@ def cached(folder: Path) -> Iterator[FigureCache]:
         yield cache
     finally:
         _CACHE.reset(token)
-    cache.prune()
+    if prune:
+        cache.prune()
 
 
 def _feed(digest: Any, value: Any) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from reportgen.cli import app
 
-COMMANDS = ["init", "build", "run", "render", "status", "list", "clean", "doctor", "compare", "verify", "check"]
+COMMANDS = ["init", "build", "run", "render", "preview", "status", "list", "clean", "doctor", "compare", "verify", "check"]
 # A project of one small dense run.
 ONE_RUN = {"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\nkind = "mlp"\nhidden_layers = [4]\n'}
 
@@ -191,7 +191,7 @@ def test_clean_removes_build_and_keeps_the_cache_unless_asked(runner, make_proje
 def test_doctor_names_backend_versions_device_and_data(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # restored afterwards: doctor may set it
     missing = tmp_path / "nowhere" / "mnist.npz"
-    result = runner.invoke(app, ["doctor", "-C", str(tmp_path), "--data-file", str(missing)])
+    result = runner.invoke(app, ["doctor", "-C", str(tmp_path), "--data-file", str(missing), "--devices"])
     assert result.exit_code == 0, result.output
     assert "tensorflow (backend in use)" in result.output and "keras" in result.output
     assert "Device: " in result.output and "backend tensorflow" in result.output
