@@ -10,7 +10,8 @@ import pytest
 
 from reportgen.cli import app
 
-COMMANDS = ["init", "build", "run", "render", "preview", "status", "list", "clean", "doctor", "compare", "verify", "check"]
+COMMANDS = ["init", "build", "run", "render", "preview", "status", "list", "clean", "doctor", "compare", "verify",
+            "check"]
 # A project of one small dense run.
 ONE_RUN = {"experiments/a.toml": 'number = "1"\ntitle = "t"\n[[runs]]\nname = "a"\nkind = "mlp"\nhidden_layers = [4]\n'}
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from reportgen.cli import app
 from tests.conftest import THREE_NETS, write_project
 
-COMMANDS = ["init", "build", "run", "render", "preview", "status", "list", "clean", "doctor", "compare", "verify", "check"]
+COMMANDS = ["init", "build", "run", "render", "preview", "status", "list", "clean", "doctor", "compare", "verify",
+            "check"]
 DOCS = {(c.name or c.callback.__name__).rstrip("_"): inspect.cleandoc(c.callback.__doc__ or "")
         for c in app.registered_commands}
 
