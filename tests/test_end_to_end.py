@@ -302,22 +302,12 @@ def test_results_export_has_one_row_per_experiment_with_metrics_and_configuratio
 def test_every_figure_in_the_tagged_pdf_has_alt_text_written_from_its_data(built):
     import pikepdf
 
+    from tests.report.test_pdf import figure_alts
+
     root, _ = built
-    alts: list[str] = []
-
-    def walk(node) -> None:
-        if isinstance(node, pikepdf.Array):
-            for kid in node:
-                walk(kid)
-        elif isinstance(node, pikepdf.Dictionary):
-            if node.get("/S") == "/Figure":
-                alts.append(str(node.get("/Alt", "")))
-            if "/K" in node:
-                walk(node.K)
-
     with pikepdf.open(root / "build" / "report.pdf") as pdf:
         assert pdf.Root.MarkInfo.Marked and pdf.Root.Lang == "en" and pdf.Root.ViewerPreferences.DisplayDocTitle
-        walk(pdf.Root.StructTreeRoot)
+        alts = figure_alts(pdf)
     assert len(alts) == 4 and all(alts)  # the four figures of the HTML, each with its alt text
     results = {e["name"]: e for e in json.loads((root / "build" / "results.json").read_text())["experiments"]}
     best = max(("l2-0", "l2-0.001"), key=lambda n: results[n]["val_accuracy"])  # the first, on a tie

@@ -136,7 +136,7 @@ def test_pdf_a_3b_and_pdf_ua_1_are_declared_in_the_metadata_and_stay_tagged(make
         assert pdf.Root.Lang == "en-GB" and pdf.Root.ViewerPreferences.DisplayDocTitle
 
 
-def _figures(pdf) -> list[str]:
+def figure_alts(pdf) -> list[str]:
     """The alt text of every Figure element in the structure tree ("" where it has none)."""
     import pikepdf
 
@@ -172,7 +172,7 @@ def test_an_attached_page_is_read_through_its_text_as_alt_and_its_drawing_is_an_
         out.savefig(fig)
     path, _ = _render(root, tmp_path)
     with pikepdf.open(path) as pdf:
-        alts = _figures(pdf)
+        alts = figure_alts(pdf)
         assert "\\min_G V(G)" in alts  # a formula's alt text is its TeX
         assert "The proof, by hand, page 1 of 1: Step one: fix the generator" in alts
         assert all(alts)
