@@ -274,6 +274,8 @@ def make_fetcher(assets_dir: Path, refusals: list[tuple[str, str]]) -> Any:
     return AssetsOnly()
 
 
+FIGURE_CACHE = ".figures"  # inside the build folder, kept between renders (views/figures.cached)
+FIGURE_FORMS = Path(FIGURE_CACHE) / "forms"  # the figures as drawn for the PDF (figure_forms)
 MAX_ATTACHMENT_PAGES = 500
 MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
 
@@ -371,14 +373,18 @@ def locate_removed(removed: list[tuple[str, str]], files: list[Path]) -> list[st
 
 
 def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = None,
-        variant: str = "tagged") -> list[tuple[str, str]]:
+        variant: str = "tagged", reuse_figures: bool = True) -> list[tuple[str, str]]:
     """Render the HTML to PDF with WeasyPrint, merge attached PDFs into the pages the layout kept
     for them, and return the fetches that were refused. Always tagged; `variant` "pdf/ua-1" or
     "pdf/a-3b" also declares that conformance (WeasyPrint's variants: XMP metadata, and for PDF/A
-    the sRGB output intent and a document identifier)."""
+    the sRGB output intent and a document identifier). With `reuse_figures`, SVG figures are
+    drawn once and kept in build/.figures/forms/ (figure_forms); without, WeasyPrint draws each
+    in place, which gives the same pages more slowly."""
     import logging
 
     from weasyprint import HTML
+
+    from reportgen.report import figure_forms
 
     # WeasyPrint logs every refused fetch and unsupported CSS property as a warning; we report
     # refusals ourselves, once each, with what was asked for.
@@ -387,18 +393,22 @@ def pdf(html_path: Path, out: Path, attachments: list[dict[str, Any]] | None = N
     build_dir = html_path.parent
     fetcher = make_fetcher(build_dir / "assets", refusals)
     tmp = temp_name(out)  # swept by the next build if this process dies
+    images: dict[str, Any] = {}  # WeasyPrint's image cache, filled by the layout
+    forms: dict[str, Path] = {}
     try:
         document = HTML(string=html_path.read_text(encoding="utf-8"),
-                        base_url=build_dir.resolve().as_uri() + "/", url_fetcher=fetcher).render()
+                        base_url=build_dir.resolve().as_uri() + "/", url_fetcher=fetcher).render(cache=images)
         anchors = {name: i for i, page in enumerate(document.pages) for name in page.anchors}
+        if reuse_figures:
+            forms = figure_forms.install(images, build_dir / "assets", build_dir / FIGURE_FORMS, fetcher)
         # Tagged: headings, paragraphs, tables with header cells, figures with their alt text, the
         # document's language and title, for screen readers (WeasyPrint's own structure tree).
         document.write_pdf(tmp, pdf_tags=True, **({"pdf_variant": variant} if variant != "tagged" else {}))
     except Exception as exc:  # WeasyPrint raises many kinds; the user needs the message
         raise RenderError(f"PDF rendering failed: {type(exc).__name__}: {exc}", html_path) from exc
-    if attachments:
+    if attachments or forms:
         try:
-            _merge_attachments(tmp, anchors, attachments)
+            _merge(tmp, anchors, attachments or [], forms)
         except Exception:
             tmp.unlink(missing_ok=True)
             raise
@@ -428,18 +438,26 @@ def attachment_text(path: Path, limit: int = 4000) -> list[str]:
 ATTACHMENT_MARGIN_PT = 14 / 25.4 * 72  # @page attachment's top and bottom margin in style.css (14 mm)
 
 
-def _merge_attachments(path: Path, anchors: dict[str, int], attachments: list[dict[str, Any]]) -> None:
-    """Draw each attached page onto the blank page the layout reserved for it (scaled to fit
-    between the running header and the page number), so page numbers, the contents and the
-    bookmark (set by the stylesheet) stay right. Only the pages' drawing is taken, as a form
-    XObject: links, form fields and actions stay behind. The drawing is marked as an /Artifact:
-    the tagged PDF carries the page's text as the alt text of the Figure that stands for it
-    (attachment_text), so a screen reader reads it once and nothing is left untagged.
-    With qpdf (pikepdf), in a few hundredths of a second; the file's header (1.7 for PDF/UA-1 and
-    PDF/A-3b) and identifier are kept."""
+def _merge(path: Path, anchors: dict[str, int], attachments: list[dict[str, Any]],
+           forms: dict[str, Path]) -> None:
+    """Fill the figures' forms (figure_forms.fill), and draw each attached page onto the blank
+    page the layout reserved for it (scaled to fit between the running header and the page
+    number), so page numbers, the contents and the bookmark (set by the stylesheet) stay right.
+    Only the pages' drawing is taken, as a form XObject: links, form fields and actions stay
+    behind. The drawing is marked as an /Artifact: the tagged PDF carries the page's text as the
+    alt text of the Figure that stands for it (attachment_text), so a screen reader reads it once
+    and nothing is left untagged. With qpdf (pikepdf), in a few hundredths of a second; the
+    file's header (1.7 for PDF/UA-1 and PDF/A-3b) and identifier are kept."""
     import pikepdf
 
+    from reportgen.report import figure_forms
+
     with pikepdf.open(path, allow_overwriting_input=True) as pdf:
+        if forms:
+            try:
+                figure_forms.fill(pdf, forms)
+            except (pikepdf.PdfError, ValueError, KeyError, TypeError, OSError) as exc:
+                raise RenderError(f"figures could not be placed: {type(exc).__name__}: {exc}", path) from None
         for attachment in attachments:
             try:
                 with pikepdf.open(attachment["source"]) as source:

@@ -18,7 +18,9 @@ import pytest
 from pypdf import PdfReader
 
 from reportgen.cli import app
+from reportgen.report import render
 from tests.conftest import build_or_fail, copy_project, read_manifest, run_command, wait_for_checkpoint, write_project
+from tests.report.test_pdf import drawn_from_forms, same_pages
 
 pytestmark = pytest.mark.slow
 LIMITS = ["--limit-train", "1000", "--limit-val", "200"]
@@ -161,6 +163,17 @@ def test_attached_pdf_is_merged_at_its_section_with_bookmark_contents_entry_and_
     assert 'href="assets/attachments/2-theory-derivation.pdf"' in html
     assert (root / "build" / "assets" / "attachments" / "2-theory-derivation.pdf").read_bytes() == \
         (root / "experiments" / "derivation.pdf").read_bytes()
+
+
+def test_the_figures_drawn_once_give_the_pages_weasyprint_draws_in_place(built, tmp_path):
+    """report.pdf places each figure from build/.figures/forms; a render that draws every SVG in
+    place gives the same pages: count, text, contents, bookmarks, alt text and pixels."""
+    root, _ = built
+    direct = tmp_path / "direct.pdf"
+    render.pdf(root / "build" / "report.html", direct, manifest(root)["attachments"], reuse_figures=False)
+    kept = list((root / "build" / render.FIGURE_FORMS).glob("*.pdf"))
+    assert drawn_from_forms(root / "build" / "report.pdf") == len(kept) >= 5  # curves, samples, formulas
+    same_pages(root / "build" / "report.pdf", direct)
 
 
 def test_math_commentary_and_a_prose_only_section_are_in_the_report(built):

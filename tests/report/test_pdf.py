@@ -212,3 +212,57 @@ def test_a_gan_training_view_without_a_result_says_so_instead_of_failing(make_pr
                          "experiments/1.md": "Text.\n"})
     _, page = _render(root, tmp_path)
     assert "No training of" in page.read_text(encoding="utf-8")
+
+
+def same_pages(first, second) -> None:
+    """Two PDFs a reader cannot tell apart: page count, each page's text, the bookmarks, every
+    figure's alt text, and the pixels (pdfium at 144 dpi; edge pixels may round differently)."""
+    import numpy as np
+    import pikepdf
+    import pypdfium2
+
+    a, b = PdfReader(first), PdfReader(second)
+    assert len(a.pages) == len(b.pages)
+    assert [p.extract_text() for p in a.pages] == [p.extract_text() for p in b.pages]
+    assert [(o.title, a.get_destination_page_number(o)) for o in a.outline if not isinstance(o, list)] == \
+        [(o.title, b.get_destination_page_number(o)) for o in b.outline if not isinstance(o, list)]
+    with pikepdf.open(first) as x, pikepdf.open(second) as y:
+        assert figure_alts(x) == figure_alts(y)
+    for i, (x, y) in enumerate(zip(pypdfium2.PdfDocument(first), pypdfium2.PdfDocument(second), strict=True)):
+        one = np.asarray(x.render(scale=2).to_pil().convert("L"), dtype=float)
+        two = np.asarray(y.render(scale=2).to_pil().convert("L"), dtype=float)
+        assert one.shape == two.shape
+        inked = max(int((one < 128).sum()), int((two < 128).sum()), 1)
+        differ = int((np.abs(one - two) > 96).sum())
+        assert differ <= inked // 200, f"page {i + 1}: {differ} of {inked} drawn pixels differ"
+
+
+def drawn_from_forms(path) -> int:
+    """How many figures on the PDF's pages are drawn from the cached forms."""
+    import pikepdf
+
+    with pikepdf.open(path) as pdf:
+        return len({str(name) for page in pdf.pages for name in page.Resources.get("/XObject", {}).keys()
+                    if str(name).startswith("/RgFigure")})
+
+
+def test_figures_drawn_once_are_reused_and_give_the_pages_drawing_them_in_place_gives(make_project, tmp_path):
+    root = make_project({"experiments/project.toml": PROJECT, "experiments/1.toml": SECTION,
+                         "experiments/1.md": "Euler: $e^{i\\pi} + 1 = 0$, and $$\\sum_{k=1}^{n} k = n(n+1)/2$$\n"})
+    path, page = _render(root, tmp_path)
+    forms = root / "build" / render.FIGURE_FORMS
+    drawn = {p: p.stat().st_mtime_ns for p in forms.glob("*.pdf")}
+    assert len(drawn) == 2 and drawn_from_forms(path) == 2
+    direct = tmp_path / "direct.pdf"
+    render.pdf(page, direct, reuse_figures=False)
+    assert drawn_from_forms(direct) == 0
+    same_pages(path, direct)
+    # Rendered again: nothing is redrawn. One formula changed: it alone is drawn, the old one goes.
+    _render(root, tmp_path)
+    assert {p: p.stat().st_mtime_ns for p in forms.glob("*.pdf")} == drawn
+    (root / "experiments" / "1.md").write_text("Euler: $e^{i\\pi} = -1$, and $$\\sum_{k=1}^{n} k = n(n+1)/2$$\n")
+    path, page = _render(root, tmp_path)
+    now = {p: p.stat().st_mtime_ns for p in forms.glob("*.pdf")}
+    assert len(now) == 2 and len(set(now.items()) & set(drawn.items())) == 1
+    render.pdf(page, direct, reuse_figures=False)
+    same_pages(path, direct)
