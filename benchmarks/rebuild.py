@@ -7,7 +7,7 @@ interpreter's start and the imports count as a user waits for them:
   2. the same build again, nothing changed;
   3. one commentary sentence added: when report.html is rewritten, and when the command is done (PDF);
   4. the stylesheet changed (a project template);
-  5. one lambda of section 1.4 changed (that run retrains);
+  5. one lambda of section 1.4 changed, and the commentary that names its run (that run retrains);
   6. status, list, check and doctor.
 
 Each is printed in seconds and as a share of the build from empty. `--source DIR` runs another
@@ -34,8 +34,9 @@ def run(args: list[str], env: dict[str, str], watch: Path | None = None) -> tupl
     """Seconds the command took, seconds until `watch` was rewritten (None: not watched or never), output."""
     before = watch.stat().st_mtime_ns if watch is not None and watch.exists() else None
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "reportgen", *args], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    # Started outside any checkout: `python -m` puts the working folder first on sys.path.
+    process = subprocess.Popen([sys.executable, "-m", "reportgen", *args], env=env, cwd=env["TMPDIR"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = None
     while process.poll() is None:
         if watch is not None and seen is None and watch.exists() and watch.stat().st_mtime_ns != before:
@@ -87,6 +88,8 @@ def main() -> None:
         if "1e-8]" not in text:
             raise SystemExit("1.4-regularisation.toml has no strength 1e-8 to change")
         toml.write_text(text.replace("1e-8]", "2e-8]", 1))
+        prose = project / "experiments" / "1.4-regularisation.md"  # the commentary names the run
+        prose.write_text(prose.read_text().replace("l2-1e-08", "l2-2e-08"))
         step("one lambda changed (one run retrains)", build, html)
         for command in ("status", "list", "check"):
             step(command, [command, "-C", str(project)])
