@@ -107,6 +107,12 @@ class Preview:
         profile = "--quick" if self.options.profile == "quick" else "--full"
         command = [sys.executable, "-m", "reportgen", "run", "-C", str(self.options.root), profile,
                    "--cache-dir", str(self.options.cache_root)]
+        # Trained as the report's runs were (the last build's limits and precision), so that the
+        # results land under the keys this page looks for.
+        for flag, value in (("--limit-train", self.options.train_limit), ("--limit-val", self.options.val_limit),
+                            ("--precision", self.options.precision), ("--data-file", self.options.data_file)):
+            if value is not None:
+                command += [flag, str(value)]
         self._training = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.say(f"Training {len(self.stale)} run(s) in the background: {', '.join(self.stale)} "
                  f"(log: {self.out / 'preview-training.log'})")

@@ -421,3 +421,46 @@ def test_preview_reloads_the_open_page_on_an_edit_shows_a_bad_edit_and_stops_on_
         code = server.wait(30)
     assert code == 130 and time.monotonic() - started < 30
     assert not list((copy / "build").glob(".*.tmp"))  # nothing half-written left behind
+
+
+@pytest.mark.browser
+def test_preview_with_train_trains_a_stale_run_in_the_background_and_the_open_page_shows_its_result(copy):
+    import signal
+    import subprocess
+    import sys
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    section = copy / "experiments/1-dense.toml"
+    section.write_text(section.read_text().replace("[0.0, 0.001]", "[0.0, 0.002]"))  # l2-0.002 has no result
+    server = subprocess.Popen([sys.executable, "-m", "reportgen", "preview", "-C", str(copy), "--train"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "COLUMNS": "400"})
+    browser = None
+    try:
+        url = None
+        for line in server.stdout:
+            if "Serving" in line:
+                url = re.search(r"http://127\.0\.0\.1:\d+/report\.html", line).group(0)
+                break
+        assert url, "preview printed no address"
+        browser = _browser()
+        browser.get(url)
+        body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
+        banner = browser.find_elements(By.ID, "reportgen-stale")
+        if banner:  # the run may already have landed while the browser started
+            assert "l2-0.002" in banner[0].text and "training in the background" in banner[0].text
+        # The run trains in its own process with the last build's image limits, lands in the cache,
+        # and the open page reloads with it: no banner, and its row in the section's table.
+        WebDriverWait(browser, 240).until(lambda _: not browser.find_elements(By.ID, "reportgen-stale"))
+        row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "tr") if "l2-0.002" in r.text)
+        assert re.search(r"\d+\.\d\d%", row.text), row.text
+        assert "no result" not in body()
+    finally:
+        if browser is not None:
+            browser.quit()
+        server.send_signal(signal.SIGINT)
+        code = server.wait(60)
+    assert code == 130
+    assert "l2-0.002" in (copy / "build" / "preview-training.log").read_text()
