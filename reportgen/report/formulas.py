@@ -16,12 +16,23 @@ import io
 from typing import Any
 
 from reportgen.errors import RenderError
+from reportgen.views import figures
 
 INLINE_POINTS = 10.5  # the report's body text size
 DISPLAY_POINTS = 12.5
 MAX_FORMULA_CHARS = 500  # a long one takes mathtext about half a second
 MAX_FORMULAS = 200  # per commentary file
 MAX_SECONDS = 20.0  # drawing every formula of one commentary file
+
+
+@functools.cache
+def _version() -> str:
+    """What a formula's drawing depends on besides its TeX: this file and matplotlib's version."""
+    import hashlib
+    from importlib import metadata
+    from pathlib import Path
+
+    return hashlib.sha256(Path(__file__).read_bytes() + metadata.version("matplotlib").encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=256)
@@ -52,7 +63,9 @@ def image(tex: str, display: bool, file: str, line: int | None) -> str:
     if not tex:
         raise RenderError("empty formula ($$ with nothing between)", file, line)
     try:
-        svg, width, height, depth = _svg(tex, DISPLAY_POINTS if display else INLINE_POINTS)
+        # Kept in the build's figure cache: a build whose formulas did not change draws none.
+        svg, width, height, depth = figures.remembered("formula", _version(), _svg, tex,
+                                                       DISPLAY_POINTS if display else INLINE_POINTS)
     except Exception as exc:  # mathtext raises ValueError, and pyparsing errors on odd input
         message = " ".join(str(exc).split())
         raise RenderError(f"math that mathtext cannot draw: ${tex}$ ({message}); "

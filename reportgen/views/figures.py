@@ -7,12 +7,15 @@ import contextvars
 import functools
 import hashlib
 import io
+import json
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from reportgen.files import write_atomic
 
 DIGITS = tuple(str(i) for i in range(10))  # MNIST's class names, the default
 MIN_FONT = 8  # pt: the smallest text in a figure, at most ~10% shrunk to fit the page (no text under 7 pt)
@@ -57,7 +60,7 @@ class FigureCache:
         self.drawn = 0
 
     def prune(self) -> None:
-        for path in self.folder.glob("*.svg"):
+        for path in (*self.folder.glob("*.svg"), *self.folder.glob("*.json")):
             if path.stem not in self.used:
                 path.unlink(missing_ok=True)
 
@@ -124,6 +127,26 @@ def save(path: Path, draw: Callable[..., Any], *args: Any, **kwargs: Any) -> Non
         save_svg(draw(*args, **kwargs), stored)
         cache.drawn += 1
     shutil.copyfile(stored, path)
+
+
+def remembered(kind: str, version: str, compute: Callable[..., Any], *args: Any) -> Any:
+    """compute(*args), whose result is JSON data; inside `cached`, read back when a value of this
+    `kind` and `version` (of the code that computes it) was computed from the same arguments before. Formulas use
+    it, so that a build whose formulas did not change does not even import matplotlib."""
+    cache = _CACHE.get()
+    if cache is None:
+        return compute(*args)
+    digest = hashlib.sha256(f"{kind}:{version}".encode())
+    _feed(digest, args)
+    key = digest.hexdigest()[:32]
+    stored = cache.folder / f"{key}.json"
+    cache.used.add(key)
+    try:
+        return json.loads(stored.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        value = compute(*args)
+        write_atomic(stored, json.dumps(value).encode())
+        return value
 
 
 def save_svg(fig: Any, path: Path) -> None:

@@ -159,3 +159,23 @@ def test_commentary_answers_questions_about_epochs():
 
 def test_a_share_the_author_wrote_keeps_its_own_digits():
     assert (share(0.97), share(0.975), share(0.005), share(1e-4)) == ("97%", "97.5%", "0.5%", "0.01%")
+
+
+def test_a_formula_drawn_once_is_read_back_from_the_figure_cache_without_drawing_it_again(tmp_path, monkeypatch):
+    from reportgen.report import formulas
+    from reportgen.views import figures
+
+    with figures.cached(tmp_path / "figures") as cache:
+        first = formulas.image("e^{i\\pi} + 1 = 0", False, "1.md", 1)
+    assert len(list((tmp_path / "figures").glob("*.json"))) == 1 and "data:image/svg+xml" in first
+
+    def never(*_args):
+        raise AssertionError("drawn again")
+
+    monkeypatch.setattr(formulas, "_svg", never)
+    with figures.cached(tmp_path / "figures") as cache:
+        assert formulas.image("e^{i\\pi} + 1 = 0", False, "1.md", 1) == first
+    assert cache.used and len(list((tmp_path / "figures").glob("*.json"))) == 1
+    with figures.cached(tmp_path / "figures"):  # a build without the formula drops it
+        pass
+    assert not list((tmp_path / "figures").glob("*.json"))
