@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from reportgen.files import temp_name
+from reportgen.files import sweep_temp_files, temp_name
 
 FORMS = "forms"  # under the figure cache folder
 _NAME = "RgFigure"  # XObject names WeasyPrint's own never take
@@ -42,6 +42,7 @@ def install(images: dict[str, Any], assets: Path, folder: Path, fetcher: Any) ->
     from weasyprint.images import SVGImage
 
     folder.mkdir(parents=True, exist_ok=True)
+    sweep_temp_files(folder)  # left by a render that died while drawing
     root = assets.resolve()
     forms: dict[str, Path] = {}
     missing: dict[str, tuple[str, float, float]] = {}
