@@ -334,6 +334,14 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+def _served_at(server) -> str:
+    """The address a `reportgen preview` process prints after its first build."""
+    for line in server.stdout:
+        if "Serving" in line:
+            return re.search(r"http://127\.0\.0\.1:\d+/report\.html", line).group(0)
+    raise AssertionError("preview printed no address")
+
+
 LOADED = """
 const images = [...document.images].filter(i => i.getClientRects().length);
 return {images: images.length, broken: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
@@ -383,12 +391,7 @@ def test_preview_reloads_the_open_page_on_an_edit_shows_a_bad_edit_and_stops_on_
                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "400"})
     browser = None
     try:
-        url = None
-        for line in server.stdout:  # the first build, then the address it serves on
-            if "Serving" in line:
-                url = re.search(r"http://127\.0\.0\.1:\d+/report\.html", line).group(0)
-                break
-        assert url, "preview printed no address"
+        url = _served_at(server)
         browser = _browser()
         browser.get(url)
         body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
@@ -439,12 +442,7 @@ def test_preview_with_train_trains_a_stale_run_in_the_background_and_the_open_pa
                               env={**os.environ, "COLUMNS": "400"})
     browser = None
     try:
-        url = None
-        for line in server.stdout:
-            if "Serving" in line:
-                url = re.search(r"http://127\.0\.0\.1:\d+/report\.html", line).group(0)
-                break
-        assert url, "preview printed no address"
+        url = _served_at(server)
         browser = _browser()
         browser.get(url)
         body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
