@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -334,12 +335,36 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def _served_at(server) -> str:
-    """The address a `reportgen preview` process prints after its first build."""
-    for line in server.stdout:
-        if "Serving" in line:
-            return re.search(r"http://127\.0\.0\.1:\d+/report\.html", line).group(0)
-    raise AssertionError("preview printed no address")
+@contextlib.contextmanager
+def _previewing(root: Path, *args: str, stop_within: float = 30):
+    """`reportgen preview` in a process of its own, and a headless browser on the page it serves.
+    Yields a dict with the page's "url" and the "browser"; on leaving, the browser closes, the
+    process gets Ctrl-C, and the dict gains its exit "code" and the "stop_seconds" it took."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = subprocess.Popen([sys.executable, "-m", "reportgen", "preview", "-C", str(root), *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "COLUMNS": "400"})
+    live: dict = {}
+    try:
+        for line in server.stdout:  # the first build, then the address it serves on
+            if "Serving" in line:
+                live["url"] = re.search(r"http://127\.0\.0\.1:\d+/report\.html", line).group(0)
+                break
+        assert "url" in live, "preview printed no address"
+        live["browser"] = _browser()
+        live["browser"].get(live["url"])
+        yield live
+    finally:
+        if "browser" in live:
+            live["browser"].quit()
+        server.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        live["code"] = server.wait(stop_within)
+        live["stop_seconds"] = time.monotonic() - started
 
 
 LOADED = """
@@ -378,22 +403,13 @@ def test_the_html_report_loads_every_image_and_never_scrolls_sideways_on_a_deskt
 @pytest.mark.browser
 def test_preview_reloads_the_open_page_on_an_edit_shows_a_bad_edit_and_stops_on_ctrl_c(copy):
     import http.client
-    import signal
-    import subprocess
-    import sys
-    import time
     from urllib.parse import urlsplit
 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server = subprocess.Popen([sys.executable, "-m", "reportgen", "preview", "-C", str(copy)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "400"})
-    browser = None
-    try:
-        url = _served_at(server)
-        browser = _browser()
-        browser.get(url)
+    with _previewing(copy) as live:
+        browser, url = live["browser"], live["url"]
         body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
         assert "Dense nets" in body() and "Live preview" in body()
         browser.execute_script("window.loadedBefore = true")
@@ -416,35 +432,19 @@ def test_preview_reloads_the_open_page_on_an_edit_shows_a_bad_edit_and_stops_on_
             connection.request("GET", path)
             assert connection.getresponse().status == 404, path
             connection.close()
-    finally:
-        if browser is not None:
-            browser.quit()
-        server.send_signal(signal.SIGINT)
-        started = time.monotonic()
-        code = server.wait(30)
-    assert code == 130 and time.monotonic() - started < 30
+    assert live["code"] == 130 and live["stop_seconds"] < 30
     assert not list((copy / "build").glob(".*.tmp"))  # nothing half-written left behind
 
 
 @pytest.mark.browser
 def test_preview_with_train_trains_a_stale_run_in_the_background_and_the_open_page_shows_its_result(copy):
-    import signal
-    import subprocess
-    import sys
-
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     section = copy / "experiments/1-dense.toml"
     section.write_text(section.read_text().replace("[0.0, 0.001]", "[0.0, 0.002]"))  # l2-0.002 has no result
-    server = subprocess.Popen([sys.executable, "-m", "reportgen", "preview", "-C", str(copy), "--train"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "COLUMNS": "400"})
-    browser = None
-    try:
-        url = _served_at(server)
-        browser = _browser()
-        browser.get(url)
+    with _previewing(copy, "--train", stop_within=60) as live:
+        browser = live["browser"]
         body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
         banner = browser.find_elements(By.ID, "reportgen-stale")
         if banner:  # the run may already have landed while the browser started
@@ -455,10 +455,5 @@ def test_preview_with_train_trains_a_stale_run_in_the_background_and_the_open_pa
         row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "tr") if "l2-0.002" in r.text)
         assert re.search(r"\d+\.\d\d%", row.text), row.text
         assert "no result" not in body()
-    finally:
-        if browser is not None:
-            browser.quit()
-        server.send_signal(signal.SIGINT)
-        code = server.wait(60)
-    assert code == 130
+    assert live["code"] == 130
     assert "l2-0.002" in (copy / "build" / "preview-training.log").read_text()
