@@ -19,7 +19,6 @@ from urllib.parse import unquote, urlsplit
 
 from reportgen.files import sweep_temp_files, temp_name
 
-FORMS = "forms"  # under the figure cache folder
 _NAME = "RgFigure"  # XObject names WeasyPrint's own never take
 _USE = b"/" + _NAME.encode() + rb"(\d+)\s+Do"
 
@@ -38,7 +37,7 @@ def install(images: dict[str, Any], assets: Path, folder: Path, fetcher: Any) ->
     not yet in `folder` (one WeasyPrint document, a page each) and drop those this report no
     longer uses. Returns the form names with the one-page PDF that fills each, for `fill` after
     write_pdf."""
-    from weasyprint import HTML, __version__
+    from weasyprint import __version__
     from weasyprint.images import SVGImage
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,13 +69,14 @@ def install(images: dict[str, Any], assets: Path, folder: Path, fetcher: Any) ->
         if old not in forms.values():
             old.unlink(missing_ok=True)
     if missing:
-        _draw_pages(missing, folder, fetcher, HTML)
+        _draw_pages(missing, folder, fetcher)
     return forms
 
 
-def _draw_pages(missing: dict[str, tuple[str, float, float]], folder: Path, fetcher: Any, html_class: Any) -> None:
+def _draw_pages(missing: dict[str, tuple[str, float, float]], folder: Path, fetcher: Any) -> None:
     """Draw each figure on a page of its size (CSS px), in one document, and keep each page."""
     import pikepdf
+    from weasyprint import HTML
 
     rules, body = [], []
     for i, (url, width, height) in enumerate(missing.values()):
@@ -88,7 +88,7 @@ def _draw_pages(missing: dict[str, tuple[str, float, float]], folder: Path, fetc
     sheet = folder / "drawing.pdf"
     tmp = temp_name(sheet)
     try:
-        html_class(string=source, url_fetcher=fetcher).write_pdf(tmp)
+        HTML(string=source, url_fetcher=fetcher).write_pdf(tmp)
         with pikepdf.open(tmp) as drawn:
             if len(drawn.pages) != len(missing):
                 raise ValueError(f"{len(drawn.pages)} page(s) drawn for {len(missing)} figure(s)")

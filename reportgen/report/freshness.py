@@ -11,15 +11,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from reportgen.report import render
 from reportgen.report.context import git_commit
+from reportgen.report.render import FIGURE_CACHE as FIGURE_CACHE  # where pipeline and preview look
 from reportgen.report.render import PACKAGE_TEMPLATES
 from reportgen.train.plan import Session
 
 # What draws and lays out the report: a new version of one may change it.
 RENDERERS = ("matplotlib", "weasyprint", "pydyf", "jinja2", "markdown-it-py", "mdit-py-plugins", "nh3", "pypdf",
              "adjustText")
-FIGURE_CACHE = render.FIGURE_CACHE
 
 
 def _files(folder: Path) -> list[Path]:
