@@ -44,7 +44,9 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
     project = spec.load_project(options.root, options.profile)
     if options.precision:
         project = spec.with_precision(project, options.precision)
-    selected = {e.name for e in spec.select(project, options.only)}
+    if options.repeats:
+        project = spec.with_repeats(project, options.repeats)
+    selected = {r.name for e in spec.select(project, options.only) for r in e.with_repeats()}
     data = load_source(project.data, project.root, options.mnist_file)
     if project.sample is not None:
         data = sample(data, *project.sample)
@@ -63,7 +65,7 @@ def open_session(options: Options, say: Callable[[str], None] = print) -> Sessio
 
     backend, vers = backend_name(), versions()
     planned = []
-    for exp in project.experiments:
+    for exp in project.trained:  # each repeat is trained and cached as an experiment of its own
         inputs = store.inputs_for(exp, project.experiments_dir, data.fingerprint, backend, vers)
         key = store.key_of(inputs)
         entry = results.get(key)
@@ -439,6 +441,7 @@ def manifest(session: Session, refusals: list[str], warnings: list[str]) -> dict
         "profile": session.project.profile,
         "limits": {"train": session.options.train_limit, "val": session.options.val_limit},
         "precision_override": session.options.precision,
+        "repeats_override": session.options.repeats,
         "backend": session.backend,
         "versions": session.versions,
         "devices": _distinct(r.device for r in results),

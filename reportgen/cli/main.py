@@ -77,6 +77,10 @@ PdfVariantOpt = Annotated[PdfVariant, typer.Option(
 SelfContainedOpt = Annotated[bool, typer.Option(
     "--self-contained", help="Write report.html as one file: stylesheet, figures and attachments inline, to "
     "send or upload on its own.")]
+RepeatsOpt = Annotated[int | None, typer.Option(
+    "--repeats", min=1, max=100, help="Train every run N times, each with its own seed derived from the run's, "
+    "overriding `repeats` in the experiment files; the report shows each metric's mean, spread and 95% "
+    "interval. Repeats already cached are not trained again.", show_default="each run's own repeats")]
 Precision = Literal["float32", "mixed_bfloat16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 PrecisionOpt = Annotated[Precision | None, typer.Option(
@@ -95,6 +99,7 @@ class Speed:
     precision: str | None = None
     pdf_variant: PdfVariant = "tagged"  # not speed, but how the report is written: build and render share it
     self_contained: bool = False
+    repeats: int | None = None  # --repeats: what the report is made of, so render and status follow a build's
 
 
 def _version(value: bool) -> None:
@@ -162,7 +167,7 @@ def _options(project: Path, quick: bool | None, only: list[str] | None, force: b
     options = Options(root=project.resolve(), profile="quick" if quick else "full", only=only or [], force=force,
                       data_file=data_file, cache_dir=cache_dir, train_limit=limit_train, val_limit=limit_val,
                       precision=speed.precision, jobs=speed.jobs, scheduler=speed.scheduler, env=Environment.read(),
-                      pdf_variant=speed.pdf_variant, self_contained=speed.self_contained)
+                      pdf_variant=speed.pdf_variant, self_contained=speed.self_contained, repeats=speed.repeats)
     return options.like_last_build(profile_given=quick is not None) if like_last_build else options
 
 
@@ -263,12 +268,12 @@ def build(
     strict: StrictOpt = False, dry_run: DryRunOpt = False, cache_dir: CacheOpt = None,
     limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None, jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    pdf_variant: PdfVariantOpt = "tagged", self_contained: SelfContainedOpt = False,
+    pdf_variant: PdfVariantOpt = "tagged", self_contained: SelfContainedOpt = False, repeats: RepeatsOpt = None,
 ) -> None:
     """Train what is stale, reuse what is cached, and render build/report.html and report.pdf."""
     _train_and_render(project, quick, only, force, data_file, backend, strict, dry_run, cache_dir,
                       limit_train, limit_val, train=True, render=True, like_last_build=False,
-                      speed=Speed(jobs, scheduler, device, precision, pdf_variant, self_contained))
+                      speed=Speed(jobs, scheduler, device, precision, pdf_variant, self_contained, repeats))
 
 
 @app.command(cls=Command)
@@ -278,11 +283,12 @@ def run(
     dry_run: DryRunOpt = False, cache_dir: CacheOpt = None,
     limit_train: LimitTrainOpt = None, limit_val: LimitValOpt = None, jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    repeats: RepeatsOpt = None,
 ) -> None:
     """Train what is stale into the cache, without rendering the report."""
     _train_and_render(project, quick, only, force, data_file, backend, False, dry_run, cache_dir,
                       limit_train, limit_val, train=True, render=False, like_last_build=False,
-                      speed=Speed(jobs, scheduler, device, precision))
+                      speed=Speed(jobs, scheduler, device, precision, repeats=repeats))
 
 
 @app.command(cls=Command)
@@ -378,6 +384,9 @@ def list_(project: ProjectOpt = Path("."), only: OnlyOpt = None, quick: QuickOpt
                          **exp.model.model_dump(mode="json", exclude_defaults=True, exclude={"kind"})}
                 if "regularizer" in shown and "strength" not in shown:  # a penalty of strength 0 is still one
                     shown["strength"] = getattr(exp.model, "strength", None)
+                repeats = options.repeats or exp.repeats
+                if repeats > 1:
+                    shown["repeats"] = repeats
                 table.add_row(escape(f"{section.number} {section.title}"), escape(exp.name),
                               exp.model.kind, escape(", ".join(f"{k}={v}" for k, v in shown.items())))
         console.print(table)

@@ -145,6 +145,7 @@ class Options:
     env: Environment = field(default_factory=Environment)
     pdf_variant: PdfVariant = "tagged"  # --pdf-variant
     self_contained: bool = False  # --self-contained: report.html with its stylesheet and figures inline
+    repeats: int | None = None  # --repeats: every run trained this many times
 
     @property
     def out(self) -> Path:
@@ -172,11 +173,13 @@ class Options:
     def like_last_build(self, profile_given: bool) -> Options:
         """These options, with what the last build made where the command line left it open: its
         profile (unless --quick or --full was given), its image limits and its --precision. render,
-        status, list and check use it to find the results that build stored."""
+        status, list and check use it to find the results that build stored (and its --repeats)."""
         last = self.last_build()
         limits = last.get("limits") or {}
         override = last.get("precision_override")
+        repeats = last.get("repeats_override")
         return replace(self, profile=self.profile if profile_given else str(last.get("profile", self.profile)),
                        train_limit=self.train_limit or limits.get("train"),
                        val_limit=self.val_limit or limits.get("val"),
-                       precision=self.precision or (override if override in PRECISIONS else None))
+                       precision=self.precision or (override if override in PRECISIONS else None),
+                       repeats=self.repeats or (repeats if isinstance(repeats, int) and repeats > 0 else None))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
 import itertools
 import math
 import re
@@ -31,6 +32,11 @@ from reportgen.project.views import registered as registered_views
 EXPERIMENTS_DIR = "experiments"
 PROJECT_FILE = "project.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# A run trained `repeats` times: repeat i > 1 is an experiment of its own, named "<run>#<i>" (a name
+# no run can take), with a seed derived from the run's; repeat 1 is the run itself, seed and all.
+REPEAT_MARK = "#"
+REPEATS_MAX = 100
+REPEATS = "repeats"
 # A section's label: "1.3", "A", "2b", "Appendix B". Dotted numbers also give its place; other
 # labels sort by `order`, and after the numbered sections (in file-name order) without one.
 SECTION_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,23}$")
@@ -240,8 +246,9 @@ def parse_model(settings: dict[str, Any]) -> AnyModel:
     its spec; raises pydantic's ValidationError."""
     return _MODEL_ADAPTER.validate_python(settings)
 CLASSIFIER_KINDS = ("mlp", "cnn", "custom")
-_KIND_FIELDS = {"mlp": set(MLPSpec.model_fields), "cnn": set(CNNSpec.model_fields),
-                "custom": set(CustomSpec.model_fields), "gan": set(GANSpec.model_fields)}
+# What a run of each kind may set: its model's settings, and how many times it is trained.
+_KIND_FIELDS = {"mlp": set(MLPSpec.model_fields) | {REPEATS}, "cnn": set(CNNSpec.model_fields) | {REPEATS},
+                "custom": set(CustomSpec.model_fields) | {REPEATS}, "gan": set(GANSpec.model_fields) | {REPEATS}}
 
 
 # --- section views: the figure or table that answers a section's question ---------------------
@@ -355,6 +362,26 @@ class Experiment:
     data: str
     source: Path
     swept: tuple[tuple[str, Any], ...] = ()  # the grid axes this run was expanded from, and its values
+    repeats: int = 1  # how many times the run is trained, each with its own seed
+    repeat: int = 1  # which of them this is: 1 is the run as declared
+
+    @property
+    def run(self) -> str:
+        """The declared run's name: the same for each of its repeats."""
+        return self.name.split(REPEAT_MARK)[0]
+
+    def repeated(self, i: int) -> Experiment:
+        """Repeat i (1-based) of this run: the run itself for 1, else named "<run>#<i>" with the seed
+        repeat_seed(seed, i). Its configuration, and so its cache key, is its own: raising `repeats`
+        trains only the repeats added, lowering it trains nothing."""
+        if i == 1:
+            return self
+        return replace(self, name=f"{self.run}{REPEAT_MARK}{i}", repeat=i,
+                       model=self.model.model_copy(update={"seed": repeat_seed(self.model.seed, i)}))
+
+    def with_repeats(self) -> list[Experiment]:
+        """Every repeat of this run, the run itself first."""
+        return [self.repeated(i) for i in range(1, self.repeats + 1)]
 
     @property
     def axes(self) -> dict[str, Any]:
@@ -378,7 +405,7 @@ class Experiment:
         config = self.config()
         model_keys = [k for k in config if k not in _Training.model_fields and k not in ("name", "data")]
         ordered = model_keys + list(_Training.model_fields) + ["data"]
-        lines = []
+        lines = [f"{REPEATS} = {self.repeats}"] if self.repeats > 1 else []
         for key in ordered:
             if key not in config:
                 continue
@@ -389,6 +416,14 @@ class Experiment:
             elif value is not None:
                 lines.append(f"{key} = {toml_value(value)}")
         return "\n".join(lines)
+
+
+def repeat_seed(seed: int, i: int) -> int:
+    """The seed of repeat i of a run whose seed is `seed`: the seed itself for the first repeat, else
+    32 bits of a hash of both, so that neighbouring seeds' repeats do not overlap."""
+    if i == 1:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"reportgen repeat {seed} {i}".encode()).digest()[:4], "big")
 
 
 # The rate each optimizer trains with when a run sets none (Keras 3's defaults), for the report.
@@ -430,7 +465,13 @@ class Project:
 
     @property
     def experiments(self) -> list[Experiment]:
+        """The declared runs (each run once, however many repeats it has)."""
         return [e for s in self.sections for e in s.experiments]
+
+    @property
+    def trained(self) -> list[Experiment]:
+        """What a build trains and caches: every repeat of every run, each run's first."""
+        return [r for e in self.experiments for r in e.with_repeats()]
 
     @property
     def experiments_dir(self) -> Path:
@@ -548,6 +589,17 @@ def _check_defaults(path: Path, defaults: dict[str, Any], problems: list[Problem
                                     f"model kind, one of {SETTINGS}"))
 
 
+def _origin(key: str, where: str, grid: dict[str, Any], run: dict[str, Any], section: dict[str, Any],
+            project: dict[str, Any]) -> str:
+    """Where a run's setting was written: its grid or its table, its section's or the project's defaults."""
+    top = key.split(".")[0].split("[")[0]
+    return (f"{where}.grid.{key}" if top in grid else
+            f"{where}.{key}" if top in run else
+            f"defaults.{key}" if top in section else
+            f"{PROJECT_FILE} defaults.{key}" if top in project else
+            f"{where}.{key}")
+
+
 def _expand_runs(
     path: Path, section: SectionFile, project_defaults: dict[str, Any], data: str,
     problems: list[Problem], used: set[str] | None = None, invalid: set[str] | None = None,
@@ -593,6 +645,10 @@ def _expand_runs(
             dropped = {name for _, name in unknown}
             settings = {k: v for k, v in settings.items() if k not in dropped}
             grid = {k: v for k, v in grid.items() if k not in dropped}
+        if REPEATS in grid:
+            problems.append(Problem(path, f"{where}.grid.{REPEATS}", "a number of trainings, not a grid axis: give "
+                                    f"`{REPEATS} = N` on the run (each repeat gets its own seed)"))
+            grid = {k: v for k, v in grid.items() if k != REPEATS}
         keys = list(grid)
         combos = list(itertools.product(*(grid[k] for k in keys))) if keys else [()]
         if keys and "{" not in table.name and len(combos) > 1:
@@ -642,24 +698,26 @@ def _expand_runs(
                 problems.append(Problem(path, f"{where}.name",
                                         f"names may hold letters, digits, '-', '_' and '.', got {name!r}"))
                 continue
+            tables = (where, values, settings, section.defaults, project_defaults)
+            repeats = merged.pop(REPEATS, 1)
+            if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= REPEATS_MAX:
+                problems.append(Problem(path, _origin(REPEATS, *tables), "expected a whole number of trainings "
+                                        f"from 1 to {REPEATS_MAX}, got {repeats!r} (run {name!r})"))
+                invalid.add(name)
+                continue
             try:
                 model = _MODEL_ADAPTER.validate_python(merged)
             except ValidationError as exc:
                 for p in _pydantic_problems(path, "", exc, tagged=True):
-                    top = p.key.split(".")[0].split("[")[0]
-                    origin = (f"{where}.grid.{p.key}" if top in values else
-                              f"{where}.{p.key}" if top in settings else
-                              f"defaults.{p.key}" if top in section.defaults else
-                              f"{PROJECT_FILE} defaults.{p.key}" if top in project_defaults else
-                              f"{where}.{p.key}")
-                    problems.append(Problem(path, origin, f"{p.message} (run {name!r})"))
+                    problems.append(Problem(path, _origin(p.key, *tables), f"{p.message} (run {name!r})"))
                 invalid.add(name)
                 continue
             if empty or dropped:
                 invalid.add(name)
                 continue
             experiments.append(Experiment(name=name, section=section.number or "", model=model, data=data,
-                                          source=path, swept=tuple((k, v) for k, v in values.items())))
+                                          source=path, swept=tuple((k, v) for k, v in values.items()),
+                                          repeats=repeats))
     return experiments
 
 
@@ -845,6 +903,15 @@ def with_precision(project: Project, precision: str) -> Project:
     sections = tuple(replace(s, experiments=tuple(
         replace(e, model=e.model.model_copy(update={"precision": precision})) for e in s.experiments))
         for s in project.sections)
+    return replace(project, sections=sections)
+
+
+def with_repeats(project: Project, repeats: int) -> Project:
+    """Every run trained `repeats` times (a build's --repeats), whatever its files say."""
+    if not 1 <= repeats <= REPEATS_MAX:
+        raise ReportgenError(f"--repeats {repeats}: expected a whole number of trainings from 1 to {REPEATS_MAX}")
+    sections = tuple(replace(s, experiments=tuple(replace(e, repeats=repeats) for e in s.experiments))
+                     for s in project.sections)
     return replace(project, sections=sections)
 
 

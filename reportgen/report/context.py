@@ -4,14 +4,18 @@ entry per section with its runs, views, figures and filled commentary, and the t
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from jinja2 import UndefinedError
 
 from reportgen import __version__
 from reportgen.project.spec import Experiment, Section
@@ -20,9 +24,10 @@ from reportgen.report.commentary import UnknownPlaceholder, render_commentary
 from reportgen.report.render import attachment_pages, attachment_text
 from reportgen.train import store
 from reportgen.train.plan import Planned, Session, rebuild_command
-from reportgen.train.result import GanResult
-from reportgen.views import analysis, describe, figures, gan_training
+from reportgen.train.result import ClassifierResult, GanResult
+from reportgen.views import analysis, describe, figures, gan_training, stats
 from reportgen.views.base import ViewInputs, lookup
+from reportgen.views.stats import Comparison
 
 
 def _history_rows(history: dict[str, list[float]]) -> list[dict[str, Any]]:
@@ -54,9 +59,17 @@ def collect(session: Session) -> tuple[dict[str, Any], list[str]]:
     by_name = {p.exp.name: p for p in session.planned}
     facts = {name: analysis.facts(p.entry.result, p.exp.config(), session.data.y_val, session.data.classes)
              for name, p in by_name.items() if p.entry is not None}
+    warnings = []
+    for exp in session.project.experiments:  # a run's facts are over its repeats: means with their spread
+        done = [facts[r.name] for r in exp.with_repeats() if r.name in facts]
+        if exp.name in facts:
+            facts[exp.name] = analysis.over_repeats(done)
+            if len(done) < exp.repeats:
+                warnings.append(f"{exp.name}: {len(done)} of its {exp.repeats} repeats have a result; its numbers "
+                                f"are over those {len(done)} (run `{rebuild_command(session)}` for the rest)")
     recorded = lock.read_lock(session.project.experiments_dir)["slots"].get(
         lock.lock_key(session.project.profile, session.data.name, session.data.fingerprint), {})
-    gathered = _Gathered(session, assets, by_name, facts, recorded, [])
+    gathered = _Gathered(session, assets, by_name, facts, recorded, warnings)
     sections = [_section(section, gathered) for section in session.project.sections]
     # The runs with an entry of their own (in the appendix or inline): their names link to it.
     detailed = sorted(e["name"] for s in sections if s["details"] != "none" for e in s["experiments"])
@@ -160,7 +173,9 @@ def _commentary(section: Section, views: list[dict[str, Any]], view_facts: dict[
                "project": {"title": session.project.title, "data": session.data.name,
                            "profile": session.project.profile, "train_size": len(session.data.y_train),
                            "validation_size": len(session.data.y_val)}}
-    known = list(g.by_name) + ["runs", "section", "project", "views"] + sorted(
+    comparisons: list[dict[str, str]] = []
+    context["compare"] = _comparer(g, comparisons)
+    known = list(g.by_name) + ["runs", "section", "project", "views", "compare"] + sorted(
         {k for f in g.facts.values() for k in f})
     quotes: list[str] = []
     try:
@@ -184,7 +199,9 @@ def _commentary(section: Section, views: list[dict[str, Any]], view_facts: dict[
         text = lock.text_hash(source)
         slot_key = lock.slot_key(section.number, section.commentary, session.project.experiments_dir)
         stale = lock.quote_changes(g.recorded.get(slot_key), text, quotes)
-        session.slots[slot_key] = {"text": text, "quotes": quotes, "section": section.number, "stale": bool(stale)}
+        turned = lock.comparison_changes(g.recorded.get(slot_key), text, comparisons)
+        session.slots[slot_key] = {"text": text, "quotes": quotes, "section": section.number, "stale": bool(stale),
+                                   "comparisons": comparisons, "turned": turned}
         if stale:
             warning = (f"{section.commentary}: written for earlier results (" + lock.some_changes(stale)
                        + f"); edit it, or run `reportgen check --accept {section.number}` if it still holds")
@@ -194,6 +211,44 @@ def _commentary(section: Section, views: list[dict[str, Any]], view_facts: dict[
         warning = warning.replace(f"{session.project.root}{os.sep}", "")
         g.warnings.append(warning)
     return html, warning, stale
+
+
+# What compare() may compare: a classifier's metrics and a GAN's final losses.
+COMPARABLE = ("val_accuracy", "accuracy", "val_loss", "loss", "best_val_accuracy", "d_loss", "g_loss")
+
+
+def _comparer(g: _Gathered, made: list[dict[str, str]]) -> Callable[..., Comparison]:
+    """The commentary's `compare(first, second, metric="val_accuracy")`: two runs on a metric, with
+    the difference's interval and p-value in words (stats.Comparison); each call is recorded in `made`,
+    so `check` can tell a sentence whose comparison has since changed sign or significance."""
+    digits = g.session.project.percent_digits
+
+    def compare(first: str, second: str, metric: str = "val_accuracy") -> Comparison:
+        if metric not in COMPARABLE:
+            raise ValueError(f"compare: metric {metric!r} is not one of {list(COMPARABLE)}")
+        values = []
+        for name in (first, second):
+            if name not in g.facts:  # a typo, or a run still without a result: said as for any placeholder
+                raise UndefinedError(f"compare: no result for run '{name}'")
+            repeats = g.facts[name].get("repeat_facts") or [g.facts[name]]
+            found = [f.get(metric) for f in repeats]
+            if not found or any(v is None or not math.isfinite(v) for v in found):
+                raise ValueError(f"compare: run {name!r} has no finite {metric} (it diverged, or its kind has none)")
+            values.append(found)
+        correct = None
+        entries = [g.by_name[n].entry for n in (first, second)]
+        results = [e.result for e in entries if e is not None]
+        if len(results) == 2 and all(isinstance(r, ClassifierResult) and r.misclassified.count
+                                     == len(r.misclassified.indices) for r in results):
+            a, b = (r.misclassified for r in results if isinstance(r, ClassifierResult))
+            if a.total == b.total and a.total > 0:
+                correct = (stats.correct(a.indices, a.total), stats.correct(b.indices, b.total))
+        made_now = stats.compare(first, second, metric, (values[0], values[1]), correct, digits)
+        made.append({"first": first, "second": second, "metric": metric, "verdict": made_now.verdict,
+                     "words": str(made_now)})
+        return made_now
+
+    return compare
 
 
 def _title_page(session: Session) -> dict[str, Any]:

@@ -63,6 +63,25 @@ def quote_changes(recorded: dict[str, Any] | None, text: str, quotes: list[str])
     return changes
 
 
+def comparison_changes(recorded: dict[str, Any] | None, text: str,
+                       comparisons: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The comparisons of an unedited slot whose sign or significance changed since it was recorded
+    (a sentence saying "higher, a real difference" may now be wrong): each with what it said then."""
+    if not recorded or recorded.get("text") != text:
+        return []
+    then = recorded.get("comparisons")
+    if not isinstance(then, list):
+        return []
+    turned = []
+    for old, new in zip(then, comparisons, strict=False):
+        if not isinstance(old, dict) or (old.get("first"), old.get("second"), old.get("metric")) != (
+                new["first"], new["second"], new["metric"]):
+            continue
+        if old.get("verdict") != new["verdict"]:
+            turned.append({**new, "then": str(old.get("verdict")), "words_then": str(old.get("words"))})
+    return turned
+
+
 def some_changes(changes: list[str], shown: int = 5) -> str:
     """The first few of a slot's changed values, and how many more there are."""
     more = len(changes) - shown
@@ -88,7 +107,8 @@ def record_slots(session: Session, accept: Iterable[str] = ()) -> list[str]:
     accepted = set(accept)
     lock = read_lock(session.project.experiments_dir)
     key = lock_key(session.project.profile, session.data.name, session.data.fingerprint)
-    chosen = {name: {"text": slot["text"], "quotes": slot["quotes"]} for name, slot in session.slots.items()
+    chosen = {name: {"text": slot["text"], "quotes": slot["quotes"], "comparisons": slot.get("comparisons", [])}
+              for name, slot in session.slots.items()
               if not slot["stale"] or slot["section"] in accepted}
     lock["slots"].setdefault(key, {}).update(chosen)
     write_lock(session.project.experiments_dir, lock)

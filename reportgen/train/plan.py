@@ -59,4 +59,5 @@ def rebuild_command(session: Session) -> str:
     flags += [f"--limit-train {options.train_limit}"] if options.train_limit else []
     flags += [f"--limit-val {options.val_limit}"] if options.val_limit else []
     flags += [f"--precision {options.precision}"] if options.precision else []
+    flags += [f"--repeats {options.repeats}"] if options.repeats else []
     return " ".join(["reportgen build", *flags])

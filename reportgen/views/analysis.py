@@ -6,6 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from reportgen.train.result import ClassifierResult, GanResult
+from reportgen.views.stats import measured
+
+# The facts a run's repeats are averaged on: each becomes a stats.Measured (the mean, with its spread).
+AVERAGED = ("val_accuracy", "accuracy", "val_loss", "loss", "best_val_accuracy", "first_val_accuracy", "misclassified",
+            "seconds_per_epoch", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "first_d_loss", "first_g_loss")
 
 
 def facts(result: ClassifierResult | GanResult, config: dict[str, Any], labels: Any = None,
@@ -19,6 +24,24 @@ def facts(result: ClassifierResult | GanResult, config: dict[str, Any], labels: 
     if labels is not None and classes and miss.total == len(labels) and len(miss.indices) == miss.count:
         measured = confusion(labels, miss.indices, miss.predicted, classes)
         out.update(precision=measured["precision"], recall=measured["recall"])  # runs["x"].recall["cat"]
+    return out
+
+
+def over_repeats(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's facts from those of its repeats (the first repeat first): each averaged fact the
+    mean over the repeats, with its spread (`.std`, `.ci`, `.n`, `.values`); precision and recall
+    per class averaged alike; the rest the first repeat's. `repeats` says how many there are,
+    `repeat_facts` holds each one's own facts."""
+    out = dict(repeats[0])
+    for key in AVERAGED:
+        if key in out:
+            out[key] = measured([f.get(key) for f in repeats])
+    for key in ("precision", "recall"):
+        if isinstance(out.get(key), dict):
+            out[key] = {c: measured([f[key].get(c) for f in repeats]) for c in out[key]}
+    out["repeats"] = len(repeats)
+    out["seeds"] = [f["config"].get("seed") for f in repeats]
+    out["repeat_facts"] = repeats
     return out
 
 

@@ -98,6 +98,8 @@ def _feed(digest: Any, value: Any) -> None:
         digest.update(b"]")
     elif hasattr(value, "model_dump"):
         _feed(digest, value.model_dump(mode="json"))
+    elif isinstance(value, float) and type(value) is not float:  # a mean over repeats: its values too
+        _feed(digest, (float(value), getattr(value, "values", ())))
     else:
         digest.update(f"{type(value).__name__}:{value!r};".encode())
 
