@@ -48,6 +48,13 @@ def pct(context: Any, value: Any, digits: int | None = None) -> str:
 share, num, fixed = formats.share, formats.num, formats.fixed
 
 
+@pass_context
+def spread(context: Any, value: Any, percent: bool = True) -> str:
+    """`{{ runs["x"].val_accuracy | spread }}`: mean ± standard deviation (95% CI) over the run's
+    repeats, with the project's `percent_digits`; `spread(false)` for a loss."""
+    return formats.spread(value, context.get("percent_digits", formats.PERCENT_DIGITS), percent)
+
+
 class Timing(str):
     """What the `seconds` filter prints. A duration differs from one training to the next of the
     same run, so a slot quoting one is not, for that, written for other results."""
@@ -167,7 +174,7 @@ def environment(loader: Any = None) -> BoundedEnvironment:
     env = BoundedEnvironment(undefined=StrictUndefined, autoescape=True, loader=loader,
                              keep_trailing_newline=True)
     env.filters.update(pct=pct, share=share, num=num, fixed=fixed, seconds=seconds, epoch_reaching=epoch_reaching,
-                       runs_linked=runs_linked)
+                       runs_linked=runs_linked, spread=spread)
     _bounded_filters(env.filters)
     return env
 

@@ -4,7 +4,6 @@ entry per section with its runs, views, figures and filled commentary, and the t
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import platform
 import re
@@ -24,8 +23,8 @@ from reportgen.report.commentary import UnknownPlaceholder, render_commentary
 from reportgen.report.render import attachment_pages, attachment_text
 from reportgen.train import store
 from reportgen.train.plan import Planned, Session, rebuild_command
-from reportgen.train.result import ClassifierResult, GanResult
-from reportgen.views import analysis, describe, figures, gan_training, stats
+from reportgen.train.result import GanResult
+from reportgen.views import analysis, describe, figures, gan_training
 from reportgen.views.base import ViewInputs, lookup
 from reportgen.views.stats import Comparison
 
@@ -213,40 +212,22 @@ def _commentary(section: Section, views: list[dict[str, Any]], view_facts: dict[
     return html, warning, stale
 
 
-# What compare() may compare: a classifier's metrics and a GAN's final losses.
-COMPARABLE = ("val_accuracy", "accuracy", "val_loss", "loss", "best_val_accuracy", "d_loss", "g_loss")
-
-
 def _comparer(g: _Gathered, made: list[dict[str, str]]) -> Callable[..., Comparison]:
     """The commentary's `compare(first, second, metric="val_accuracy")`: two runs on a metric, with
     the difference's interval and p-value in words (stats.Comparison); each call is recorded in `made`,
     so `check` can tell a sentence whose comparison has since changed sign or significance."""
-    digits = g.session.project.percent_digits
 
     def compare(first: str, second: str, metric: str = "val_accuracy") -> Comparison:
-        if metric not in COMPARABLE:
-            raise ValueError(f"compare: metric {metric!r} is not one of {list(COMPARABLE)}")
-        values = []
         for name in (first, second):
             if name not in g.facts:  # a typo, or a run still without a result: said as for any placeholder
                 raise UndefinedError(f"compare: no result for run '{name}'")
-            repeats = g.facts[name].get("repeat_facts") or [g.facts[name]]
-            found = [f.get(metric) for f in repeats]
-            if not found or any(v is None or not math.isfinite(v) for v in found):
-                raise ValueError(f"compare: run {name!r} has no finite {metric} (it diverged, or its kind has none)")
-            values.append(found)
-        correct = None
         entries = [g.by_name[n].entry for n in (first, second)]
-        results = [e.result for e in entries if e is not None]
-        if len(results) == 2 and all(isinstance(r, ClassifierResult) and r.misclassified.count
-                                     == len(r.misclassified.indices) for r in results):
-            a, b = (r.misclassified for r in results if isinstance(r, ClassifierResult))
-            if a.total == b.total and a.total > 0:
-                correct = (stats.correct(a.indices, a.total), stats.correct(b.indices, b.total))
-        made_now = stats.compare(first, second, metric, (values[0], values[1]), correct, digits)
-        made.append({"first": first, "second": second, "metric": metric, "verdict": made_now.verdict,
-                     "words": str(made_now)})
-        return made_now
+        results = (entries[0].result if entries[0] else None, entries[1].result if entries[1] else None)
+        found = analysis.compare_runs(g.facts[first], g.facts[second], results, metric,
+                                      g.session.project.percent_digits)
+        made.append({"first": first, "second": second, "metric": metric, "verdict": found.verdict,
+                     "words": str(found)})
+        return found
 
     return compare
 

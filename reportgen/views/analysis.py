@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from reportgen.train.result import ClassifierResult, GanResult
-from reportgen.views.stats import measured
+from reportgen.views import stats
+from reportgen.views.stats import Comparison, measured
 
 # The facts a run's repeats are averaged on: each becomes a stats.Measured (the mean, with its spread).
 AVERAGED = ("val_accuracy", "accuracy", "val_loss", "loss", "best_val_accuracy", "first_val_accuracy", "misclassified",
@@ -45,6 +46,72 @@ def over_repeats(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# What compare() may compare: a classifier's metrics and a GAN's final losses.
+COMPARABLE = ("val_accuracy", "accuracy", "val_loss", "loss", "best_val_accuracy", "d_loss", "g_loss")
+
+
+def compare_runs(first: dict[str, Any], second: dict[str, Any], results: tuple[Any, Any], metric: str = "val_accuracy",
+                 digits: int = 2) -> Comparison:
+    """Two runs (their facts, over repeats, and their first repeats' results) on a metric: Welch's
+    test over their repeats, or McNemar's on the validation images each got right (stats.compare)."""
+    if metric not in COMPARABLE:
+        raise ValueError(f"compare: metric {metric!r} is not one of {list(COMPARABLE)}")
+    values = []
+    for facts in (first, second):
+        found = [f.get(metric) for f in facts.get("repeat_facts") or [facts]]
+        if not found or any(v is None or v != v or v in (float("inf"), float("-inf")) for v in found):
+            raise ValueError(f"compare: run {facts['name']!r} has no finite {metric} (it diverged, or its kind "
+                             "has none)")
+        values.append(found)
+    correct = None
+    a, b = (r.misclassified if isinstance(r, ClassifierResult) else None for r in results)
+    if (a is not None and b is not None and a.total == b.total > 0 and a.count == len(a.indices)
+            and b.count == len(b.indices)):
+        correct = (stats.correct(a.indices, a.total), stats.correct(b.indices, b.total))
+    return stats.compare(first["name"], second["name"], metric, (values[0], values[1]), correct, digits)
+
+
+def winner(names: list[str], compared: Any, means: dict[str, float], lower_is_better: bool = False) -> dict[str, Any]:
+    """The best of `names` by mean, the runner-up, and which runs cannot be told apart from the best
+    at 95% (ties, the best among them): `compared(first, second)` gives their stats.Comparison."""
+    order = sorted(names, key=lambda n: means[n], reverse=not lower_is_better)
+    if not order:
+        return {"best": None, "runner_up": None, "against_runner_up": None, "tied": [], "distinct": False}
+    best = order[0]
+    against = {n: compared(best, n) for n in order[1:]}
+    tied = [best] + [n for n in order[1:] if not against[n].differs and against[n].test != stats.NO_TEST]
+    runner = order[1] if len(order) > 1 else None
+    head = against[runner] if runner else None
+    return {"best": best, "runner_up": runner, "against_runner_up": head, "tied": tied,
+            "distinct": head is not None and head.differs,
+            "untested": head is not None and head.test == stats.NO_TEST}
+
+
+Band = tuple[list[float], list[float]]  # per epoch: the 95% interval's low and high
+
+
+def mean_curves(facts: dict[str, Any], history: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], dict[str, Band]]:
+    """A run's curves over its repeats: each metric's mean per epoch (over the epochs every repeat
+    finished) and its 95% band (Student's t); a single run's `history` as it is, with no bands."""
+    repeats = [f["history"] for f in facts.get("repeat_facts") or []]
+    if len(repeats) < 2:
+        return history, {}
+    mean: dict[str, list[Any]] = {}
+    bands: dict[str, Band] = {}
+    for metric in history:
+        columns = [h.get(metric) or [] for h in repeats]
+        epochs = min(len(c) for c in columns)
+        if metric == "epoch":
+            mean[metric] = list(history[metric][:epochs])
+            continue
+        spreads = [stats.spread([c[e] for c in columns]) if all(c[e] == c[e] for c in columns) else None
+                   for e in range(epochs)]
+        mean[metric] = [s.mean if s else float("nan") for s in spreads]
+        if all(s is not None and s.ci is not None for s in spreads):
+            bands[metric] = ([s.ci[0] for s in spreads if s and s.ci], [s.ci[1] for s in spreads if s and s.ci])
+    return mean, bands
+
+
 def run_facts(result: ClassifierResult, config: dict[str, Any]) -> dict[str, Any]:
     """The facts of one classifier run a placeholder may quote, e.g. `runs["relu-30x100"].val_accuracy`."""
     val = result.history.get("val_accuracy", [])
@@ -77,18 +144,28 @@ def run_facts(result: ClassifierResult, config: dict[str, Any]) -> dict[str, Any
 
 
 def params_threshold(facts: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    """Which runs reach the threshold, and the smallest that does (by parameter count)."""
-    rows = sorted(
-        ({"name": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"],
-          "above": f["val_accuracy"] is not None and f["val_accuracy"] >= threshold}
-         for f in facts),
-        key=lambda r: r["params"],
-    )
+    """Which runs reach the threshold, and the smallest that does (by parameter count). Each run's
+    95% interval (over its repeats; a single run's from its validation images) says whether it is
+    surely above or below the threshold or cannot be told from it; `ties`: the runs smaller than the
+    pick that cannot be told from the threshold (they may reach it as well)."""
+    rows = []
+    for f in facts:
+        value = f["val_accuracy"]
+        row = {"name": f["name"], "params": f["params"], "val_accuracy": value,
+               "above": value is not None and value >= threshold, "side": None, "ci": None, "n": 1}
+        if value is not None and value == value:
+            values = getattr(value, "values", (float(value),))
+            row.update(stats.against(values, threshold, f.get("validation_size")), n=len(values))
+        rows.append(row)
+    rows.sort(key=lambda r: r["params"])
     above = [r for r in rows if r["above"]]
     smallest = min(above, key=lambda r: r["params"]) if above else None
     largest_below = max((r for r in rows if not r["above"]), key=lambda r: r["params"], default=None)
-    return {"threshold": threshold, "rows": rows, "smallest": smallest,
-            "largest_below": largest_below, "count_above": len(above)}
+    ties = [r["name"] for r in rows if r["side"] == "cannot tell" and r is not smallest
+            and (smallest is None or r["params"] <= smallest["params"])]
+    return {"threshold": threshold, "rows": rows, "smallest": smallest, "largest_below": largest_below,
+            "count_above": len(above), "sure": smallest is not None and smallest["side"] == "above",
+            "ties": ties, "repeats": max((r["n"] for r in rows), default=1)}
 
 
 def epochs_to_converge(val_accuracy: list[float], tolerance: float) -> int | None:
@@ -132,23 +209,35 @@ def convergence(facts: list[dict[str, Any]], tolerance: float, threshold: float 
     `group` (default: what the runs vary, varying_setting), with each group's mean."""
     by = group or varying_setting(facts)
     rows = []
+    by_group: dict[str, list[int]] = {}
     for f in facts:
-        values = f["val_accuracy_by_epoch"]
+        each = []
+        for repeat in f.get("repeat_facts") or [f]:
+            values = repeat["val_accuracy_by_epoch"]
+            each.append(epoch_reaching(values, threshold) if threshold is not None else
+                        epochs_to_converge(values, tolerance))
+        label = _shown(setting_of(f["config"], by, "-")) if by else "-"
         rows.append({
             "name": f["name"],
-            "group": _shown(setting_of(f["config"], by, "-")) if by else "-",
-            "epochs": (epoch_reaching(values, threshold) if threshold is not None else
-                       epochs_to_converge(values, tolerance)),
+            "group": label,
+            # over repeats: the mean (a stats.Measured), where every repeat got there
+            "epochs": each[0] if len(each) == 1 or None in each else measured([float(e) for e in each if e]),
+            "epochs_each": each,
             "best_val_accuracy": f["best_val_accuracy"],
             "first_val_accuracy": f["first_val_accuracy"],
         })
-    by_group: dict[str, list[int]] = {}
-    for r in rows:
-        if r["epochs"] is not None:
-            by_group.setdefault(r["group"], []).append(r["epochs"])
+        by_group.setdefault(label, []).extend(e for e in each if e is not None)
+    by_group = {a: v for a, v in by_group.items() if v}
     means = {a: sum(v) / len(v) for a, v in by_group.items()}
+    test = None
+    if len(by_group) == 2 and all(len(v) >= 2 for v in by_group.values()):
+        # Two groups (tanh and relu, say): every run's every repeat is one measurement of its group.
+        (a, first), (b, second) = sorted(by_group.items())
+        test = stats.compare(a, b, "epochs", ([float(v) for v in first], [float(v) for v in second]))
     return {"tolerance": tolerance, "threshold": threshold, "group_by": by, "rows": rows, "mean_epochs": means,
-            "not_reached": [r["name"] for r in rows if r["epochs"] is None]}
+            "not_reached": [r["name"] for r in rows if None in r["epochs_each"]],
+            "groups_compared": str(test) if test else None, "groups_differ": test.differs if test else None,
+            "groups_test": test}
 
 
 def setting_of(config: dict[str, Any], key: str, missing: Any = None) -> Any:

@@ -14,6 +14,8 @@ from reportgen.project.spec import ViewSettings
 from reportgen.project.views import registered
 from reportgen.train.result import ClassifierResult, GanResult, History, ModeCollapseResult
 from reportgen.train.store import Entry
+from reportgen.views import analysis
+from reportgen.views.stats import Comparison
 
 S = TypeVar("S", bound=ViewSettings)
 
@@ -39,6 +41,17 @@ class ViewInputs:
     def section_facts(self) -> list[dict[str, Any]]:
         """The facts of the section's classifier runs: a GAN has no validation accuracy to place."""
         return [self.facts[n] for n in self.runs if n in self.classifiers]
+
+    def compare(self, first: str, second: str, metric: str = "val_accuracy") -> Comparison:
+        """Two runs with results on a metric: over their repeats, or on the images for single runs."""
+        a, b = self.entries.get(first), self.entries.get(second)
+        results = (a.result if a is not None else None, b.result if b is not None else None)
+        return analysis.compare_runs(self.facts[first], self.facts[second], results, metric, self.percent_digits)
+
+    def winner(self, names: list[str], metric: str = "val_accuracy", lower_is_better: bool = False) -> dict[str, Any]:
+        """The best of the runs on a metric, its runner-up and the runs tied with it (analysis.winner)."""
+        means = {n: float(self.facts[n][metric]) for n in names}
+        return analysis.winner(names, lambda a, b: self.compare(a, b, metric), means, lower_is_better)
 
     def history(self, run: str) -> History:
         entry = self.entries[run]

@@ -267,6 +267,7 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
         ax.scatter(params[~above], acc[~above], color=COLORS[1], label=f"below {line}", zorder=3)
     if above.any():
         ax.scatter(params[above], acc[above], color=COLORS[0], label=f"at or above {line}", zorder=3)
+    _error_bars(ax, [p["params"] for p in points], points)
     named = _named(points, threshold)
     labels = [ax.text(p["params"], p["val_accuracy"], p["label"], fontsize=MIN_FONT) for p in named]
     ax.axhline(threshold, color="#555555", linestyle="--", linewidth=1, label=f"{line} line")
@@ -298,6 +299,15 @@ def params_vs_accuracy(points: list[dict[str, Any]], threshold: float) -> Any:
     return fig
 
 
+def _error_bars(ax: Any, xs: list[float], points: list[dict[str, Any]], y: str = "val_accuracy") -> None:
+    """Each point's 95% interval (its "low" and "high", where it has them) as a thin vertical bar."""
+    bars = [(x, p[y], p["low"], p["high"]) for x, p in zip(xs, points, strict=True) if p.get("low") is not None]
+    if bars:
+        x, mid, low, high = (np.array(v, dtype=float) for v in zip(*bars, strict=True))
+        ax.errorbar(x, mid, yerr=[mid - low, high - mid], fmt="none", ecolor="#777777", elinewidth=0.8, capsize=2,
+                    zorder=2, label="95% interval")
+
+
 MAX_NAMES = 30  # names on the scatter; placing them takes seconds at 30 and minutes at 120
 
 
@@ -321,10 +331,12 @@ def _named(points: list[dict[str, Any]], threshold: float) -> list[dict[str, Any
 
 
 def overlay(histories: dict[str, dict[str, list[float]]], metric: str,
-            coinciding: list[list[str]] | None = None) -> Any:
+            coinciding: list[list[str]] | None = None,
+            bands: dict[str, tuple[list[float], list[float]]] | None = None) -> Any:
     """One metric of several runs on one plot; each group of `coinciding` runs (describe.coinciding)
     is drawn as one line with one legend entry naming them all, where separate lines would hide
-    each other."""
+    each other. A run repeated has its mean drawn, and its 95% band (`bands`: low and high per epoch)
+    shaded around it."""
     from reportgen.views.describe import log_scaled, metric_label
 
     plt = _plt()
@@ -335,8 +347,12 @@ def overlay(histories: dict[str, dict[str, list[float]]], metric: str,
     for i, name in enumerate(shown):
         values = histories[name].get(metric) or []
         label = " = ".join(grouped[name]) if name in grouped else name
-        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, color=COLORS[i % len(COLORS)], label=label,
+        color = COLORS[i % len(COLORS)]
+        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, color=color, label=label,
                 lw=2.5 if name in grouped else 1.5)
+        if bands and name in bands:
+            low, high = bands[name]
+            ax.fill_between(range(1, len(low) + 1), low, high, color=color, alpha=0.18, linewidth=0)
     label = metric_label(metric).capitalize()
     if log_scaled([v for h in histories.values() for v in (h.get(metric) or [])]):
         ax.set_yscale("log")
@@ -346,7 +362,7 @@ def overlay(histories: dict[str, dict[str, list[float]]], metric: str,
     ax.set_ylabel(label)
     if "accuracy" in metric:
         _percent(ax)
-    ax.set_title(f"{label} per epoch, all runs")
+    ax.set_title(f"{label} per epoch, all runs" + (" (mean of repeats, 95% band)" if bands else ""))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(frameon=False, fontsize=MIN_FONT, ncol=2)
     fig.tight_layout()
@@ -516,6 +532,7 @@ def metric_vs_setting(points: list[dict[str, Any]], setting: str, metric: str, s
         members = sorted(members, key=lambda p: p["x"])
         ax.plot([p["x"] for p in members], [p["y"] for p in members], marker="o", ms=4,
                 color=COLORS[i % len(COLORS)], label=f"{group} = {value}" if group else None)
+        _error_bars(ax, [p["x"] for p in members], members, "y")
     if scale == "log":
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis)
@@ -529,7 +546,7 @@ def metric_vs_setting(points: list[dict[str, Any]], setting: str, metric: str, s
     if "accuracy" in metric:
         _percent(ax)
     ax.set_title(f"{label} against {setting}")
-    if group:
+    if group or any(p.get("low") is not None for p in points):
         ax.legend(frameon=False, fontsize=MIN_FONT)
     fig.tight_layout()
     return fig

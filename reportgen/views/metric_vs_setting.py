@@ -47,16 +47,22 @@ class Kind(ViewKind[Settings]):
             if isinstance(x, bool) or not isinstance(x, (int, float)) or y is None or not math.isfinite(y):
                 continue
             group = setting_of(facts["config"], settings.group) if settings.group else None
-            points.append({"name": name, "x": x, "y": y, "group": group})
+            ci = getattr(y, "ci", None)  # over repeats
+            points.append({"name": name, "x": x, "y": y, "group": group, "n": getattr(y, "n", 1),
+                           "low": ci[0] if ci else None, "high": ci[1] if ci else None})
         if not points:
             return Collected({"setting": settings.setting, "empty": bool(inputs.section_facts)})
         scale = scale_for([p["x"] for p in points], settings.scale)
         figures.save(inputs.assets / inputs.figure, figures.metric_vs_setting, points, settings.setting,
                      settings.metric, scale, settings.group)
-        pick = min if settings.metric in LOWER_IS_BETTER else max
-        best = pick(points, key=lambda p: p["y"])
+        lower = settings.metric in LOWER_IS_BETTER
+        picked = inputs.winner([p["name"] for p in points], settings.metric, lower)
+        best = next(p for p in points if p["name"] == picked["best"])
+        against = picked["against_runner_up"]
         measured = {"setting": settings.setting, "metric": settings.metric, "scale": scale, "points": points,
-                    "best": best}
+                    "best": best, "runner_up": picked["runner_up"], "tied": picked["tied"],
+                    "distinct": picked["distinct"], "against_runner_up": str(against) if against else None,
+                    "test": against.test if against else None, "repeats": max(p["n"] for p in points)}
         alt = describe.metric_vs_setting(points, settings.setting, settings.metric, scale, inputs.percent_digits)
         return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "alt": alt}, measured)
 

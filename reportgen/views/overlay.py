@@ -8,6 +8,7 @@ from pydantic import Field
 
 from reportgen.project.spec import ViewSettings
 from reportgen.views import describe, figures
+from reportgen.views.analysis import mean_curves
 from reportgen.views.base import Collected, ViewInputs, ViewKind
 
 
@@ -24,12 +25,14 @@ class Kind(ViewKind[Settings]):
     def collect(self, settings: Settings, inputs: ViewInputs) -> Collected:
         if not inputs.section_facts:
             return Collected({})
-        histories = {n: inputs.history(n) for n in inputs.runs if n in inputs.classifiers}
+        curves = {n: mean_curves(inputs.facts[n], inputs.history(n)) for n in inputs.runs if n in inputs.classifiers}
+        histories = {n: history for n, (history, _) in curves.items()}  # over repeats: the mean
         figs = []
         for metric in settings.metrics:
             name = f"{inputs.section}-overlay-{metric}.svg"
             groups = describe.coinciding(histories, metric)
-            figures.save(inputs.assets / name, figures.overlay, histories, metric, groups)
+            bands = {n: b[metric] for n, (_, b) in curves.items() if metric in b}
+            figures.save(inputs.assets / name, figures.overlay, histories, metric, groups, bands)
             figs.append({"metric": metric, "figure": f"assets/{name}", "coincide": describe.coincide_sentence(groups),
                          "alt": describe.overlay(histories, metric, groups, inputs.percent_digits)})
         return Collected({"figures": figs})

@@ -27,7 +27,10 @@ class Kind(ViewKind[Settings]):
             return Collected({})
         measured = analysis.params_threshold(section_facts, settings.threshold)
         entry: dict[str, Any] = {}
-        points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"]}
+        intervals = {r["name"]: r["ci"] for r in measured["rows"] if r["ci"] is not None}
+        points = [{"label": f["name"], "params": f["params"], "val_accuracy": f["val_accuracy"],
+                   "low": intervals[f["name"]][0] if f["name"] in intervals else None,
+                   "high": intervals[f["name"]][1] if f["name"] in intervals else None}
                   for f in section_facts if f.get("val_accuracy") is not None]
         if points:  # none when every run failed or diverged: nothing to draw
             figures.save(inputs.assets / inputs.figure, figures.params_vs_accuracy, points, settings.threshold)

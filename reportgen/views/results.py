@@ -45,8 +45,14 @@ class Kind(ViewKind[Settings]):
                          "params": f["params"], "val_accuracy": f["val_accuracy"],
                          "best_val_accuracy": f["best_val_accuracy"], "best_epoch": f["best_epoch"],
                          "epochs": f["epochs"]})
-        best = max((r for r in rows if r["val_accuracy"] is not None), key=lambda r: r["val_accuracy"], default=None)
-        measured = {"columns": columns, "rows": rows, "best": best}
+        ranked = [r["name"] for r in rows if r["val_accuracy"] is not None and r["val_accuracy"] == r["val_accuracy"]]
+        picked = inputs.winner(ranked)
+        best = next((r for r in rows if r["name"] == picked["best"]), None)
+        against = picked["against_runner_up"]
+        measured = {"columns": columns, "rows": rows, "best": best, "runner_up": picked["runner_up"],
+                    "tied": picked["tied"], "distinct": picked["distinct"],
+                    "against_runner_up": str(against) if against else None, "test": against.test if against else None,
+                    "repeats": max((getattr(r["val_accuracy"], "n", 1) for r in rows), default=1)}
         return Collected({"measured": measured}, measured)
 
 

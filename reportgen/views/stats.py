@@ -179,6 +179,8 @@ class Comparison:
     def amount(self, value: float) -> str:
         if self.metric.endswith("accuracy"):
             return f"{abs(value) * 100:.{self.digits}f} points"
+        if self.metric == "epochs":
+            return f"{abs(value):.3g} epochs"
         return f"{abs(value):.4g}"
 
     def signed(self, value: float) -> str:
@@ -199,7 +201,8 @@ class Comparison:
         if self.test == NO_TEST:
             return f"{head} (one run each: no test)"
         assert self.ci is not None and self.p_value is not None
-        how = (f"Welch's t-test over {self.n[0]} and {self.n[1]} repeats" if self.test == WELCH else
+        unit = "measurements" if self.metric == "epochs" else "repeats"
+        how = (f"Welch's t-test over {self.n[0]} and {self.n[1]} {unit}" if self.test == WELCH else
                f"McNemar's test on the {self.n[0] + self.n[1]} images only one of the two got right")
         p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
         return f"{head} (95% CI {self.signed(self.ci[0])} to {self.signed(self.ci[1])}, {p}; {how})"
@@ -254,3 +257,30 @@ def compare(first: str, second: str, metric: str, values: tuple[Sequence[float],
                           (test.only_first, test.only_second), lower, digits)
     return Comparison(first, second, metric, float(np.mean(a) - np.mean(b)), None, None, NO_TEST,
                       (len(a), len(b)), lower, digits)
+
+
+def interval(values: Sequence[float], total: int | None = None,
+             level: float = LEVEL) -> tuple[tuple[float, float], str]:
+    """The 95% interval of a metric: Student's t over two or more repeats; for a single run's
+    accuracy on `total` images the exact binomial (Clopper-Pearson) interval. Returns it and which."""
+    if len(values) >= 2:
+        found = spread(values, level)
+        assert found.ci is not None
+        return found.ci, "t"
+    if total:
+        from scipy.stats import binomtest
+
+        right = round(float(values[0]) * total)
+        ci = binomtest(right, total).proportion_ci(confidence_level=level, method="exact")
+        return (float(ci.low), float(ci.high)), "binomial"
+    return (float(values[0]), float(values[0])), "none"
+
+
+def against(values: Sequence[float], threshold: float, total: int | None = None) -> dict[str, Any]:
+    """Where a metric stands against a threshold at 95%: "above" or "below" when its whole interval
+    is, else "cannot tell"; with the interval and how it was made (stats.interval)."""
+    ci, how = interval(values, total)
+    side = ("above" if ci[0] >= threshold else "below" if ci[1] < threshold else "cannot tell")
+    if how == "none":
+        side = "above" if values[0] >= threshold else "below"
+    return {"side": side, "ci": ci, "method": how}
