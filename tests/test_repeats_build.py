@@ -55,3 +55,26 @@ def test_raising_repeats_trains_only_the_new_ones_and_lowering_trains_nothing(ma
     page = (root / "build" / "report.html").read_text()
     assert "over 1 repeat(s)" in page and "McNemar's test on the" in page
     assert len(list((root / ".reportgen-cache").glob("*/*/result.json"))) == 6  # nothing was dropped
+
+
+def test_check_names_a_comparison_whose_sign_or_significance_changed_since_the_text_was_written(make_project,
+                                                                                                 runner):
+    from reportgen.cli import app
+
+    root = make_project({"experiments/1.toml": SECTION, "experiments/1.md": COMMENTARY})
+    build_or_fail(root, [*LIMITS, "--repeats", "2"])
+    lock_path = root / "experiments" / "commentary.lock.json"
+    lock = json.loads(lock_path.read_text())
+    (slot,) = next(iter(lock["slots"].values())).values()
+    (recorded,) = slot["comparisons"]
+    assert recorded["first"] == "net-32" and recorded["verdict"].startswith("higher")
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert "comparison" not in result.output  # as written: nothing to say
+
+    # The text was written when the comparison came out the other way (as a retrained run may make it).
+    recorded["verdict"], recorded["words"] = "lower, differs", "3.00 points lower (...)"
+    lock_path.write_text(json.dumps(lock))
+    result = runner.invoke(app, ["check", "-C", str(root)])
+    assert result.exit_code == 1
+    assert re.search(r"1\.md:2: compare\('net-32', 'net-4'\) on val_accuracy changed sign", result.output,
+                     re.DOTALL), result.output

@@ -178,6 +178,29 @@ def markers(source: str) -> list[tuple[int, str]]:
     return [(i, m.group(0)) for i, line in enumerate(source.splitlines(), start=1) for m in MARKERS.finditer(line)]
 
 
+# --- comparisons whose conclusion changed ----------------------------------------------------------------
+
+
+def compare_line(source: str, turned: dict[str, str]) -> int | None:
+    """The line of the commentary's compare() call for these two runs (the first such), if it is found."""
+    pattern = re.compile(r"compare\(\s*['\"]" + re.escape(turned["first"]) + r"['\"]\s*,\s*['\"]"
+                         + re.escape(turned["second"]) + r"['\"]")
+    for number, line in enumerate(source.splitlines(), start=1):
+        if pattern.search(line):
+            return number
+    return None
+
+
+def turned_message(turned: dict[str, str]) -> str:
+    """What changed in a comparison the text rests on: its sign or whether it is a real difference."""
+    then, now = turned["then"].split(", "), turned["verdict"].split(", ")
+    what = " and ".join(w for w, a, b in (("sign", then[0], now[0]), ("significance", then[-1], now[-1])) if a != b)
+    return (f"compare({turned['first']!r}, {turned['second']!r}) on {turned['metric']} changed {what or 'verdict'} "
+            f"since the text was written: it was {turned['then']} ({turned['words_then']}), now {turned['verdict']} "
+            f"({turned['words']}); the sentence quoting it may no longer hold: edit it, or run `reportgen check "
+            "--accept` for its section if it still does")
+
+
 # --- slots written for earlier results -----------------------------------------------------------------
 
 
@@ -190,7 +213,7 @@ class Finding:
 
     file: Path | str
     line: int | None
-    what: str  # experiment, build, slot, marker, number, stale slot, fonts, pages
+    what: str  # experiment, build, slot, marker, number, stale slot, comparison, fonts, pages
     message: str
 
     def __str__(self) -> str:
@@ -280,6 +303,10 @@ def review(session: Session, context: dict[str, Any], slots: dict[str, Any], acc
                     if near else "")
             findings.append(Finding(file, typed.line, "number",
                                     f"{typed.text} matches no result of section {section['number']}{hint}"))
+        if section["number"] not in accept:
+            for slot in (v for v in slots.values() if v["section"] == section["number"]):
+                for turned in slot.get("turned") or []:
+                    findings.append(Finding(file, compare_line(source, turned), "comparison", turned_message(turned)))
         if section["stale"] and section["number"] not in accept:
             findings.append(Finding(file, None, "stale slot", "written for earlier results ("
                                     + section["stale_summary"] + "): edit it, or run `reportgen check "
