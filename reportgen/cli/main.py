@@ -584,7 +584,8 @@ def _metric_table(rows: list[Any], title: str, labels: tuple[str, str] = ("A", "
             mark = "" if d.ok else "[red]"
             end = "" if d.ok else "[/]"
             table.add_row(*head, f"{mark}{d.metric}{end}", fmt(d.metric, d.a), fmt(d.metric, d.b),
-                          f"{mark}{fmt(d.metric, d.diff, signed=True)}{end}", fmt(d.metric, d.allowed))
+                          f"{mark}{fmt(d.metric, d.diff, signed=True)}{end}",
+                          fmt(d.metric, d.allowed) + (f" ({d.rule})" if d.rule and d.allowed is not None else ""))
     return table
 
 
@@ -631,7 +632,7 @@ def compare(
         if not cmp.not_comparable:
             rows = [r for r in cmp.rows if r.differs or not only_changed]
             console.print(_metric_table(rows, "Experiments" + (" that differ" if only_changed else "")))
-            console.print(escape(describe(tol)), soft_wrap=True)
+            console.print(escape(describe(tol, cmp.rows)), soft_wrap=True)
         message = verdict(cmp)
         console.print(("[green]" if cmp.agree else "[red]") + escape(message) + "[/]", soft_wrap=True)
         if html_out is not None:
@@ -685,7 +686,7 @@ def verify(
                                      f"  {escape(row.name)}: {row.state}" + (f" ({escape(row.note)})" if row.note
                                                                               else "")))
         console.print(_metric_table(rows, "Recorded against re-run", labels=("recorded", "re-run")))
-        console.print(escape(describe(tol)), soft_wrap=True)
+        console.print(escape(describe(tol, rows)), soft_wrap=True)
         bad = [r.name for r in rows if r.differs and r.state != "skipped"]
         skipped = [r.name for r in rows if r.state == "skipped"]
         if skipped:

@@ -120,6 +120,14 @@ class Tolerance:
     loss: float = 0.10
     gan: float = 0.25
 
+    def rule(self, metric: str) -> str:
+        """Which rule `allowed` applies to the metric."""
+        if metric in COUNTS:
+            return EQUAL
+        if metric in ACCURACIES:
+            return FIXED if self.accuracy is not None else BINOMIAL
+        return RELATIVE
+
     def allowed(self, metric: str, a: float, b: float, validation_size: int | None) -> float:
         if metric in COUNTS:
             return 0.0
@@ -140,12 +148,18 @@ def default_accuracy_tolerance(p: float, n: int | None) -> float:
 # --- comparing metrics ------------------------------------------------------------------------------
 
 
+# How far apart a metric may be: by the repeats' spread (both sides repeated), by sampling noise on the
+# validation images (an accuracy of single runs), relative to its size (a loss), or not at all (a count).
+SPREAD, BINOMIAL, FIXED, RELATIVE, EQUAL = "spread", "binomial", "fixed", "relative", "equal"
+
+
 @dataclass(frozen=True)
 class MetricDiff:
     metric: str
     a: float | None
     b: float | None
     allowed: float | None
+    rule: str = ""  # which of the rules above gave `allowed`
 
     @property
     def diff(self) -> float | None:
@@ -175,7 +189,42 @@ def compare_metrics(a: dict[str, Any], b: dict[str, Any], tolerance: Tolerance,
         allowed = (tolerance.allowed(metric, float(va), float(vb), validation_size)
                    if va is not None and vb is not None else None)
         out.append(MetricDiff(metric, None if va is None else float(va), None if vb is None else float(vb),
-                              allowed))
+                              allowed, tolerance.rule(metric)))
+    return out
+
+
+def repeated_metrics(a: list[dict[str, Any]], b: list[dict[str, Any]], tolerance: Tolerance,
+                     validation_size: int | None) -> list[MetricDiff]:
+    """One run's metrics over its repeats in two builds (each a list of the repeats' metrics): the
+    means, which may differ by the 95% interval of their difference that the two spreads give
+    (Welch's t); a count must be equal, and a metric without two finite values a side falls back
+    to the single-run rules."""
+    from reportgen.views.stats import welch
+
+    out = []
+    for metric in METRICS:
+        va = [float(m[metric]) for m in a if m.get(metric) is not None]
+        vb = [float(m[metric]) for m in b if m.get(metric) is not None]
+        if not va and not vb:
+            continue
+        mean_a, mean_b = (sum(v) / len(v) if v else None for v in (va, vb))
+        finite = all(math.isfinite(x) for x in va + vb)
+        if metric not in COUNTS and len(va) >= 2 and len(vb) >= 2 and finite:
+            difference, (low, _high), _p = welch(vb, va)
+            out.append(MetricDiff(metric, mean_a, mean_b, difference - low, SPREAD))
+        else:
+            out.extend(compare_metrics({metric: mean_a}, {metric: mean_b}, tolerance, validation_size))
+    return out
+
+
+REPEAT_MARK = "#"  # spec.REPEAT_MARK: repeat i > 1 of run "x" is recorded as "x#i"
+
+
+def runs_of(names: list[str]) -> dict[str, list[str]]:
+    """Recorded experiment names grouped by run: "x", "x#2", "x#3" under "x", in order."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        out.setdefault(name.split(REPEAT_MARK)[0], []).append(name)
     return out
 
 
@@ -243,6 +292,28 @@ def _row(name: str, ea: dict[str, Any] | None, eb: dict[str, Any] | None, tolera
     return row
 
 
+def _has_result(e: dict[str, Any]) -> bool:
+    return any(v is not None for v in e["metrics"].values())
+
+
+def _repeated_row(run: str, ea: list[dict[str, Any]], eb: list[dict[str, Any]], tolerance: Tolerance,
+                  validation_size: int | None) -> Row:
+    """A run repeated in both builds: one row, its means compared within what the two spreads allow."""
+    first = ea[0]
+    row = Row(name=run, section=str(first.get("section", "")), kind=str(first.get("kind") or "mlp"), state="same")
+    row.config = config_changes({k: v for k, v in (first.get("config") or {}).items() if k not in ("name", "seed")},
+                                {k: v for k, v in (eb[0].get("config") or {}).items() if k not in ("name", "seed")})
+    row.diffs = repeated_metrics([e["metrics"] for e in ea], [e["metrics"] for e in eb], tolerance, validation_size)
+    row.histories = {"A": first.get("history") or {}, "B": eb[0].get("history") or {}}
+    notes = [f"mean of {len(ea)} (A) and {len(eb)} (B) repeats, within what their spreads allow"]
+    if row.config or not all(d.ok for d in row.diffs):
+        row.state = "changed"
+        if row.config:
+            notes.append("configuration: " + "; ".join(row.config))
+    row.note = "; ".join(notes)
+    return row
+
+
 def _flat(prefix: str, value: Any) -> dict[str, str]:
     if isinstance(value, dict):
         out: dict[str, str] = {}
@@ -293,7 +364,14 @@ def compare(a: Build, b: Build, tolerance: Tolerance | None = None) -> Compariso
     size = a.validation_size or b.validation_size
     ea, eb = a.experiments, b.experiments
     names = list(ea) + [n for n in eb if n not in ea]
-    rows = [_row(n, ea.get(n), eb.get(n), tolerance, size) for n in names]
+    rows = []
+    for run, members in runs_of(names).items():
+        done_a = [ea[n] for n in members if n in ea and _has_result(ea[n])]
+        done_b = [eb[n] for n in members if n in eb and _has_result(eb[n])]
+        if len(done_a) >= 2 and len(done_b) >= 2:  # repeated in both: compared by their spread
+            rows.append(_repeated_row(run, done_a, done_b, tolerance, size))
+        else:
+            rows.extend(_row(n, ea.get(n), eb.get(n), tolerance, size) for n in members)
     env_a, env_b = environment_of(a), environment_of(b)
     environment = [(k, env_a.get(k, "-"), env_b.get(k, "-")) for k in list(env_a) + [k for k in env_b if k not in env_a]
                    if env_a.get(k) != env_b.get(k) and k != "built"]
@@ -322,11 +400,18 @@ def verdict(cmp: Comparison) -> str:
     return f"The builds differ ({summary})."
 
 
-def describe(tolerance: Tolerance) -> str:
+def describe(tolerance: Tolerance, rows: list[Row] | None = None) -> str:
+    """The rules the table applied, and to how many experiments each (`rows`: the table's)."""
     accuracy = (f"accuracies within {tolerance.accuracy:g}" if tolerance.accuracy is not None else
-                "accuracies within 3 standard deviations of sampling noise on the validation set")
-    return (f"Agreeing means: {accuracy}; losses within {tolerance.loss:.0%}, and GAN losses and accuracies "
-            f"within {tolerance.gan:.0%}, of their size; parameter and epoch counts equal.")
+                "accuracies within 3 standard deviations of sampling noise on the validation set (the binomial "
+                "rule)")
+    text = (f"Agreeing means: for single runs, {accuracy}; losses within {tolerance.loss:.0%}, and GAN losses and "
+            f"accuracies within {tolerance.gan:.0%}, of their size; parameter and epoch counts equal.")
+    spread = sum(any(d.rule == SPREAD for d in r.diffs) for r in rows or [])
+    if spread:
+        text += (f" For {spread} run(s) repeated in both builds (the spread rule): the means of each metric may "
+                 "differ by the 95% interval of their difference that the two sets of repeats give (Welch's t).")
+    return text
 
 
 def _side(label: str, build: Build) -> dict[str, Any]:
@@ -356,9 +441,11 @@ def page_context(cmp: Comparison, tolerance: Tolerance, only_changed: bool) -> d
                      "anchor": f"exp-{i}", "figure": figure,
                      "metrics": [{"metric": d.metric, "a": fmt(d.metric, d.a), "b": fmt(d.metric, d.b),
                                   "diff": fmt(d.metric, d.diff, signed=True),
-                                  "allowed": fmt(d.metric, d.allowed), "ok": d.ok} for d in row.shown()]})
+                                  "allowed": fmt(d.metric, d.allowed) + (f" ({d.rule})" if d.rule and d.allowed
+                                                                         is not None else ""),
+                                  "ok": d.ok} for d in row.shown()]})
     changed = sum(r.state == "changed" for r in cmp.rows)
     return {"a": _side("A", cmp.a), "b": _side("B", cmp.b), "agree": cmp.agree, "verdict": verdict(cmp),
             "figures_left_out": max(changed - MAX_FIGURES, 0),
             "not_comparable": cmp.not_comparable, "environment": cmp.environment, "rows": rows,
-            "only_changed": only_changed, "tolerance": describe(tolerance), "tool_version": __version__}
+            "only_changed": only_changed, "tolerance": describe(tolerance, cmp.rows), "tool_version": __version__}

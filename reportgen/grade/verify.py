@@ -20,7 +20,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from reportgen.errors import SpecError
-from reportgen.grade.compare import METRICS, Build, CompareError, Row, Tolerance, compare_metrics
+from reportgen.grade.compare import (
+    METRICS,
+    Build,
+    CompareError,
+    Row,
+    Tolerance,
+    compare_metrics,
+    repeated_metrics,
+    runs_of,
+)
 from reportgen.project import spec
 from reportgen.project.data import load, load_source
 from reportgen.project.dataset import Dataset, subset
@@ -172,6 +181,7 @@ def run(p: Plan, project_root: Path, tolerance: Tolerance, progress: Any,
 
     mismatched = results_json_mismatches(p.build)
     rows = []
+    again_by_name: dict[str, dict[str, Any]] = {}
     size = p.build.validation_size
     with tempfile.TemporaryDirectory(prefix="reportgen-verify-") as scratch:
         for i, recorded in enumerate(p.chosen, start=1):
@@ -201,5 +211,31 @@ def run(p: Plan, project_root: Path, tolerance: Tolerance, progress: Any,
                 row.state = "differs"
             row.note = "; ".join(notes)
             rows.append(row)
+            again_by_name[exp.name] = again
             on_done(row)
-    return rows
+    return fold_repeats(rows, {e["name"]: e for e in p.chosen}, again_by_name, tolerance, size)
+
+
+def fold_repeats(rows: list[Row], recorded: dict[str, dict[str, Any]], again: dict[str, dict[str, Any]],
+                 tolerance: Tolerance, size: int | None) -> list[Row]:
+    """The rows of a run two or more of whose repeats were re-run, as one row comparing the recorded
+    repeats' metrics with the re-runs' by their spread (compare.repeated_metrics); the rest as they are."""
+    groups = runs_of([r.name for r in rows])
+    by_name = {r.name: r for r in rows}
+    out: list[Row] = []
+    for run, members in groups.items():
+        done = [n for n in members if n in again and by_name[n].state in ("agrees", "differs")]
+        if len(done) < 2:
+            out.extend(by_name[n] for n in members)
+            continue
+        first = by_name[done[0]]
+        row = Row(name=run, section=first.section, kind=first.kind, state="agrees")
+        row.diffs = repeated_metrics([recorded[n]["metrics"] for n in done], [again[n] for n in done], tolerance, size)
+        identical = sum("bit-identical" in by_name[n].note for n in done)
+        row.note = (f"{len(done)} repeats re-run, compared by their spread; bit-identical weights in {identical} of "
+                    f"{len(done)}")
+        if not all(d.ok for d in row.diffs):
+            row.state = "differs"
+        out.append(row)
+        out.extend(by_name[n] for n in members if n not in done)
+    return out
