@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from reportgen.train.parallel import DaskRunner, Failure, LocalRunner, Runner, T
 from reportgen.train.plan import Planned, Session
 from reportgen.train.progress import RunBar, TrainingProgress
 from reportgen.train.result import GanResult, ModeCollapseResult
-from reportgen.train.run import classify, train
+from reportgen.train.run import classify, stackable, train, train_repeats
 from reportgen.views import analysis, figures, mode_collapse
 
 # --- stage 1-3: read specs, load data, compute every key -------------------------------------------
@@ -223,9 +223,60 @@ def _claimed(session: Session, planned: Planned, console: Any) -> Iterator[Path 
         yield partial
 
 
+def _stacks(session: Session, todo: list[Planned]) -> list[list[Planned]]:
+    """The runs to train one after another, each a list: two or more repeats of one dense run that
+    train stacked in one program (run.stackable), or a single run. REPORTGEN_STACK_REPEATS=0 keeps
+    every repeat on its own."""
+    groups: list[list[Planned]] = []
+    for planned in todo:
+        last = groups[-1] if groups else None
+        if last is not None and last[0].exp.run == planned.exp.run:
+            last.append(planned)
+        else:
+            groups.append([planned])
+    out: list[list[Planned]] = []
+    for group in groups:
+        if session.options.env.stack_repeats and len(group) > 1 and stackable([p.exp for p in group]) is None:
+            out.append(group)
+        else:
+            out.extend([p] for p in group)
+    return out
+
+
+def _train_stack(session: Session, stack: list[Planned], console: Any, progress: Any, done: int, total: int) -> None:
+    """Repeats of one dense run trained side by side as one program, each stored as its own result;
+    under each key's lock, as a single run is (a repeat another build stored meanwhile is kept)."""
+    first = stack[0].exp
+    progress.start_experiment(done + 1, total, f"{first.run} ({len(stack)} repeats, stacked)", first.model.epochs)
+    with ExitStack() as held:
+        claimed = [p for p in stack if held.enter_context(_claimed(session, p, console)) is not None]
+        if claimed:
+            started = time.perf_counter()
+            try:
+                outcomes = train_repeats([p.exp for p in claimed], session.data, session.project.experiments_dir,
+                                         progress, programs=session.store.programs, env=session.options.env)
+            except Exception as exc:  # one broken experiment must not sink the others
+                for planned in claimed:
+                    planned.error = f"{type(exc).__name__}: {exc}"
+            else:
+                for planned, outcome in zip(claimed, outcomes, strict=True):
+                    _store_outcome(session, planned, outcome, started)
+                    planned.seconds /= len(claimed)
+    for i, planned in enumerate(stack, start=done + 1):
+        progress.finish_experiment(_finished_line(planned, i, total))
+
+
 def _train_each(session: Session, todo: list[Planned], console: Any) -> None:
     with TrainingProgress(console, len(todo)) as progress:
-        for i, planned in enumerate(todo, start=1):
+        done = 0
+        for stack in _stacks(session, todo):
+            if len(stack) > 1:
+                _train_stack(session, stack, console, progress, done, len(todo))
+                done += len(stack)
+                continue
+            planned = stack[0]
+            done += 1
+            i = done
             progress.start_experiment(i, len(todo), planned.exp.name, planned.exp.model.epochs)
             with _claimed(session, planned, console) as partial:
                 if partial is not None:

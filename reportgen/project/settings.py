@@ -31,6 +31,7 @@ AUTOTUNE_ENV = "REPORTGEN_XLA_AUTOTUNE"  # JAX: XLA's GPU autotuning level, 0-4,
 OPTIONS_ENV = "REPORTGEN_XLA_OPTIONS"  # JAX: a JSON object of XLA compile options for the training loops
 CACHE_MB_ENV = "REPORTGEN_XLA_CACHE_MB"  # JAX: disk the build's compiled programs may take, in megabytes
 CACHE_MB_DEFAULT = 2048.0
+STACK_ENV = "REPORTGEN_STACK_REPEATS"  # 0: a dense run's repeats train one by one, not stacked in one program
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Environment:
     xla_autotune: int | None = None  # None: by model (none without convolutions on a GPU)
     xla_options: tuple[tuple[str, bool | int | float | str], ...] = ()  # pairs: the object stays hashable
     xla_cache_mb: float = CACHE_MB_DEFAULT
+    stack_repeats: bool = True
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
@@ -61,7 +63,8 @@ class Environment:
                    device_loop={"0": False, "1": True, "": None}[_choice(LOOP_ENV, text(LOOP_ENV), ("0", "1"))],
                    xla_autotune=_level(text(AUTOTUNE_ENV)),
                    xla_options=tuple(_xla_options(text(OPTIONS_ENV)).items()),
-                   xla_cache_mb=_megabytes(text(CACHE_MB_ENV)))
+                   xla_cache_mb=_megabytes(text(CACHE_MB_ENV)),
+                   stack_repeats=_choice(STACK_ENV, text(STACK_ENV), ("0", "1")) != "0")
 
     @property
     def xla_extra(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import numpy as np
 from reportgen.errors import RunError
 from reportgen.project.dataset import Dataset, divisor_of
 from reportgen.project.settings import Environment
-from reportgen.project.spec import CustomSpec, EarlyStopping, Experiment, GANSpec, builder_path
+from reportgen.project.spec import CustomSpec, EarlyStopping, Experiment, GANSpec, MLPSpec, builder_path
 from reportgen.train import jax_loop, models, tf_loop
 from reportgen.train.gan import train_gan
 from reportgen.train.machine import set_seeds, tensorflow_environment
@@ -142,7 +142,17 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
                    "best_epoch": watch.best_epoch, "restored": restore}
     log["seconds"] = [round(s, 4) for s in watch.seconds[:done]]
     log["epoch"] = list(range(1, done + 1))
+    steps_trained = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    return _outcome(exp, data, model, log, probs, watch.diverged, stopped, used, steps_trained,
+                    provenance(flags, started, data, spec.precision))
 
+
+def _outcome(exp: Experiment, data: Dataset, model: Any, log: dict[str, list[float]], probs: np.ndarray,
+             diverged: dict[str, Any] | None, stopped: dict[str, Any] | None, used: dict[str, Any],
+             steps_trained: int, made: dict[str, Any]) -> Outcome:
+    """A trained classifier's result, misclassified images and weights, from its history and its last
+    validation class probabilities; `made`: its provenance."""
+    done = len(log.get("loss", []))
     arrays: dict[str, np.ndarray] = {}
     misclassified: dict[str, Any] = {"count": 0, "total": int(len(data.y_val))}
     if np.all(np.isfinite(probs)):
@@ -166,23 +176,86 @@ def train(exp: Experiment, data: Dataset, experiments_dir: Path, reporter: Repor
     best_epoch = int(np.argmax(finite_val)) + 1 if finite_val else None
     result = ClassifierResult.model_validate({
         "name": exp.name,
-        "status": "diverged" if watch.diverged else "ok",
-        "diverged": watch.diverged,
+        "status": "diverged" if diverged else "ok",
+        "diverged": diverged,
         "config": exp.config(),
         "summary": model_summary(model),
         "weights_sha256": weights_hash(model),
         "history": log,
         "epochs_run": done,
-        "steps_trained": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "steps_trained": steps_trained,
         "final": {k: log[k][(stopped["best_epoch"] if stopped and stopped["restored"] else done) - 1]
                   for k in ("loss", "accuracy", "val_loss", "val_accuracy") if log.get(k)},
         "optimizer": used,
         "early_stopping": stopped,
         "best": {"val_accuracy": max(finite_val), "epoch": best_epoch} if finite_val else None,
         "misclassified": misclassified,
-        **provenance(flags, started, data, spec.precision),
+        **made,
     })
     return Outcome(result=result, arrays=arrays, files={WEIGHTS_FILE: _weights_bytes(model)})
+
+
+def stackable(exps: list[Experiment]) -> str | None:
+    """Why these repeats of one run cannot train side by side in one program (tf_stacked.py), or None
+    when they can: dense networks without batch normalization, dropout or early stopping, whose
+    optimizer steps each weight on its own (no clipnorm), in float32, under TensorFlow."""
+    import keras
+
+    first = exps[0].model
+    same = {k: v for k, v in exps[0].config().items() if k not in ("name", "seed")}
+    if len(exps) < 2:
+        return "a single run"
+    if keras.backend.backend() != "tensorflow":
+        return f"the {keras.backend.backend()} backend (stacked repeats are TensorFlow's)"
+    if not isinstance(first, MLPSpec):
+        return f"a {first.kind} run (only dense networks are stacked)"
+    if any({k: v for k, v in e.config().items() if k not in ("name", "seed")} != same for e in exps):
+        return "repeats of different settings"
+    reasons = [why for why, applies in (
+        ("batch normalization", first.batch_norm), ("dropout", any(first.dropout_after(i)
+                                                                    for i in range(len(first.hidden_layers)))),
+        ("early stopping", first.early_stopping is not None), ("clipnorm", first.clipnorm is not None),
+        (f"precision {first.precision}", first.precision != "float32")) if applies]
+    return ", ".join(reasons) if reasons else None
+
+
+def train_repeats(exps: list[Experiment], data: Dataset, experiments_dir: Path, reporter: Reporter | None = None,
+                  programs: Path | None = None, env: Environment | None = None) -> list[Outcome]:
+    """Several repeats of one dense run (`stackable`) trained side by side as one program; each
+    outcome is the repeat's own, as `train` would give it up to the last bits of rounding
+    (tf_stacked.py says why). A repeat that diverges sends them all through `train`, one by one."""
+    from reportgen.train import tf_stacked
+
+    reporter = reporter or SilentReporter()
+    env = env or Environment()
+    started = time.perf_counter()
+    spec = exps[0].model
+    assert isinstance(spec, MLPSpec)
+    built, flags = [], []
+    for exp in exps:  # each repeat's model as its own run builds it, with the initial weights its seed draws
+        flags.append(set_seeds(exp.model.seed, env, programs))
+        built.append(models.build(exp, experiments_dir, shape=data.input_shape, classes=data.num_classes))
+    inits = [[np.asarray(w) for w in model.get_weights()] for model in built]
+    steps = math.ceil(len(data.x_train) / spec.batch_size)
+    chosen = models.optimizer(spec, steps_per_epoch=steps)
+    used = _described(chosen, "the run's settings")
+    try:
+        fitted = tf_stacked.fit(spec, inits, [e.model.seed for e in exps], chosen, data.x_train, data.y_train,
+                                data.x_val, data.y_val, reporter)
+    except tf_stacked.Diverged as exc:
+        reporter.note(f"{exps[0].run}: {exc} when its repeats trained stacked; training them one by one")
+        return [train(exp, data, experiments_dir, reporter, programs=programs, env=env) for exp in exps]
+    share = (time.perf_counter() - started) / len(exps)
+    outcomes = []
+    for i, (exp, model) in enumerate(zip(exps, built, strict=True)):
+        model.set_weights(fitted["weights"][i])
+        log = {k: [float(v) for v in values] for k, values in fitted["histories"][i].items()}
+        log["seconds"] = [round(s / len(exps), 4) for s in fitted["seconds"]]
+        log["epoch"] = list(range(1, len(log["loss"]) + 1))
+        made = provenance({**flags[i], "stacked_repeats": len(exps)}, started, data, spec.precision)
+        made["train_seconds"] = round(share, 3)
+        outcomes.append(_outcome(exp, data, model, log, fitted["probs"][i], None, None, used, fitted["steps"], made))
+    return outcomes
 
 
 def _compile(exp: Experiment, model: Any, steps: int, reporter: Reporter, experiments_dir: Path) -> dict[str, Any]:
