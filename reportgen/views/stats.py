@@ -135,15 +135,16 @@ def measured(values: Sequence[float | None]) -> Measured | float | None:
 
 # --- two runs compared ----------------------------------------------------------------------------
 
-WELCH, MCNEMAR, NO_TEST = "welch", "mcnemar", "none"
+WELCH, ONE_AGAINST, MCNEMAR, NO_TEST = "welch", "one against repeats", "mcnemar", "none"
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One run against another on a metric: the difference of their means (first minus second), its
     95% interval and the p-value of "no difference", by the test the data allow: Welch's t-test over
-    repeats (both runs repeated), else McNemar's on the validation images (accuracy of single runs),
-    else none (one run each of a loss: nothing to tell the difference from noise)."""
+    repeats (both runs repeated), a t-test of a single run against the other's repeats (one side
+    repeated), McNemar's on the validation images (accuracy of two single runs), else none (one run
+    each of a loss: nothing to tell the difference from noise)."""
 
     first: str
     second: str
@@ -203,6 +204,7 @@ class Comparison:
         assert self.ci is not None and self.p_value is not None
         unit = "measurements" if self.metric == "epochs" else "repeats"
         how = (f"Welch's t-test over {self.n[0]} and {self.n[1]} {unit}" if self.test == WELCH else
+               f"t-test of one run against {max(self.n)} {unit} of the other" if self.test == ONE_AGAINST else
                f"McNemar's test on the {self.n[0] + self.n[1]} images only one of the two got right")
         p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
         return f"{head} (95% CI {self.signed(self.ci[0])} to {self.signed(self.ci[1])}, {p}; {how})"
@@ -225,6 +227,22 @@ def welch(first: Sequence[float], second: Sequence[float], level: float = LEVEL)
     half = float(t.ppf(0.5 + level / 2, df)) * se
     p = float(2 * t.sf(abs(difference) / se, df))
     return difference, (difference - half, difference + half), p
+
+
+def against_repeats(one: float, repeats: Sequence[float], level: float = LEVEL) -> tuple[float, tuple[float, float],
+                                                                                        float]:
+    """A single run against another run's repeats: (one - their mean, its interval, two-sided p). The
+    single run is taken as one more draw with the repeats' spread (Student's t prediction interval,
+    n - 1 degrees of freedom): all a single value allows."""
+    from scipy.stats import t
+
+    data = np.asarray(repeats, dtype=float)
+    difference = float(one - data.mean())
+    se = float(data.std(ddof=1)) * math.sqrt(1 + 1 / data.size)
+    if se == 0:
+        return difference, (difference, difference), 1.0 if difference == 0 else 0.0
+    half = float(t.ppf(0.5 + level / 2, data.size - 1)) * se
+    return difference, (difference - half, difference + half), float(2 * t.sf(abs(difference) / se, data.size - 1))
 
 
 def paired_interval(first: np.ndarray, second: np.ndarray, level: float = LEVEL) -> tuple[float, tuple[float, float]]:
@@ -250,6 +268,12 @@ def compare(first: str, second: str, metric: str, values: tuple[Sequence[float],
     if len(a) >= 2 and len(b) >= 2:
         difference, ci, p = welch(a, b)
         return Comparison(first, second, metric, difference, ci, p, WELCH, (len(a), len(b)), lower, digits)
+    if len(a) >= 2 or len(b) >= 2:  # one run against another's repeats
+        many, one, sign = (a, b[0], -1.0) if len(a) >= 2 else (b, a[0], 1.0)
+        difference, ci, p = against_repeats(one, many)
+        if sign < 0:
+            difference, ci = -difference, (-ci[1], -ci[0])
+        return Comparison(first, second, metric, difference, ci, p, ONE_AGAINST, (len(a), len(b)), lower, digits)
     if correct is not None and metric == "val_accuracy":
         test = mcnemar(*correct)
         difference, ci = paired_interval(*correct)

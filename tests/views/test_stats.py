@@ -91,3 +91,15 @@ def test_single_runs_are_compared_by_mcnemar_on_the_images_and_a_single_loss_is_
     untested = compare("a", "b", "val_loss", ([0.1], [0.2]), (first, second))
     assert untested.test == "none" and untested.p_value is None and not untested.differs
     assert str(untested) == "0.1 lower (one run each: no test)"
+
+
+def test_a_single_run_against_anothers_repeats_is_a_t_test_on_their_spread():
+    repeats = [0.90, 0.91, 0.92]
+    found = compare("cnn", "dense", "val_accuracy", ([0.95], repeats))
+    se = np.std(repeats, ddof=1) * np.sqrt(1 + 1 / 3)
+    assert found.test == "one against repeats" and found.difference == pytest.approx(0.04)
+    assert found.p_value == pytest.approx(2 * scipy_stats.t.sf(0.04 / se, 2))
+    assert found.ci == pytest.approx((0.04 - scipy_stats.t.ppf(0.975, 2) * se, 0.04 + scipy_stats.t.ppf(0.975, 2) * se))
+    flipped = compare("dense", "cnn", "val_accuracy", (repeats, [0.95]))
+    assert flipped.difference == pytest.approx(-0.04) and flipped.ci == pytest.approx((-found.ci[1], -found.ci[0]))
+    assert "t-test of one run against 3 repeats of the other" in str(found)
