@@ -62,6 +62,7 @@ class Kind(ViewKind[Settings]):
         measured = {"setting": settings.setting, "metric": settings.metric, "scale": scale, "points": points,
                     "best": best, "runner_up": picked["runner_up"], "tied": picked["tied"],
                     "distinct": picked["distinct"], "against_runner_up": str(against) if against else None,
+                    "against_short": against.short if against else None,
                     "test": against.test if against else None, "repeats": max(p["n"] for p in points)}
         alt = describe.metric_vs_setting(points, settings.setting, settings.metric, scale, inputs.percent_digits)
         return Collected({"measured": measured, "figure": f"assets/{inputs.figure}", "alt": alt}, measured)

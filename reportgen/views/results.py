@@ -51,7 +51,8 @@ class Kind(ViewKind[Settings]):
         against = picked["against_runner_up"]
         measured = {"columns": columns, "rows": rows, "best": best, "runner_up": picked["runner_up"],
                     "tied": picked["tied"], "distinct": picked["distinct"],
-                    "against_runner_up": str(against) if against else None, "test": against.test if against else None,
+                    "against_runner_up": str(against) if against else None,
+                    "against_short": against.short if against else None, "test": against.test if against else None,
                     "repeats": max((getattr(r["val_accuracy"], "n", 1) for r in rows), default=1)}
         return Collected({"measured": measured}, measured)
 
