@@ -75,3 +75,20 @@ def test_the_threshold_view_says_whether_the_smallest_is_surely_above_and_which_
     single = analysis.params_threshold([{"name": "one", "params": 5, "val_accuracy": 0.972,
                                          "validation_size": 1000}], 0.97)
     assert single["smallest"]["name"] == "one" and not single["sure"] and single["rows"][0]["side"] == "cannot tell"
+
+
+def test_a_comparison_whose_sign_or_significance_changed_is_told_apart_from_one_whose_numbers_moved():
+    from reportgen.grade.check import compare_line, turned_message
+    from reportgen.report.lock import comparison_changes
+
+    made = {"first": "a", "second": "b", "metric": "val_accuracy", "verdict": "higher, differs", "words": "1 higher"}
+    recorded = {"text": "T", "comparisons": [made]}
+    moved = {**made, "words": "1.1 higher"}  # other numbers, the same conclusion
+    assert comparison_changes(recorded, "T", [moved]) == []
+    turned = comparison_changes(recorded, "T", [{**made, "verdict": "higher, cannot tell apart"}])
+    assert [t["then"] for t in turned] == ["higher, differs"]
+    assert "changed significance since the text was written" in turned_message(turned[0])
+    flipped = comparison_changes(recorded, "T", [{**made, "verdict": "lower, differs"}])
+    assert "changed sign since" in turned_message(flipped[0])
+    assert comparison_changes(recorded, "edited", [{**made, "verdict": "lower, differs"}]) == []  # rewritten since
+    assert compare_line('x\n{% set c = compare("a",  "b") %}\n', turned[0]) == 2
