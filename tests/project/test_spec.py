@@ -460,6 +460,7 @@ def test_a_runs_settings_are_shown_as_toml_that_reads_back_as_its_configuration(
         config = {k: v for k, v in exp.config().items() if k != "name" and v is not None}
         if exp.config().get("learning_rate") is None:
             assert shown.pop("learning_rate") > 0  # Keras' default, shown as its value
+        assert shown.pop("repeats", 1) == exp.repeats  # how many times it trains, not part of a repeat's key
         assert shown == config, exp.name
     cnn = next(e for e in load_project(REPO).experiments if e.model.kind == "cnn").code_cell()
     assert 'blocks = [{ type = "conv", filters = ' in cnn and 'kind = "cnn"' in cnn
