@@ -69,6 +69,22 @@ def test_jobs_train_side_by_side_into_the_same_cache_with_identical_results(
     assert again.returncode == 0 and "0 to train" in again.stdout, again.stdout
 
 
+@pytest.mark.slow
+def test_repeats_train_side_by_side_under_jobs_and_the_first_repeat_is_the_run_as_before(
+        tmp_path: Path, sequential: dict[str, dict]) -> None:
+    root = project(tmp_path)
+    done = reportgen(root, "--jobs", "2", "--repeats", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Training 6 experiment(s) on 2 local worker processes" in done.stdout
+    results = stored(root)
+    assert sorted(results) == ["net-16", "net-16#2", "net-24", "net-24#2", "net-8", "net-8#2"]
+    # Repeat 1 is the run itself: same key, same weights as the build without repeats.
+    assert {name: results[name] for name in sequential} == sequential
+    assert results["net-8#2"]["weights"] != results["net-8"]["weights"]
+    again = reportgen(root, "--repeats", "2")
+    assert again.returncode == 0 and "0 to train" in again.stdout, again.stdout
+
+
 def on_a_cluster_losing_a_worker(root: Path, *args: str) -> tuple[str, str | None]:
     """`reportgen run --scheduler` on a local cluster of two worker processes, killing the worker of
     the first experiment that starts; the build's output and that experiment's name."""
