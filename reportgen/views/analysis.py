@@ -3,6 +3,7 @@ per-run facts commentary placeholders quote. Pure functions on typed results; no
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from reportgen.train.result import ClassifierResult, GanResult
@@ -59,7 +60,7 @@ def compare_runs(first: dict[str, Any], second: dict[str, Any], results: tuple[A
     values = []
     for facts in (first, second):
         found = [f.get(metric) for f in facts.get("repeat_facts") or [facts]]
-        if not found or any(v is None or v != v or v in (float("inf"), float("-inf")) for v in found):
+        if not found or any(v is None or not math.isfinite(v) for v in found):
             raise ValueError(f"compare: run {facts['name']!r} has no finite {metric} (it diverged, or its kind "
                              "has none)")
         values.append(found)
