@@ -14,6 +14,7 @@ from typing import Any
 
 from reportgen import __version__
 from reportgen.errors import ReportgenError
+from reportgen.project.spec import REPEAT_MARK
 from reportgen.views import figures
 
 MANIFEST = "manifest.json"
@@ -215,9 +216,6 @@ def repeated_metrics(a: list[dict[str, Any]], b: list[dict[str, Any]], tolerance
         else:
             out.extend(compare_metrics({metric: mean_a}, {metric: mean_b}, tolerance, validation_size))
     return out
-
-
-REPEAT_MARK = "#"  # spec.REPEAT_MARK: repeat i > 1 of run "x" is recorded as "x#i"
 
 
 def runs_of(names: list[str]) -> dict[str, list[str]]:
