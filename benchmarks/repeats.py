@@ -8,7 +8,13 @@ validation images. Every figure is the wall time of the whole training call: bui
 tracing the programs, the epochs and the result. A warm-up run comes first, so TensorFlow's start
 is not counted.
 
-    python benchmarks/repeats.py [--repeats 5] [--epochs 3] [--images 60000] [--nets 10x10,30x100,200x100]
+A shared 2-core machine's speed drifts by a fifth from minute to minute, so each network is timed in
+`--trials` rounds, each round one run, the separate runs and the stacked repeats back to back, and
+the table gives the medians; "stacked / one" is the median of the rounds' own ratios, with their
+range, since a round's figures share its moment's speed.
+
+    python benchmarks/repeats.py [--repeats 5] [--epochs 3] [--images 60000] [--trials 5]
+                                 [--nets 10x10,30x100,100x100,200x100]
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--images", type=int, default=60_000)
+    parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--nets", default="10x10,30x100,100x100,200x100")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from reportgen.train.machine import tensorflow_environment
 
     tensorflow_environment()
+    import statistics
+
     import numpy as np
 
     from reportgen.project.data import load_source
@@ -51,8 +60,9 @@ def main() -> None:
                           repeats=args.repeats)
 
     train(run("warm-up", [8]), data, folder)
-    print(f"{args.repeats} repeats, {args.epochs} epoch(s) of {len(data.x_train):,} images, batch 128; seconds\n")
-    print("| network | one run | separate | stacked | separate / one | stacked / one | largest val. accuracy "
+    print(f"{args.repeats} repeats, {args.epochs} epoch(s) of {len(data.x_train):,} images, batch 128, median of "
+          f"{args.trials} rounds; seconds\n")
+    print("| network | one run | separate | stacked | separate / one | stacked / one (range) | largest val. accuracy "
           "gap (images) | weights equal |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for net in args.nets.split(","):
@@ -60,20 +70,25 @@ def main() -> None:
         why = stackable(exps)
         if why:
             raise SystemExit(f"relu-{net}: not stackable here ({why})")
-        started = time.perf_counter()
-        train(exps[0], data, folder)
-        one = time.perf_counter() - started
-        started = time.perf_counter()
-        separate = [train(e, data, folder) for e in exps]
-        apart = time.perf_counter() - started
-        started = time.perf_counter()
-        stacked = train_repeats(exps, data, folder)
-        together = time.perf_counter() - started
+        ones, aparts, togethers = [], [], []
+        for _ in range(args.trials):
+            started = time.perf_counter()
+            train(exps[0], data, folder)
+            ones.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            separate = [train(e, data, folder) for e in exps]
+            aparts.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            stacked = train_repeats(exps, data, folder)
+            togethers.append(time.perf_counter() - started)
+        one, apart, together = (statistics.median(v) for v in (ones, aparts, togethers))
+        ratios = [t / o for t, o in zip(togethers, ones, strict=True)]
         gap = max(abs(a.result.final["val_accuracy"] - b.result.final["val_accuracy"])
                   for a, b in zip(separate, stacked, strict=True)) * len(data.y_val)
         equal = sum(a.result.weights_sha256 == b.result.weights_sha256 for a, b in zip(separate, stacked, strict=True))
-        print(f"| relu-{net} | {one:.2f} | {apart:.2f} | {together:.2f} | {apart / one:.2f} | {together / one:.2f} "
-              f"| {gap:.0f} | {equal} of {len(exps)} |", flush=True)
+        print(f"| relu-{net} | {one:.2f} | {apart:.2f} | {together:.2f} | {apart / one:.2f} | "
+              f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | {gap:.0f} "
+              f"| {equal} of {len(exps)} |", flush=True)
 
 
 if __name__ == "__main__":
