@@ -231,11 +231,7 @@ def train_repeats(exps: list[Experiment], data: Dataset, experiments_dir: Path, 
     started = time.perf_counter()
     spec = exps[0].model
     assert isinstance(spec, MLPSpec)
-    built, flags = [], []
-    for exp in exps:  # each repeat's model as its own run builds it, with the initial weights its seed draws
-        flags.append(set_seeds(exp.model.seed, env, programs))
-        built.append(models.build(exp, experiments_dir, shape=data.input_shape, classes=data.num_classes))
-    inits = [[np.asarray(w) for w in model.get_weights()] for model in built]
+    flags, inits, model = _initial_weights(exps, data, experiments_dir, env, programs)
     steps = math.ceil(len(data.x_train) / spec.batch_size)
     chosen = models.optimizer(spec, steps_per_epoch=steps)
     used = _described(chosen, "the run's settings")
@@ -247,7 +243,7 @@ def train_repeats(exps: list[Experiment], data: Dataset, experiments_dir: Path, 
         return [train(exp, data, experiments_dir, reporter, programs=programs, env=env) for exp in exps]
     share = (time.perf_counter() - started) / len(exps)
     outcomes = []
-    for i, (exp, model) in enumerate(zip(exps, built, strict=True)):
+    for i, exp in enumerate(exps):  # one model holds each repeat's weights in turn, for its summary and file
         model.set_weights(fitted["weights"][i])
         log = {k: [float(v) for v in values] for k, values in fitted["histories"][i].items()}
         log["seconds"] = [round(s / len(exps), 4) for s in fitted["seconds"]]
@@ -256,6 +252,29 @@ def train_repeats(exps: list[Experiment], data: Dataset, experiments_dir: Path, 
         made["train_seconds"] = round(share, 3)
         outcomes.append(_outcome(exp, data, model, log, fitted["probs"][i], None, None, used, fitted["steps"], made))
     return outcomes
+
+
+def _initial_weights(exps: list[Experiment], data: Dataset, experiments_dir: Path, env: Environment,
+                     programs: Path | None) -> tuple[list[dict[str, Any]], list[list[np.ndarray]], Any]:
+    """Each repeat's seeding flags and the initial weights its seed draws, as its own run's model
+    would start, and the first repeat's model. The weights are drawn without building each model
+    (models.initial_weights), once that way has been checked to give the first repeat's model's
+    weights as `build` makes it; where it does not, each repeat's model is built."""
+    flags, inits = [], []
+    shape, classes = data.input_shape, data.num_classes
+    for exp in exps:
+        flags.append(set_seeds(exp.model.seed, env, programs))
+        inits.append([np.asarray(w) for w in models.initial_weights(exp, shape=shape, classes=classes)])
+    set_seeds(exps[0].model.seed, env, programs)
+    model = models.build(exps[0], experiments_dir, shape=shape, classes=classes)
+    built = model.get_weights()
+    if len(built) == len(inits[0]) and all(np.array_equal(a, b) for a, b in zip(built, inits[0], strict=True)):
+        return flags, inits, model
+    inits = [built]
+    for exp in exps[1:]:
+        set_seeds(exp.model.seed, env, programs)
+        inits.append(models.build(exp, experiments_dir, shape=shape, classes=classes).get_weights())
+    return flags, inits, model
 
 
 def _compile(exp: Experiment, model: Any, steps: int, reporter: Reporter, experiments_dir: Path) -> dict[str, Any]:

@@ -85,3 +85,34 @@ def test_a_build_stacks_the_repeats_and_a_diverging_one_falls_back_to_separate_r
     rows = {r["name"]: r for r in json.loads((root / "build" / "results.json").read_text())["experiments"]}
     assert rows["explodes"]["status"] == rows["explodes#2"]["status"] == "diverged"
     assert [rows[n]["status"] for n in ("net", "net#2", "net#3")] == ["ok", "ok", "ok"]
+
+
+@pytest.mark.parametrize("settings", ["", 'activation = "tanh"\nregularizer = "l1"\nstrength = 1e-3'])
+def test_repeats_start_from_the_weights_their_own_models_would_start_from(make_project, settings):
+    from reportgen.project.settings import Environment
+    from reportgen.train import models
+    from reportgen.train.machine import set_seeds
+
+    section = SECTION.replace('regularizer = "l2"\nstrength = 1e-4\n', settings + "\n")
+    root = make_project({"experiments/1.toml": section})
+    for exp in load_project(root).experiments[0].with_repeats():
+        set_seeds(exp.model.seed, Environment())
+        drawn = models.initial_weights(exp, shape=(28, 28), classes=10)
+        set_seeds(exp.model.seed, Environment())
+        built = models.build(exp, root / "experiments", shape=(28, 28), classes=10).get_weights()
+        assert [w.shape for w in drawn] == [w.shape for w in built] == [(784, 24), (24,), (24, 12), (12,), (12, 10),
+                                                                        (10,)]
+        for a, b in zip(drawn, built, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_when_drawn_weights_differ_from_a_built_model_every_repeat_is_built(make_project, monkeypatch):
+    from reportgen.train import models
+
+    root = make_project({"experiments/1.toml": SECTION.replace("epochs = 3", "epochs = 1")})
+    exps = load_project(root).experiments[0].with_repeats()
+    data = subset(load_source("mnist-sample", root, None), 300, 100)
+    honest = [o.result.weights_sha256 for o in train_repeats(exps, data, root / "experiments")]
+    drawn = models.initial_weights
+    monkeypatch.setattr(models, "initial_weights", lambda *a, **k: [w + 1.0 for w in drawn(*a, **k)])
+    assert [o.result.weights_sha256 for o in train_repeats(exps, data, root / "experiments")] == honest
