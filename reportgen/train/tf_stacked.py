@@ -43,6 +43,7 @@ from reportgen.project.spec import MLPSpec
 from reportgen.train.outcome import PROGRESS_TICKS
 
 VALIDATION_PART = 2000
+ALONE = 1 << 16  # elements of a stacked weight above which it is a variable of its own
 
 
 def dense(x: Any, kernel: Any, bias: Any, input_gradient: bool = True) -> Any:
@@ -92,20 +93,30 @@ def fit(spec: MLPSpec, inits: list[list[np.ndarray]], seeds: list[int], optimize
     steps = math.ceil(n / batch)
     chunk = max(1, math.ceil(steps / PROGRESS_TICKS))
     images, labels = tf.constant(x_train.reshape(n, -1)), tf.constant(y_train.astype("int32"))
-    # All the repeats' weights in one variable: [kernel, bias] per layer, each stacked over the
-    # repeats, flattened and laid end to end, so the optimizer's update is one kernel call a step.
+    # The repeats' small weights in one variable: [kernel, bias] per layer, each stacked over the
+    # repeats, flattened and laid end to end, so that the optimizer's update of all of them is one
+    # kernel call a step. A weight larger than ALONE elements is a variable of its own, as copying
+    # it out of a shared one and its gradient back in would cost more than the call saved.
     shapes = [(count, *np.shape(w)) for w in inits[0]]
     sizes = [math.prod(shape) for shape in shapes]
-    flat = keras.Variable(np.concatenate([np.stack([init[i] for init in inits]).ravel()
-                                          for i in range(len(shapes))]), name="stacked_weights")
+    stacked_inits = [np.stack([init[i] for init in inits]) for i in range(len(shapes))]
+    shared = [i for i, size in enumerate(sizes) if size <= ALONE]
+    own = {i: keras.Variable(stacked_inits[i], name=f"stacked_{i}") for i, size in enumerate(sizes) if size > ALONE}
+    flat = keras.Variable(np.concatenate([stacked_inits[i].ravel() for i in shared]), name="stacked_small_weights") \
+        if shared else None
+    variables = [*([flat] if flat is not None else []), *own.values()]
     hidden = keras.activations.get(spec.activation)
     strength = float(spec.strength) if spec.regularizer in ("l1", "l2") else 0.0
     classes = shapes[-1][-1]
-    optimizer.build([flat])
+    optimizer.build(variables)
 
-    def unpacked(values: Any) -> list[Any]:
-        """The stacked [kernel, bias, ...] of the flat weights."""
-        return [tf.reshape(part, shape) for part, shape in zip(tf.split(values, sizes), shapes, strict=True)]
+    def unpacked() -> list[Any]:
+        """The stacked [kernel, bias, ...], from their variables."""
+        weights: dict[int, Any] = {i: variable.value for i, variable in own.items()}
+        if flat is not None:
+            parts = tf.split(flat.value, [sizes[i] for i in shared])
+            weights.update({i: tf.reshape(part, shapes[i]) for i, part in zip(shared, parts, strict=True)})
+        return [weights[i] for i in range(len(shapes))]
 
     def logits(x: Any, weights: list[Any], first_gradient: bool = True) -> Any:
         kernels, biases = weights[0::2], weights[1::2]
@@ -133,7 +144,7 @@ def fit(spec: MLPSpec, inits: list[list[np.ndarray]], seeds: list[int], optimize
             x = tf.cast(tf.gather(images, chosen), "float32") / divisor
             y = tf.gather(labels, chosen)
             with tf.GradientTape() as tape:
-                weights = unpacked(flat)
+                weights = unpacked()
                 z = logits(x, weights, first_gradient=False)
                 # Keras' cross-entropy of a softmax's output is this op on the softmax's logits.
                 cross = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.reshape(y, [-1]),
@@ -142,7 +153,7 @@ def fit(spec: MLPSpec, inits: list[list[np.ndarray]], seeds: list[int], optimize
                 if penalize:
                     loss += sum(layer_penalties(weights))
                 objective = tf.reduce_sum(loss)  # each repeat's gradient is its own loss's
-            optimizer.apply_gradients([(tape.gradient(objective, flat), flat)])
+            optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables, strict=True))
             size = tf.cast(tf.shape(y)[1], "float32")
             right = tf.reduce_sum(tf.cast(tf.equal(tf.cast(tf.argmax(z, axis=-1), "int32"), y), "float32"), axis=1)
             totals[0].assign_add(loss * size)
@@ -155,7 +166,7 @@ def fit(spec: MLPSpec, inits: list[list[np.ndarray]], seeds: list[int], optimize
 
     val_shape = tf.TensorSpec([None, x_val[0].size], tf.as_dtype(x_val.dtype))
     predict = tf.function(
-        lambda part: keras.activations.softmax(logits(tf.cast(part, "float32")[None] / divisor, unpacked(flat))),
+        lambda part: keras.activations.softmax(logits(tf.cast(part, "float32")[None] / divisor, unpacked())),
         input_signature=[val_shape], autograph=False, jit_compile=False)
     flat_val = x_val.reshape(len(x_val), -1)
 
@@ -180,7 +191,7 @@ def fit(spec: MLPSpec, inits: list[list[np.ndarray]], seeds: list[int], optimize
         probs = np.concatenate([np.asarray(predict(tf.constant(flat_val[i:i + VALIDATION_PART])), dtype="float32")
                                 for i in range(0, len(flat_val), VALIDATION_PART)], axis=1)
         # As a run's own validation adds its layers' penalties: one by one, in Python's floats.
-        layers = [np.asarray(v) for v in layer_penalties(unpacked(flat))] if penalize else []
+        layers = [np.asarray(v) for v in layer_penalties(unpacked())] if penalize else []
         penalty = [sum(float(v[i]) for v in layers) for i in range(count)]
         for i, history in enumerate(histories):
             cross = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(y_val, probs[i]))
@@ -191,8 +202,8 @@ def fit(spec: MLPSpec, inits: list[list[np.ndarray]], seeds: list[int], optimize
                 history.setdefault(key, []).append(value)
         seconds.append(time.perf_counter() - started)
         reporter.epoch_end(epoch + 1, {k: v[-1] for k, v in histories[0].items()})
-    optimizer.finalize_variable_values([flat])
-    stacked = [np.asarray(w) for w in unpacked(flat)]
+    optimizer.finalize_variable_values(variables)
+    stacked = [np.asarray(w) for w in unpacked()]
     trained = [[w[i] for w in stacked] for i in range(count)]
     return {"histories": histories, "probs": probs, "weights": trained, "seconds": seconds,
             "steps": int(keras.ops.convert_to_numpy(optimizer.iterations))}

@@ -45,8 +45,12 @@ def _weights(outcome):
         return found
 
 
-def test_each_stacked_repeat_matches_the_separate_run_of_its_seed(make_project):
-    root = make_project({"experiments/1.toml": SECTION})
+@pytest.mark.parametrize("layers", ["[24, 12]", "[32, 12]"])  # the first kernel shared, or a variable of its own
+def test_each_stacked_repeat_matches_the_separate_run_of_its_seed(make_project, layers):
+    from reportgen.train.tf_stacked import ALONE
+
+    assert (3 * 784 * 24 <= ALONE) and (3 * 784 * 32 > ALONE)
+    root = make_project({"experiments/1.toml": SECTION.replace("[24, 12]", layers)})
     exps = load_project(root).experiments[0].with_repeats()
     data = subset(load_source("mnist-sample", root, None), 600, 200)
     assert stackable(exps) is None
