@@ -13,6 +13,12 @@ A shared 2-core machine's speed drifts by a fifth from minute to minute, so each
 the table gives the medians; "stacked / one" is the median of the rounds' own ratios, with their
 range, since a round's figures share its moment's speed.
 
+"floor" is what the repeats cannot share: each repeat's first layer multiplies its own batch (its
+own shuffle) by its own kernel, forward and for the kernel's gradient. Those two products of one
+network, timed on their own in a loop of 500, times the N - 1 extra repeats' steps, added to one
+run, over one run: no stacking of N repeats that keeps each one's own shuffle and this machine's
+product speed costs less than that ratio, however little everything else costs.
+
     python benchmarks/repeats.py [--repeats 5] [--epochs 3] [--images 60000] [--trials 5]
                                  [--nets 10x10,30x100,100x100,200x100]
 """
@@ -59,12 +65,36 @@ def main() -> None:
         return Experiment(name=name, section="1.3", model=model, data="mnist-sample", source=folder / "1.3.toml",
                           repeats=args.repeats)
 
+    def products(width: int) -> float:
+        """Seconds one network's first-layer products (forward and kernel gradient) take a step."""
+        import tensorflow as tf
+
+        rng = np.random.default_rng(0)
+        x, kernel = (tf.constant(rng.random(shape, dtype=np.float32)) for shape in ((128, 784), (784, width)))
+        upstream = tf.constant(rng.random((128, width), dtype=np.float32))
+
+        @tf.function(autograph=False)
+        def loop() -> object:
+            def body(i: object, total: object) -> tuple[object, object]:
+                forward = tf.matmul(x, kernel)
+                gradient = tf.matmul(x, upstream, transpose_a=True)
+                return i + 1, total + forward[0, 0] + gradient[0, 0]
+            return tf.while_loop(lambda i, total: i < 500, body, (0, 0.0), parallel_iterations=1)
+
+        loop()
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            loop()
+            times.append(time.perf_counter() - started)
+        return min(times) / 500
+
     train(run("warm-up", [8]), data, folder)
     print(f"{args.repeats} repeats, {args.epochs} epoch(s) of {len(data.x_train):,} images, batch 128, median of "
           f"{args.trials} rounds; seconds\n")
-    print("| network | one run | separate | stacked | separate / one | stacked / one (range) | largest val. accuracy "
-          "gap (images) | weights equal |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| network | one run | separate | stacked | separate / one | stacked / one (range) | floor | largest val. "
+          "accuracy gap (images) | weights equal |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for net in args.nets.split(","):
         exps = run(f"relu-{net}", [int(v) for v in net.split("x")]).with_repeats()
         why = stackable(exps)
@@ -83,11 +113,13 @@ def main() -> None:
             togethers.append(time.perf_counter() - started)
         one, apart, together = (statistics.median(v) for v in (ones, aparts, togethers))
         ratios = [t / o for t, o in zip(togethers, ones, strict=True)]
+        steps = -(-len(data.x_train) // 128) * args.epochs
+        floor = (one + (len(exps) - 1) * steps * products(int(net.split("x")[0]))) / one
         gap = max(abs(a.result.final["val_accuracy"] - b.result.final["val_accuracy"])
                   for a, b in zip(separate, stacked, strict=True)) * len(data.y_val)
         equal = sum(a.result.weights_sha256 == b.result.weights_sha256 for a, b in zip(separate, stacked, strict=True))
         print(f"| relu-{net} | {one:.2f} | {apart:.2f} | {together:.2f} | {apart / one:.2f} | "
-              f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | {gap:.0f} "
+              f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | {floor:.2f} | {gap:.0f} "
               f"| {equal} of {len(exps)} |", flush=True)
 
 
