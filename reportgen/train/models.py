@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import inspect
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,9 +143,7 @@ def initial_weights(exp: Experiment, *, shape: tuple[int, ...], classes: int) ->
     spec = exp.model
     assert isinstance(spec, MLPSpec) and not spec.batch_norm
     weights: list[Any] = []
-    width = 1
-    for size in shape:
-        width *= size
+    width = math.prod(shape)
     with precision(spec.precision):
         for layer in _mlp_layers(spec, False, classes):
             if isinstance(layer, keras.layers.Dense):

@@ -7,9 +7,9 @@ repeats of relu-30x100 run separately pay that overhead five times. Stacked they
 products five times the size (benchmarks/repeats.py measures both). Three more things keep the
 count of ops down, each measured on 2 cores with TensorFlow's profiler, in CPU time a step of five
 relu-30x100 repeats:
-- all the weights are one variable, laid end to end, so Adam's update is one kernel call a step
-  rather than one a layer's kernel and bias (about 0.45 ms of such calls became 0.1 ms, for a split
-  and a concatenation of 0.09 ms);
+- all the small weights are one variable, laid end to end, so Adam's update is one kernel call a
+  step rather than one a layer's kernel and bias (about 0.45 ms of such calls became 0.1 ms, for a
+  split and a concatenation of 0.09 ms); a weight over ALONE elements keeps a variable of its own;
 - the loss is TensorFlow's cross-entropy on the last layer's logits, with accuracy from their
   largest, and no softmax is taken in training (Keras' own cross-entropy of a softmax's output
   finds its logits and calls the same op, so the softmax was work whose result went unused but
@@ -53,19 +53,11 @@ def dense(x: Any, kernel: Any, bias: Any, input_gradient: bool = True) -> Any:
     step; without `input_gradient` (a first layer's input is data) none is computed for x."""
     import tensorflow as tf
 
-    if not input_gradient:
-        @tf.custom_gradient
-        def first(kernel: Any, bias: Any) -> Any:
-            def gradient(upstream: Any) -> Any:
-                return tf.matmul(x, upstream, adjoint_a=True), tf.reduce_sum(upstream, axis=1)
-            return tf.matmul(x, kernel) + bias[:, None, :], gradient
-        return first(kernel, bias)
-
     @tf.custom_gradient
     def layer(x: Any, kernel: Any, bias: Any) -> Any:
         def gradient(upstream: Any) -> Any:
-            return (tf.matmul(upstream, kernel, adjoint_b=True), tf.matmul(x, upstream, adjoint_a=True),
-                    tf.reduce_sum(upstream, axis=1))
+            to_input = tf.matmul(upstream, kernel, adjoint_b=True) if input_gradient else None
+            return to_input, tf.matmul(x, upstream, adjoint_a=True), tf.reduce_sum(upstream, axis=1)
         return tf.matmul(x, kernel) + bias[:, None, :], gradient
     return layer(x, kernel, bias)
 
