@@ -53,11 +53,19 @@ def dense(x: Any, kernel: Any, bias: Any, input_gradient: bool = True) -> Any:
     step; without `input_gradient` (a first layer's input is data) none is computed for x."""
     import tensorflow as tf
 
+    if not input_gradient:
+        @tf.custom_gradient
+        def first(kernel: Any, bias: Any) -> Any:
+            def gradient(upstream: Any) -> Any:
+                return tf.matmul(x, upstream, adjoint_a=True), tf.reduce_sum(upstream, axis=1)
+            return tf.matmul(x, kernel) + bias[:, None, :], gradient
+        return first(kernel, bias)
+
     @tf.custom_gradient
     def layer(x: Any, kernel: Any, bias: Any) -> Any:
         def gradient(upstream: Any) -> Any:
-            to_input = tf.matmul(upstream, kernel, adjoint_b=True) if input_gradient else None
-            return to_input, tf.matmul(x, upstream, adjoint_a=True), tf.reduce_sum(upstream, axis=1)
+            return (tf.matmul(upstream, kernel, adjoint_b=True), tf.matmul(x, upstream, adjoint_a=True),
+                    tf.reduce_sum(upstream, axis=1))
         return tf.matmul(x, kernel) + bias[:, None, :], gradient
     return layer(x, kernel, bias)
 
